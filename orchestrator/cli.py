@@ -1,0 +1,224 @@
+"""The ``leadflow`` command: run, status, submit, retry, simulator, demo, migrate.
+
+``main()`` is only ``asyncio.run(cli(sys.argv[1:]))`` so that ``cli(args)`` can be tested
+directly. Exit codes: 0 success, 1 runtime error (the cause chain is printed), 2 a bad
+setting or bad usage (one line naming the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.settings import Settings, load_settings
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def _parse_set(values: list[str]) -> dict[str, Any]:
+    """Turn ``--set section.key=value`` flags into a nested dict of overrides."""
+    overrides: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(item, "expected --set section.key=value")
+        node = overrides
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser (every command has ``--help``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        help="TOML settings file (or env LEADFLOW_CONFIG); env LEADFLOW_<SECTION>__<KEY> "
+        "and --set override it",
+    )
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set limits.import_slots=5 (repeatable)",
+    )
+    common.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="log line format"
+    )
+    common.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="minimum log level"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="leadflow",
+        description="Get lead files of any size into Marketo through its Bulk Lead Import API.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", parents=[common], help="run the daemon: watch the inbox, import, report"
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="drain: take what is in the inbox, wait until every file has a report, exit 0",
+    )
+
+    status = sub.add_parser(
+        "status", parents=[common], help="show files, batches, slots and calls from the database"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    submit = sub.add_parser(
+        "submit", parents=[common], help="copy a file into the inbox (optionally a route's folder)"
+    )
+    submit.add_argument("file", type=Path, help="the lead file")
+    submit.add_argument("--route", help="route name from the settings")
+
+    retry = sub.add_parser(
+        "retry",
+        parents=[common],
+        help="re-queue a file's failed uploads, or a rejected file after it was fixed",
+    )
+    retry.add_argument("file_id", type=int, help="the file id (see `leadflow status`)")
+
+    sim = sub.add_parser(
+        "simulator", parents=[common], help="serve the Marketo simulator (loopback by default)"
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sim.add_argument("--port", type=int, default=8780, help="TCP port")
+    sim.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="simulated seconds per real second (default 1: real time)",
+    )
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the simulator and the daemon on generated sample files",
+    )
+    demo.add_argument(
+        "--dir", type=Path, default=Path("demo"), help="demo folder (recreated each run)"
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="keep the daemon watching the demo inbox after the summary",
+    )
+    demo.add_argument(
+        "--small", action="store_true", help="small files and a faster clock (used by tests)"
+    )
+    demo.add_argument(
+        "--time-scale", type=float, default=None, help="simulator clock speed-up"
+    )
+
+    sub.add_parser("migrate", parents=[common], help="create or upgrade the database")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Build the frozen settings from ``--config``, the environment and flags.
+
+    Raises:
+        ConfigError: an invalid or missing setting.
+    """
+    overrides = _parse_set(args.overrides)
+    if args.log_format:
+        overrides.setdefault("log", {})["format"] = args.log_format
+    if args.log_level:
+        overrides.setdefault("log", {})["level"] = args.log_level
+    return load_settings(args.config, overrides)
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "simulator":
+        from orchestrator.logging import configure
+        from orchestrator.simulator import serve
+
+        configure(args.log_format or "auto", args.log_level or "info")
+        await serve(
+            host=args.host, port=args.port, config_path=args.config, time_scale=args.time_scale
+        )
+        return EXIT_OK
+    if args.command == "demo":
+        from orchestrator.demo import run_demo
+
+        return await run_demo(args)
+
+    settings = settings_from_args(args)
+    from orchestrator.logging import configure
+
+    configure(settings.log.format, settings.log.level)
+    if args.command == "migrate":
+        from orchestrator.status import migrate_command
+
+        return await migrate_command(settings)
+    if args.command == "status":
+        from orchestrator.status import status_command
+
+        return await status_command(settings, as_json=args.json)
+    if args.command == "run":
+        from orchestrator.daemon import run_daemon
+
+        return await run_daemon(settings, once=args.once)
+    if args.command == "submit":
+        from orchestrator.ops import submit_command
+
+        return await submit_command(settings, args.file, args.route)
+    if args.command == "retry":
+        from orchestrator.ops import retry_command
+
+        return await retry_command(settings, args.file_id)
+    raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+
+
+def _causes(exc: BaseException) -> list[str]:
+    chain: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 5:
+        chain.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__
+    return chain
+
+
+async def cli(argv: list[str]) -> int:
+    """Run the command in ``argv`` (without the program name) and return its exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return await _dispatch(args)
+    except ConfigError as exc:
+        print(f"leadflow: invalid setting {exc.key}: {exc.reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OrchestratorError as exc:
+        from orchestrator.logging import redact_text
+
+        print(f"leadflow: {redact_text(str(exc))}", file=sys.stderr)
+        for cause in _causes(exc)[1:]:
+            print(f"  caused by {redact_text(cause)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def main() -> None:
+    """Console entry point: ``leadflow``."""
+    try:
+        code = asyncio.run(cli(sys.argv[1:]))
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,265 @@
+"""Status enums, their allowed transitions, and the frozen records the store returns.
+
+The enums are mirrored by ``CHECK`` constraints and by the ``allowed_transitions`` table of
+``migrations/0001_initial.sql``; a trigger refuses any other transition, and a unit test keeps
+the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class FileStatus(StrEnum):
+    """Where one input file is in its life: inbox -> work -> uploads -> report."""
+
+    #: Claimed into ``paths.work`` and recorded; not prepared yet.
+    RECEIVED = "received"
+    #: Prepared; its uploads are enqueued and being imported.
+    QUEUED = "queued"
+    #: Every upload is terminal; results are being fetched and written.
+    REPORTING = "reporting"
+    #: Every row was imported or reported (some may have warnings).
+    COMPLETE = "complete"
+    #: Some uploads failed or were rejected by Marketo, or rows were rejected locally.
+    PARTIAL = "partial"
+    #: Could not be imported at all (undecodable, unknown fields, no lookup column, ...).
+    REJECTED = "rejected"
+    #: No data rows (header only, or blank).
+    EMPTY = "empty"
+    #: Same SHA-256 as a file already imported; not sent again.
+    DUPLICATE = "duplicate"
+
+
+#: File statuses after which nothing more happens unless an operator retries.
+FILE_TERMINAL: frozenset[FileStatus] = frozenset(
+    {
+        FileStatus.COMPLETE,
+        FileStatus.PARTIAL,
+        FileStatus.REJECTED,
+        FileStatus.EMPTY,
+        FileStatus.DUPLICATE,
+    }
+)
+
+
+class UploadStatus(StrEnum):
+    """Where one upload (a chunk of a file under the size limit) is, ours and Marketo's."""
+
+    #: In our FIFO, waiting for an import slot (``not_before`` may delay it).
+    QUEUED = "queued"
+    #: Claimed by the scheduler; the create call is under way.
+    SUBMITTING = "submitting"
+    #: Marketo accepted it (``batchId`` known); Marketo says ``Queued``.
+    SUBMITTED = "submitted"
+    #: Marketo says ``Importing``.
+    IMPORTING = "importing"
+    #: Marketo says ``Complete`` (rows may still have failed or warned).
+    COMPLETE = "complete"
+    #: Marketo said ``Failed`` more often than ``daemon.max_batch_attempts`` (dead letter).
+    FAILED = "failed"
+    #: Marketo refused it permanently at upload (1003, 1006, 1011, 1013, 413...) (dead letter).
+    REJECTED = "rejected"
+
+
+#: Upload statuses that hold one of Marketo's import queue slots (queued-or-importing there).
+UPLOAD_AT_MARKETO: frozenset[UploadStatus] = frozenset(
+    {UploadStatus.SUBMITTED, UploadStatus.IMPORTING}
+)
+#: Upload statuses after which nothing more happens unless an operator retries.
+UPLOAD_TERMINAL: frozenset[UploadStatus] = frozenset(
+    {UploadStatus.COMPLETE, UploadStatus.FAILED, UploadStatus.REJECTED}
+)
+
+_F = FileStatus
+_U = UploadStatus
+
+#: Allowed file transitions; the migration holds the same pairs and a trigger enforces them.
+FILE_TRANSITIONS: dict[FileStatus, frozenset[FileStatus]] = {
+    _F.RECEIVED: frozenset({_F.QUEUED, _F.REPORTING, _F.REJECTED, _F.EMPTY, _F.DUPLICATE}),
+    _F.QUEUED: frozenset({_F.REPORTING}),
+    _F.REPORTING: frozenset({_F.COMPLETE, _F.PARTIAL, _F.REJECTED}),
+    _F.COMPLETE: frozenset(),
+    _F.PARTIAL: frozenset({_F.QUEUED}),
+    _F.REJECTED: frozenset({_F.RECEIVED, _F.QUEUED}),
+    _F.EMPTY: frozenset({_F.RECEIVED}),
+    _F.DUPLICATE: frozenset({_F.RECEIVED}),
+}
+
+#: Allowed upload transitions; the migration holds the same pairs and a trigger enforces them.
+UPLOAD_TRANSITIONS: dict[UploadStatus, frozenset[UploadStatus]] = {
+    _U.QUEUED: frozenset({_U.SUBMITTING}),
+    _U.SUBMITTING: frozenset(
+        {_U.QUEUED, _U.SUBMITTED, _U.IMPORTING, _U.COMPLETE, _U.FAILED, _U.REJECTED}
+    ),
+    _U.SUBMITTED: frozenset({_U.IMPORTING, _U.COMPLETE, _U.FAILED, _U.QUEUED}),
+    _U.IMPORTING: frozenset({_U.COMPLETE, _U.FAILED, _U.QUEUED}),
+    _U.COMPLETE: frozenset(),
+    _U.FAILED: frozenset({_U.QUEUED}),
+    _U.REJECTED: frozenset({_U.QUEUED}),
+}
+
+
+def can_transition_file(old: FileStatus, new: FileStatus) -> bool:
+    """Return whether a file may go from ``old`` to ``new`` (a no-op is not a transition)."""
+    return new in FILE_TRANSITIONS[old]
+
+
+def can_transition_upload(old: UploadStatus, new: UploadStatus) -> bool:
+    """Return whether an upload may go from ``old`` to ``new``."""
+    return new in UPLOAD_TRANSITIONS[old]
+
+
+def pack_rows(rows: list[int] | array[int]) -> bytes:
+    """Pack source row numbers (1-based line numbers) into the ``uploads.source_rows`` blob."""
+    packed = array("I", rows)
+    if packed.itemsize != 4:  # pragma: no cover - every platform we run on has 4-byte "I"
+        packed = array("L", rows)
+    return packed.tobytes()
+
+
+def unpack_rows(blob: bytes) -> list[int]:
+    """Unpack ``uploads.source_rows``: one source line number per upload row, in order."""
+    out: array[int] = array("I")
+    out.frombytes(blob)
+    return out.tolist()
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One input file (a row of ``files``). Times are epoch seconds."""
+
+    id: int
+    name: str
+    inbox_path: str
+    work_path: str
+    route: str | None
+    status: FileStatus
+    sha256: str | None
+    size_bytes: int | None
+    error: str | None
+    encoding: str | None
+    format: str | None
+    rows_total: int
+    rows_rejected: int
+    duplicates: int
+    info: dict[str, Any]
+    received_at: float
+    updated_at: float
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> FileRecord:
+        """Build from an ``aiosqlite.Row`` of ``SELECT * FROM files``."""
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            inbox_path=row["inbox_path"],
+            work_path=row["work_path"],
+            route=row["route"],
+            status=FileStatus(row["status"]),
+            sha256=row["sha256"],
+            size_bytes=row["size_bytes"],
+            error=row["error"],
+            encoding=row["encoding"],
+            format=row["format"],
+            rows_total=row["rows_total"],
+            rows_rejected=row["rows_rejected"],
+            duplicates=row["duplicates"],
+            info=json.loads(row["info"] or "{}"),
+            received_at=row["received_at"],
+            updated_at=row["updated_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewUpload:
+    """An upload prepared by intake, to be enqueued.
+
+    Attributes:
+        path: the prepared UTF-8 CSV file (header + rows) on disk.
+        size_bytes: size of that file in bytes.
+        source_rows: one source line number per data row, in file order.
+        kind: ``leads``, ``program_members`` or ``custom_objects``.
+        options: Marketo parameters: ``format``, ``lookupField``, ``listId``,
+            ``partitionName``, ``programId``, ``programMemberStatus``, ``objectApiName``.
+    """
+
+    path: str
+    size_bytes: int
+    source_rows: list[int]
+    kind: str = "leads"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """One upload (a row of ``uploads``); ``id`` order is the FIFO order. Times: epoch s."""
+
+    id: int
+    file_id: int
+    seq: int
+    path: str
+    size_bytes: int
+    rows: int
+    kind: str
+    options: dict[str, Any]
+    status: UploadStatus
+    batch_id: int | None
+    marketo_status: str | None
+    num_leads_processed: int | None
+    num_rows_failed: int | None
+    num_rows_with_warning: int | None
+    message: str | None
+    attempts: int
+    batch_failures: int
+    uncertain: int
+    not_before: float | None
+    next_poll_at: float | None
+    polls: int
+    error_code: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    claimed_at: float | None
+    submitted_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> UploadRecord:
+        """Build from an ``aiosqlite.Row`` of ``SELECT <UPLOAD_COLUMNS> FROM uploads``."""
+        return cls(
+            id=row["id"],
+            file_id=row["file_id"],
+            seq=row["seq"],
+            path=row["path"],
+            size_bytes=row["size_bytes"],
+            rows=row["rows"],
+            kind=row["kind"],
+            options=json.loads(row["options"] or "{}"),
+            status=UploadStatus(row["status"]),
+            batch_id=row["batch_id"],
+            marketo_status=row["marketo_status"],
+            num_leads_processed=row["num_leads_processed"],
+            num_rows_failed=row["num_rows_failed"],
+            num_rows_with_warning=row["num_rows_with_warning"],
+            message=row["message"],
+            attempts=row["attempts"],
+            batch_failures=row["batch_failures"],
+            uncertain=row["uncertain"],
+            not_before=row["not_before"],
+            next_poll_at=row["next_poll_at"],
+            polls=row["polls"],
+            error_code=row["error_code"],
+            error=row["error"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            claimed_at=row["claimed_at"],
+            submitted_at=row["submitted_at"],
+            finished_at=row["finished_at"],
+        )

@@ -1,0 +1,397 @@
+"""One frozen settings object, built once in the CLI and passed down.
+
+Sources, later wins: defaults, a TOML file (``--config PATH`` or ``LEADFLOW_CONFIG``),
+environment variables ``LEADFLOW_<SECTION>__<KEY>``, then CLI flags (passed as overrides).
+Every duration is in seconds and accepts fractions, so tests and the demo can run fast.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from orchestrator.errors import ConfigError
+
+#: The default Marketo endpoint: the simulator that ``leadflow simulator`` serves.
+DEFAULT_BASE_URL = "http://127.0.0.1:8780"
+#: Marketo's bulk body limit is 10 MB; we keep the whole multipart body under this (bytes).
+DEFAULT_MAX_UPLOAD_BYTES = 9_500_000
+#: Contract section 9.2: a share of Marketo's 100 calls / 20 s.
+DEFAULT_CALLS_PER_20S = 50
+ENV_PREFIX = "LEADFLOW_"
+CONFIG_ENV = "LEADFLOW_CONFIG"
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "leadflow_config_file", default=None
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MarketoSettings(_Section):
+    """How to reach one Marketo instance (contract sections 1 and 6)."""
+
+    #: REST endpoint, e.g. ``https://123-ABC-456.mktorest.com``; a trailing ``/rest`` or ``/``
+    #: is stripped.
+    base_url: str = DEFAULT_BASE_URL
+    #: Identity endpoint; defaults to ``<base_url>/identity``.
+    identity_url: str | None = None
+    #: Client id of the LaunchPoint custom service.
+    client_id: str = ""
+    #: Client secret; or put it in ``client_secret_file``.
+    client_secret: SecretStr | None = None
+    #: A file whose first line is the client secret (e.g. a systemd credential).
+    client_secret_file: Path | None = None
+    #: Seconds to open a connection.
+    connect_timeout_s: PositiveFloat = 10.0
+    #: Seconds for a whole non-upload call.
+    request_timeout_s: PositiveFloat = 60.0
+    #: Seconds for a whole upload call (up to 10 MB of body).
+    upload_timeout_s: PositiveFloat = 300.0
+    #: Attempts for a call that fails transiently (5xx, 604, 608, 611, timeouts, ...).
+    retry_attempts: PositiveInt = 6
+    #: First backoff after a transient error, seconds (doubles, with jitter).
+    retry_base_s: NonNegativeFloat = 1.0
+    #: Longest backoff between two attempts, seconds.
+    retry_max_s: NonNegativeFloat = 60.0
+    #: Refresh the token when fewer than this many seconds of its lifetime remain.
+    token_refresh_margin_s: NonNegativeFloat = 60.0
+
+    @field_validator("base_url", "identity_url")
+    @classmethod
+    def _strip_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        value = re.sub(r"/rest$", "", value).rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
+    @property
+    def identity(self) -> str:
+        """The identity endpoint URL, without a trailing slash."""
+        return self.identity_url or f"{self.base_url}/identity"
+
+    def secret(self) -> str:
+        """Return the client secret from ``client_secret`` or ``client_secret_file``.
+
+        Raises:
+            ConfigError: neither is set, or the file cannot be read or is empty.
+        """
+        if self.client_secret is not None and self.client_secret.get_secret_value():
+            return self.client_secret.get_secret_value()
+        if self.client_secret_file is not None:
+            try:
+                text = self.client_secret_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    "marketo.client_secret_file",
+                    f"cannot read {self.client_secret_file}: {exc.strerror}",
+                ) from exc
+            if text:
+                return text.splitlines()[0].strip()
+            raise ConfigError("marketo.client_secret_file", f"{self.client_secret_file} is empty")
+        raise ConfigError(
+            "marketo.client_secret",
+            "missing: set LEADFLOW_MARKETO__CLIENT_SECRET or marketo.client_secret_file",
+        )
+
+
+class PathSettings(_Section):
+    """Folders and the database; relative paths are resolved against the working directory."""
+
+    #: Operators drop files here; subfolders are routes.
+    inbox: Path = Path("var/inbox")
+    #: Files being processed and their prepared uploads.
+    work: Path = Path("var/work")
+    #: Source files whose import finished.
+    archive: Path = Path("var/archive")
+    #: Source files that could not be imported at all.
+    rejected: Path = Path("var/rejected")
+    #: One folder per file: report.json, failures.csv, warnings.csv.
+    results: Path = Path("var/results")
+    #: The SQLite database (the FIFO of uploads and all state).
+    database: Path = Path("var/leadflow.db")
+
+    @model_validator(mode="after")
+    def _absolute(self) -> PathSettings:
+        for name in ("inbox", "work", "archive", "rejected", "results", "database"):
+            value: Path = getattr(self, name)
+            object.__setattr__(self, name, value.expanduser().absolute())
+        return self
+
+    def ensure(self) -> None:
+        """Create every folder (and the database's parent) if missing."""
+        for folder in (self.inbox, self.work, self.archive, self.rejected, self.results):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.database.parent.mkdir(parents=True, exist_ok=True)
+
+
+class LimitSettings(_Section):
+    """Our share of the instance's limits (contract sections 2.4, 6 and 9)."""
+
+    #: Most of our import jobs queued-or-importing at Marketo at once (Marketo's queue: 10).
+    import_slots: int = Field(default=10, ge=1, le=10)
+    #: Whole multipart body of one upload must stay under this many bytes.
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1024, le=10_485_760)
+    #: Calls in any sliding 20-second window (Marketo allows 100 for all integrations).
+    calls_per_20s: int = Field(default=DEFAULT_CALLS_PER_20S, ge=1, le=100)
+    #: Calls in flight at once (Marketo allows 10 for all integrations).
+    max_concurrent_calls: int = Field(default=5, ge=1, le=10)
+    #: Calls per day (America/Chicago day) we allow ourselves.
+    daily_call_budget: PositiveInt = 10_000
+
+
+class PollingSettings(_Section):
+    """How often to ask Marketo for a batch's status, seconds (contract 2.4: 5 to 30 s)."""
+
+    #: Shortest interval between two status calls for one batch, seconds.
+    min_interval_s: PositiveFloat = 5.0
+    #: Longest interval between two status calls for one batch, seconds.
+    max_interval_s: PositiveFloat = 30.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PollingSettings:
+        if self.max_interval_s < self.min_interval_s:
+            raise ValueError("max_interval_s must be >= min_interval_s")
+        return self
+
+
+class IntakeSettings(_Section):
+    """The watched folder and file preparation."""
+
+    #: A file is taken once its size and mtime have not changed for this many seconds.
+    stable_s: NonNegativeFloat = 5.0
+    #: Full rescan of the inbox every this many seconds (network shares send no events).
+    rescan_interval_s: PositiveFloat = 10.0
+    #: Detect the encoding of a file that is neither BOM-marked nor UTF-8; if false, reject it.
+    allow_encoding_guess: bool = True
+    #: Values that count as empty in the lookup column (compared after trimming).
+    null_tokens: tuple[str, ...] = ("NULL", "null", "undefined", "#N/A", "N/A", "None")
+    #: Seconds the lead describe (field catalogue) is cached before it is fetched again.
+    describe_refresh_s: PositiveFloat = 86_400.0
+
+
+class ImportKind(StrEnum):
+    """Which bulk import endpoint an upload goes to (contract sections 2 and 4)."""
+
+    #: ``POST /bulk/v1/leads.json``.
+    LEADS = "leads"
+    #: ``POST /bulk/v1/program/{programId}/members/import.json``.
+    PROGRAM_MEMBERS = "program_members"
+    #: ``POST /bulk/v1/customobjects/{apiName}/import.json``.
+    CUSTOM_OBJECTS = "custom_objects"
+
+
+class ImportSettings(_Section):
+    """Import options for files at the inbox root (contract 2.1)."""
+
+    #: Marketo ``lookupField``: the dedupe field of the upsert.
+    lookup_field: str = "email"
+    #: Marketo ``listId``: a static list the imported leads are added to.
+    list_id: int | None = None
+    #: Marketo ``partitionName``: the lead partition to import into.
+    partition_name: str | None = None
+
+
+class Route(ImportSettings):
+    """Import options for files dropped in one subfolder of the inbox."""
+
+    #: The route's name, shown in reports.
+    name: str
+    #: Subfolder of the inbox (relative); defaults to ``name``.
+    folder: str | None = None
+    #: Which import endpoint.
+    kind: ImportKind = ImportKind.LEADS
+    #: ``programId`` for program member imports.
+    program_id: int | None = None
+    #: ``programMemberStatus`` for program member imports, e.g. ``On List``.
+    program_member_status: str | None = None
+    #: ``apiName`` of the custom object for custom object imports.
+    object_api_name: str | None = None
+
+    @property
+    def subfolder(self) -> str:
+        """The inbox subfolder this route watches."""
+        return (self.folder or self.name).strip("/")
+
+    @model_validator(mode="after")
+    def _kind_options(self) -> Route:
+        if self.kind is ImportKind.PROGRAM_MEMBERS and (
+            self.program_id is None or not self.program_member_status
+        ):
+            raise ValueError("program_members routes need program_id and program_member_status")
+        if self.kind is ImportKind.CUSTOM_OBJECTS and not self.object_api_name:
+            raise ValueError("custom_objects routes need object_api_name")
+        return self
+
+
+class DaemonSettings(_Section):
+    """Scheduling, retries and shutdown of ``leadflow run``."""
+
+    #: Seconds in-flight calls get to finish after SIGTERM/SIGINT before they are cancelled.
+    shutdown_grace_s: NonNegativeFloat = 10.0
+    #: Uploads of one batch that ended ``Failed`` before the file is ``partial``.
+    max_batch_attempts: PositiveInt = 3
+    #: First wait after a ``1016`` Too many imports, seconds (doubles, jittered, capped).
+    queue_full_backoff_s: PositiveFloat = 5.0
+    #: Longest wait after ``1016``, seconds.
+    queue_full_backoff_max_s: PositiveFloat = 120.0
+    #: Seconds before writing a report again after the results folder could not be written.
+    results_retry_s: PositiveFloat = 30.0
+    #: Seconds between idle loop ticks when nothing wakes the loops.
+    idle_tick_s: PositiveFloat = 1.0
+
+
+class LogSettings(_Section):
+    """Log output."""
+
+    #: ``auto``: JSON when stdout is not a TTY, console lines when it is.
+    format: Literal["auto", "json", "console"] = "auto"
+    #: Minimum level.
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    """Every setting of leadflow; one frozen object built once by the CLI."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    marketo: MarketoSettings = MarketoSettings()
+    paths: PathSettings = Field(default_factory=PathSettings)
+    limits: LimitSettings = LimitSettings()
+    polling: PollingSettings = PollingSettings()
+    intake: IntakeSettings = IntakeSettings()
+    import_: ImportSettings = Field(default=ImportSettings(), alias="import")
+    routes: tuple[Route, ...] = ()
+    daemon: DaemonSettings = DaemonSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> Settings:
+        seen: set[str] = set()
+        for route in self.routes:
+            if route.subfolder in seen or not route.subfolder or ".." in route.subfolder:
+                raise ValueError(f"route folder {route.subfolder!r} is empty, repeated or escapes")
+            seen.add(route.subfolder)
+        return self
+
+    def route_for_folder(self, subfolder: str) -> Route | None:
+        """Return the route whose folder is ``subfolder`` (relative to the inbox), if any."""
+        for route in self.routes:
+            if route.subfolder == subfolder.strip("/"):
+                return route
+        return None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init) beat the environment, which beats the TOML file, which beats defaults."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    key = ".".join(loc) or "settings"
+    env = ENV_PREFIX + "__".join(part.upper() for part in loc) if loc else ""
+    where = f" (env {env})" if env else ""
+    message = first["msg"]
+    if first.get("type") == "extra_forbidden":
+        message = "unknown setting"
+    return ConfigError(key, f"{message}{where}")
+
+
+def load_settings(
+    config_path: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from defaults, TOML file, environment and overrides.
+
+    Args:
+        config_path: a TOML file; if None, ``LEADFLOW_CONFIG`` from the environment, if set.
+        overrides: nested dict of values from CLI flags, e.g. ``{"log": {"format": "json"}}``.
+        environ: only for reading ``LEADFLOW_CONFIG`` (tests); variables come from os.environ.
+
+    Returns:
+        The frozen ``Settings``.
+
+    Raises:
+        ConfigError: naming the first invalid key, or a config file that is missing or not TOML.
+    """
+    env = os.environ if environ is None else environ
+    if config_path is None and env.get(CONFIG_ENV):
+        config_path = env[CONFIG_ENV]
+    path = Path(config_path).expanduser() if config_path is not None else None
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError("config", f"file {path} not found")
+        try:
+            import tomllib
+
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from exc
+    token = _config_file.set(path)
+    try:
+        return Settings(**_deep_merge({}, overrides or {}))
+    except ValidationError as exc:
+        raise _describe_error(exc) from None
+    finally:
+        _config_file.reset(token)
