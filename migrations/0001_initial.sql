@@ -21,7 +21,8 @@ CREATE TABLE files (
     info TEXT NOT NULL DEFAULT '{}',    -- JSON: header mapping, duplicate values, paths, ...
     received_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    reported_at REAL                    -- results written and source moved out of work
 );
 -- One import per content: a second file with the same bytes is a duplicate.
 CREATE UNIQUE INDEX files_sha256_imported ON files (sha256)

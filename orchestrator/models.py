@@ -151,6 +151,7 @@ class FileRecord:
     received_at: float
     updated_at: float
     finished_at: float | None
+    reported_at: float | None
 
     @classmethod
     def from_row(cls, row: Any) -> FileRecord:
@@ -174,6 +175,7 @@ class FileRecord:
             received_at=row["received_at"],
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
+            reported_at=row["reported_at"],
         )
 
 

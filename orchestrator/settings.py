@@ -327,11 +327,34 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Flags (init) beat the environment, which beats the TOML file, which beats defaults."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _AliasEnvSource(settings_cls),
+        ]
         path = _config_file.get()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+class _AliasEnvSource(PydanticBaseSettingsSource):
+    """Reads ``LEADFLOW_IMPORT__<KEY>`` for the ``import`` section (an alias, which
+    pydantic-settings would otherwise look up without the prefix)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: values come from ``__call__``."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        """Return ``{"import": {key: value}}`` from the environment."""
+        prefix = f"{ENV_PREFIX}IMPORT__"
+        found = {
+            key[len(prefix) :].lower(): value
+            for key, value in os.environ.items()
+            if key.upper().startswith(prefix)
+        }
+        return {"import": found} if found else {}
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

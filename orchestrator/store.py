@@ -96,6 +96,12 @@ SELECT MIN(COALESCE(not_before, 0)) FROM uploads WHERE status = 'queued'
 COUNT_UPLOADS_IN = """
 SELECT COUNT(*) FROM uploads WHERE status IN ('submitting', 'submitted', 'importing')
 """
+SELECT_FILES_TO_REPORT = """
+SELECT * FROM files
+WHERE reported_at IS NULL
+  AND status IN ('reporting', 'complete', 'partial', 'rejected', 'empty', 'duplicate')
+ORDER BY id
+"""
 SELECT_FILES_READY = """
 SELECT f.* FROM files f
 WHERE f.status = 'queued' AND NOT EXISTS (
@@ -143,6 +149,7 @@ FILE_MUTABLE = frozenset(
         "finished_at",
         "work_path",
         "route",
+        "reported_at",
     }
 )
 UPLOAD_MUTABLE = frozenset(
@@ -426,6 +433,11 @@ class Store:
     async def files_ready_for_report(self) -> list[FileRecord]:
         """Return ``queued`` files whose every upload is terminal (oldest first)."""
         return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_READY)]
+
+    async def files_to_report(self) -> list[FileRecord]:
+        """Return files that need their results written: ``reporting`` or terminal, with no
+        ``reported_at`` yet (oldest first)."""
+        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_TO_REPORT)]
 
     # --- uploads -------------------------------------------------------------------------
 
