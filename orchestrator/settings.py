@@ -339,8 +339,11 @@ class Settings(BaseSettings):
 
 
 class _AliasEnvSource(PydanticBaseSettingsSource):
-    """Reads ``LEADFLOW_IMPORT__<KEY>`` for the ``import`` section (an alias, which
-    pydantic-settings would otherwise look up without the prefix)."""
+    """Reads ``LEADFLOW_IMPORT__<KEY>`` for the ``import`` section.
+
+    ``import`` is an alias (a Python keyword), which pydantic-settings would otherwise look up
+    without the prefix.
+    """
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         """Unused: values come from ``__call__``."""

@@ -435,8 +435,10 @@ class Store:
         return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_READY)]
 
     async def files_to_report(self) -> list[FileRecord]:
-        """Return files that need their results written: ``reporting`` or terminal, with no
-        ``reported_at`` yet (oldest first)."""
+        """Return files whose results must be written (oldest first).
+
+        These are files in ``reporting`` or a terminal status with no ``reported_at`` yet.
+        """
         return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_TO_REPORT)]
 
     # --- uploads -------------------------------------------------------------------------
