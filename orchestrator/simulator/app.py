@@ -1,0 +1,372 @@
+"""The Marketo-facing HTTP surface: identity, bulk imports, status, files, describe.
+
+Every API call goes through one gate (`_api`): request log, injected HTTP failure, token check
+(header only, contract 8.2), injected API fault, limits (8.3), latency, then the endpoint.
+Instances are chosen by an optional ``/<munchkinId>`` URL prefix (8.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.simulator import errors
+from orchestrator.simulator.clock import Clock
+from orchestrator.simulator.config import MUNCHKIN_PATTERN, STRING_TYPES, SimulatorConfig
+from orchestrator.simulator.csvparse import parse_header_params, parse_multipart, render_report
+from orchestrator.simulator.engine import Instance, Simulator
+from orchestrator.simulator.errors import ApiError
+from orchestrator.simulator.jobs import Job, JobKind
+
+#: Content type of every JSON answer (contract 1.1).
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+#: Content type of failures and warnings files (contract 3.2).
+CSV_CONTENT_TYPE = "text/csv;charset=UTF-8"
+#: Where the `Simulator` lives on the application.
+SIMULATOR_KEY = web.AppKey("simulator", Simulator)
+
+_PREFIX = "/{munchkin:" + MUNCHKIN_PATTERN + "}"
+_Impl = Callable[[web.Request, Simulator, Instance], Awaitable[web.StreamResponse]]
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
+    """A JSON response with Marketo's exact content type."""
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        headers={"Content-Type": JSON_CONTENT_TYPE},
+    )
+
+
+def _ok(sim: Simulator, result: list[dict[str, Any]]) -> web.Response:
+    return json_response({"requestId": sim.request_id(), "result": result, "success": True})
+
+
+def _error(sim: Simulator, inst: Instance, exc: ApiError) -> web.Response:
+    inst.errors[exc.code] += 1
+    body = {
+        "requestId": sim.request_id(),
+        "success": False,
+        "errors": [{"code": exc.code, "message": exc.message}],
+    }
+    response = json_response(body)
+    response["code"] = exc.code
+    return response
+
+
+def _html(status: int, title: str) -> web.Response:
+    text = f"<html><head><title>{status} {title}</title></head><body><center><h1>{status} "
+    text += f"{title}</h1></center><hr><center>nginx</center></body></html>\n"
+    return web.Response(text=text, status=status, content_type="text/html")
+
+
+_HTTP_TITLES = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+def _too_large(inst: Instance) -> web.Response:
+    inst.errors["413"] += 1
+    return _html(413, "Request Entity Too Large")
+
+
+def _not_found_file() -> web.Response:
+    return web.Response(text="404 Not Found\n", status=404, content_type="text/plain")
+
+
+def _log(sim: Simulator, inst: Instance, request: web.Request, endpoint: str) -> dict[str, Any]:
+    auth = request.headers.get("Authorization")
+    entry: dict[str, Any] = {
+        "t": sim.now(),
+        "method": request.method,
+        "path": request.path,
+        "instance": inst.munchkin_id,
+        "endpoint": endpoint,
+        "query_keys": sorted(request.query.keys()),
+        "form_keys": [],
+        "auth_header": auth is not None,
+        "auth_scheme": auth.split(" ", 1)[0] if auth else None,
+        "token_in_query": "access_token" in request.query,
+        "status": None,
+        "code": None,
+    }
+    inst.requests.append(entry)
+    inst.calls[endpoint] += 1
+    return entry
+
+
+def _instance(request: web.Request) -> tuple[Simulator, Instance]:
+    sim = request.app[SIMULATOR_KEY]
+    inst = sim.instance(request.match_info.get("munchkin"))
+    if inst is None:
+        raise web.HTTPNotFound(text="unknown instance\n")
+    return sim, inst
+
+
+def _api(endpoint: str, impl: _Impl, *, upload: bool = False) -> Callable[
+    [web.Request], Awaitable[web.StreamResponse]
+]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sim, inst = _instance(request)
+        entry = _log(sim, inst, request, endpoint)
+        request["sim_entry"] = entry
+        response = await _gate(request, sim, inst, impl, upload)
+        entry["status"] = response.status
+        entry["code"] = response.get("code")
+        return response
+
+    return handler
+
+
+async def _gate(
+    request: web.Request, sim: Simulator, inst: Instance, impl: _Impl, upload: bool
+) -> web.StreamResponse:
+    if upload and (request.content_length or 0) > sim.config.max_body_bytes:
+        return _too_large(inst)
+    http_fault = sim.roll_http_fault()
+    if http_fault is not None:
+        inst.errors[str(http_fault)] += 1
+        return _html(http_fault, _HTTP_TITLES[http_fault])
+    try:
+        sim.check_token(inst, request.headers.get("Authorization"))
+        fault = sim.roll_api_fault()
+        if fault is not None and not fault[1]:
+            raise fault[0]
+        sim.admit(inst)
+    except ApiError as exc:
+        return _error(sim, inst, exc)
+    try:
+        delay = sim.latency()
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is not None:
+            raise fault[0]
+        return await impl(request, sim, inst)
+    except ApiError as exc:
+        return _error(sim, inst, exc)
+    finally:
+        sim.release(inst)
+
+
+# ----- identity (1.1, 8.2) ----------------------------------------------------------------
+
+
+async def identity(request: web.Request) -> web.Response:
+    """``GET|POST /identity/oauth/token``: parameters from the query string or a form body."""
+    sim, inst = _instance(request)
+    entry = _log(sim, inst, request, "identity")
+    params: dict[str, str] = {}
+    if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+        form = await request.post()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    params.update(request.query)
+    status, body = sim.identity(
+        inst, params.get("grant_type"), params.get("client_id"), params.get("client_secret")
+    )
+    if status != 200:
+        inst.errors[str(status)] += 1
+    entry["status"] = status
+    response = json_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# ----- uploads (2, 4, 8.3, 8.4) ------------------------------------------------------------
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    """Read the body, never holding more than ``limit`` bytes; None when it is larger."""
+    buf = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        if len(buf) + len(chunk) > limit:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _upload(kind: JobKind) -> _Impl:
+    async def impl(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:
+        content_type = request.headers.get("Content-Type", "")
+        if parse_header_params(content_type)[0] != "multipart/form-data":
+            raise ApiError.of(errors.INVALID_CONTENT_TYPE)
+        body = await _read_limited(request, sim.config.max_body_bytes)
+        if body is None:
+            return _too_large(inst)
+        parts = parse_multipart(body, content_type)
+        request["sim_entry"]["form_keys"] = sorted(parts)
+        file = parts.pop("file", None)
+        if file is None:
+            raise ApiError.of(errors.INVALID_MULTIPART)
+        params = {k: p.data.decode("utf-8", "replace") for k, p in parts.items()}
+        params.update(request.query)
+        job = sim.create_import(
+            inst,
+            kind,
+            params,
+            file.data,
+            program_id=request.match_info.get("programId"),
+            object_api_name=request.match_info.get("apiName"),
+        )
+        dropped = sim.take_dropped_response(inst)
+        if dropped:
+            # The job is queued, but the client never sees the answer (contract 8.9); writing
+            # the response below fails quietly inside aiohttp.
+            inst.errors["dropped"] += 1
+            if request.transport is not None:
+                request.transport.abort()
+        if kind is JobKind.CUSTOM_OBJECT:
+            result = {"batchId": job.batch_id, "status": "Queued",
+                      "objectApiName": job.target.object_api_name}
+        else:
+            result = {"batchId": job.batch_id, "importId": str(job.batch_id), "status": "Queued"}
+        return _ok(sim, [result])
+
+    return impl
+
+
+# ----- status and files (3, 4, 8.6) -------------------------------------------------------
+
+
+def _status_result(job: Job) -> dict[str, Any]:
+    message = job.message()
+    if job.kind is JobKind.CUSTOM_OBJECT:
+        end = job.finished_at
+        if job.importing_at is None:
+            elapsed = 0.0
+        else:
+            now_or_end = end if end is not None else job.importing_at + job.applied / job.rate
+            elapsed = now_or_end - job.importing_at
+        result: dict[str, Any] = {
+            "batchId": job.batch_id,
+            "operation": "import",
+            "status": job.status.value,
+            "objectApiName": job.target.object_api_name,
+            "numOfObjectsProcessed": job.imported,
+            "numOfRowsFailed": job.failed,
+            "numOfRowsWithWarning": job.warned,
+            "importTime": f"{round(elapsed)} second(s)",
+        }
+    else:
+        result = {
+            "batchId": job.batch_id,
+            "importId": str(job.batch_id),
+            "status": job.status.value,
+            "numOfLeadsProcessed": job.imported,
+            "numOfRowsFailed": job.failed,
+            "numOfRowsWithWarning": job.warned,
+        }
+    if message is not None:
+        result["message"] = message
+    return result
+
+
+def _status(kind: JobKind) -> _Impl:
+    async def impl(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:
+        job = sim.job(inst, request.match_info["batchId"], (kind,))
+        return _ok(sim, [_status_result(job)])
+
+    return impl
+
+
+def _file(kind: JobKind, warnings: bool) -> _Impl:
+    async def impl(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:
+        job = sim.job(inst, request.match_info["batchId"], (kind,))
+        rows = job.warnings if warnings else job.failures
+        if not job.terminal or not rows:
+            return _not_found_file()
+        reason = "Import Warning Reason" if warnings else "Import Failure Reason"
+        text = render_report(job.header, rows, job.delimiter, reason)
+        return web.Response(
+            body=text.encode("utf-8"), headers={"Content-Type": CSV_CONTENT_TYPE}
+        )
+
+    return impl
+
+
+# ----- describe (8.7) and unknown paths ---------------------------------------------------
+
+
+async def _describe(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:
+    result: list[dict[str, Any]] = []
+    for i, spec in enumerate(sim.config.lead_fields, start=1):
+        item: dict[str, Any] = {"id": i, "displayName": spec.display_name,
+                                "dataType": spec.data_type.value}
+        if spec.data_type in STRING_TYPES:
+            item["length"] = spec.length
+        item["rest"] = {"name": spec.name, "readOnly": spec.read_only}
+        result.append(item)
+    return _ok(sim, result)
+
+
+async def _unknown(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:
+    raise ApiError.of(errors.NOT_FOUND)
+
+
+def _add(app: web.Application, method: str, path: str, handler: Any) -> None:
+    app.router.add_route(method, path, handler)
+    app.router.add_route(method, _PREFIX + path, handler)
+
+
+def add_marketo_routes(app: web.Application) -> None:
+    """Register every Marketo endpoint at the root and under ``/<munchkinId>``."""
+    _add(app, "GET", "/identity/oauth/token", identity)
+    _add(app, "POST", "/identity/oauth/token", identity)
+    lead, pm, co = JobKind.LEAD, JobKind.PROGRAM_MEMBER, JobKind.CUSTOM_OBJECT
+    routes: list[tuple[str, str, str, _Impl]] = [
+        ("POST", "/bulk/v1/leads.json", "import_lead", _upload(lead)),
+        ("GET", "/bulk/v1/leads/batch/{batchId}.json", "lead_status", _status(lead)),
+        ("GET", "/bulk/v1/leads/batch/{batchId}/failures.json", "lead_failures",
+         _file(lead, False)),
+        ("GET", "/bulk/v1/leads/batch/{batchId}/warnings.json", "lead_warnings",
+         _file(lead, True)),
+        ("POST", "/bulk/v1/program/{programId}/members/import.json", "import_program_member",
+         _upload(pm)),
+        ("GET", "/bulk/v1/program/members/import/{batchId}/status.json",
+         "program_member_status", _status(pm)),
+        ("GET", "/bulk/v1/program/members/import/{batchId}/failures.json",
+         "program_member_failures", _file(pm, False)),
+        ("GET", "/bulk/v1/program/members/import/{batchId}/warnings.json",
+         "program_member_warnings", _file(pm, True)),
+        ("POST", "/bulk/v1/customobjects/{apiName}/import.json", "import_custom_object",
+         _upload(co)),
+        ("GET", "/bulk/v1/customobjects/{apiName}/import/{batchId}/status.json",
+         "custom_object_status", _status(co)),
+        ("GET", "/bulk/v1/customobjects/{apiName}/import/{batchId}/failures.json",
+         "custom_object_failures", _file(co, False)),
+        ("GET", "/bulk/v1/customobjects/{apiName}/import/{batchId}/warnings.json",
+         "custom_object_warnings", _file(co, True)),
+        ("GET", "/rest/v1/leads/describe.json", "describe_lead", _describe),
+    ]
+    for method, path, endpoint, impl in routes:
+        _add(app, method, path, _api(endpoint, impl, upload=method == "POST"))
+    for root in ("/rest/{tail:.*}", "/bulk/{tail:.*}"):
+        _add(app, "*", root, _api("unknown", _unknown))
+
+
+def create_app(
+    config: SimulatorConfig | None = None,
+    *,
+    clock: Clock | None = None,
+    time_scale: float | None = None,
+) -> web.Application:
+    """Build the simulator as an aiohttp application (contract 8).
+
+    Args:
+        config: Settings; defaults to `SimulatorConfig()` (one instance ``123-ABC-456``,
+            client ``leadflow-sim`` / ``leadflow-sim-secret``, Marketo's limits).
+        clock: A `ManualClock` for tests, or any `Clock`; defaults to a `ScaledClock`.
+        time_scale: Simulated seconds per real second for the default clock (default 1).
+
+    Returns:
+        The application; ``app[SIMULATOR_KEY]`` is its `Simulator`. The admin API lives
+        under ``/_sim/``.
+    """
+    from orchestrator.simulator.admin import add_admin_routes
+
+    app = web.Application(client_max_size=1 << 20)
+    app[SIMULATOR_KEY] = Simulator(config, clock, time_scale)
+    add_admin_routes(app)
+    add_marketo_routes(app)
+    return app

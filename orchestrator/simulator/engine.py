@@ -1,0 +1,491 @@
+"""The simulator's in-memory state and rules, free of HTTP (contract 8.1 to 8.6, 8.9, 8.10).
+
+One `Instance` per munchkin id holds tokens, the rate window, in-flight calls, the daily quota,
+the FIFO import queue and the lead store. `Simulator` owns the instances, the clock, the
+configuration and the seeded random generator. Every method reads time from the clock;
+nothing runs in the background: the queue is brought up to date (`Simulator.advance`) whenever
+it is observed, so a job that ends at ``t`` frees its slot at exactly ``t`` and the next queued
+job starts then.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter, deque
+from datetime import datetime, timedelta
+from typing import Any
+
+from orchestrator.simulator import errors
+from orchestrator.simulator.clock import CHICAGO, Clock, ScaledClock
+from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.errors import ApiError
+from orchestrator.simulator.jobs import Job, JobKind
+from orchestrator.simulator.leadstore import LeadStore
+from orchestrator.simulator.uploads import check_params, prepare_rows
+
+#: Requests kept in each instance's request log (oldest dropped first).
+REQUEST_LOG_SIZE = 10_000
+#: First batchId handed out by an instance.
+FIRST_BATCH_ID = 1001
+
+
+def next_chicago_midnight(ts: float) -> float:
+    """Epoch seconds of the first America/Chicago midnight after ``ts`` (quota reset, 607)."""
+    local = datetime.fromtimestamp(ts, CHICAGO)
+    tomorrow = (local + timedelta(days=1)).date()
+    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=CHICAGO).timestamp()
+
+
+class Instance:
+    """The state of one Marketo instance (contract 8.1)."""
+
+    def __init__(self, munchkin_id: str, config: SimulatorConfig) -> None:
+        self.munchkin_id = munchkin_id
+        self.reset(config)
+
+    def reset(self, config: SimulatorConfig) -> None:
+        """Forget everything: tokens, limits, queue, batches, leads and statistics."""
+        self.token: str | None = None
+        self.token_expires_at = 0.0
+        self.token_dies_at = 0.0
+        self.tokens_minted = 0
+        self.expired_tokens: set[str] = set()
+        self.rate_calls: deque[float] = deque()
+        self.inflight = 0
+        self.quota_used = 0
+        self.quota_resets_at = 0.0
+        self.queue: deque[Job] = deque()
+        self.importing: list[Job] = []
+        self.jobs: dict[int, Job] = {}
+        self.next_batch_id = FIRST_BATCH_ID
+        self.store = LeadStore()
+        self.peak_queued = 0
+        self.slot_busy = [0.0] * config.max_importing
+        self.peak_rate = 0
+        self.peak_concurrent = 0
+        self.errors: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self.expired_batches = 0
+        self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.fail_next = config.faults.fail_next_jobs
+        self.drop_next = config.faults.drop_next_upload_responses
+
+    @property
+    def load(self) -> int:
+        """Jobs queued or importing (the figure limited to ``max_queued``)."""
+        return len(self.queue) + len(self.importing)
+
+
+class Simulator:
+    """Marketo's rules over in-memory instances, driven by one clock.
+
+    Args:
+        config: Defaults to `SimulatorConfig()`.
+        clock: Defaults to a `ScaledClock` at ``time_scale``.
+        time_scale: Speed of the default clock (1 = real time); ignored when ``clock`` is given.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        clock: Clock | None = None,
+        time_scale: float | None = None,
+    ) -> None:
+        self.initial_config = config or SimulatorConfig()
+        self.config = self.initial_config
+        self.clock: Clock = clock or ScaledClock(time_scale or 1.0)
+        self.rng = random.Random(self.config.seed)
+        self.instances = {m: Instance(m, self.config) for m in self.config.instances}
+
+    # ----- instances and settings -------------------------------------------------------
+
+    @property
+    def default_instance(self) -> Instance:
+        """The instance served at the URL root (the first configured munchkin id)."""
+        return self.instances[self.config.instances[0]]
+
+    def instance(self, munchkin_id: str | None) -> Instance | None:
+        """The instance for a URL prefix (None for the root), or None if unknown."""
+        if munchkin_id is None:
+            return self.default_instance
+        return self.instances.get(munchkin_id)
+
+    def update_settings(self, patch: dict[str, Any]) -> SimulatorConfig:
+        """Deep-merge ``patch`` into the settings, at runtime (contract 8.9, 8.10).
+
+        New munchkin ids get fresh instances; removed ones are dropped. Setting
+        ``faults.fail_next_jobs`` or ``faults.drop_next_upload_responses`` re-arms those
+        counters on every instance.
+
+        Raises:
+            pydantic.ValidationError: The result is not a valid configuration.
+        """
+        new = self.config.merged(patch)
+        self.config = new
+        for munchkin in new.instances:
+            if munchkin not in self.instances:
+                self.instances[munchkin] = Instance(munchkin, new)
+        for munchkin in list(self.instances):
+            if munchkin not in new.instances:
+                del self.instances[munchkin]
+        faults = patch.get("faults") or {}
+        for inst in self.instances.values():
+            if "fail_next_jobs" in faults:
+                inst.fail_next = new.faults.fail_next_jobs
+            if "drop_next_upload_responses" in faults:
+                inst.drop_next = new.faults.drop_next_upload_responses
+            if len(inst.slot_busy) < new.max_importing:
+                inst.slot_busy.extend([0.0] * (new.max_importing - len(inst.slot_busy)))
+        if "seed" in patch:
+            self.rng.seed(new.seed)
+        return new
+
+    def reset(self, restore_settings: bool = False) -> None:
+        """Reset every instance's state; optionally restore the start-up settings too."""
+        if restore_settings:
+            self.config = self.initial_config
+            self.instances = {m: Instance(m, self.config) for m in self.config.instances}
+        for inst in self.instances.values():
+            inst.reset(self.config)
+        self.rng.seed(self.config.seed)
+
+    def now(self) -> float:
+        """Simulated epoch seconds."""
+        return self.clock.now()
+
+    def request_id(self) -> str:
+        """A Marketo-style ``requestId``: ``<hex>#<hex>`` (random, then time in ms)."""
+        return f"{self.rng.getrandbits(16):x}#{int(self.now() * 1000):x}"
+
+    # ----- identity and tokens (8.2) ----------------------------------------------------
+
+    def identity(
+        self, inst: Instance, grant_type: str | None, client_id: str | None, secret: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer ``/identity/oauth/token``: the current token or a new one.
+
+        Returns:
+            ``(http_status, body)``: 200 with the token, 401 ``invalid_client`` on bad
+            credentials, 400 ``unsupported_grant_type`` on a grant type other than
+            ``client_credentials``.
+        """
+        cfg = self.config
+        if client_id != cfg.client_id or secret != cfg.client_secret:
+            return 401, {"error": "invalid_client", "error_description": "Bad client credentials"}
+        if grant_type != "client_credentials":
+            return 400, {
+                "error": "unsupported_grant_type",
+                "error_description": f"Unsupported grant type: {grant_type}",
+            }
+        now = self.now()
+        if inst.token is None or now >= inst.token_dies_at:
+            if inst.token is not None:
+                inst.expired_tokens.add(inst.token)
+            token_uuid = uuid.UUID(int=self.rng.getrandbits(128), version=4)
+            inst.token = f"{token_uuid}:sim"
+            inst.token_expires_at = now + cfg.token_lifetime_s
+            inst.token_dies_at = inst.token_expires_at - cfg.faults.token_early_expiry_s
+            inst.tokens_minted += 1
+        body = {
+            "access_token": inst.token,
+            "token_type": "bearer",
+            "expires_in": max(0, int(inst.token_expires_at - now)),
+            "scope": cfg.scope,
+        }
+        return 200, body
+
+    def check_token(self, inst: Instance, authorization: str | None) -> None:
+        """Check the ``Authorization: Bearer`` header; the only place a token is read.
+
+        Raises:
+            ApiError: 600 no header (a query or form ``access_token`` is ignored), 601 unknown
+                token, 602 expired token.
+        """
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError.of(errors.TOKEN_EMPTY)
+        if token == inst.token:
+            if self.now() < inst.token_dies_at:
+                return
+            raise ApiError.of(errors.TOKEN_EXPIRED)
+        if token in inst.expired_tokens:
+            raise ApiError.of(errors.TOKEN_EXPIRED)
+        raise ApiError.of(errors.TOKEN_INVALID)
+
+    # ----- call limits (8.3) ------------------------------------------------------------
+
+    def _count(self, inst: Instance, now: float) -> None:
+        inst.rate_calls.append(now)
+        inst.peak_rate = max(inst.peak_rate, len(inst.rate_calls))
+        inst.quota_used += 1
+
+    def admit(self, inst: Instance) -> None:
+        """Admit an authenticated call: concurrency, rate window and daily quota.
+
+        An admitted call is counted and held in flight until `release`. A refused call does
+        not run but counts toward the rate window and the quota.
+
+        Raises:
+            ApiError: 615 (too many in flight), 606 (rate window full), 607 (quota spent).
+        """
+        cfg = self.config
+        now = self.now()
+        window = inst.rate_calls
+        while window and window[0] <= now - cfg.rate_window_s:
+            window.popleft()
+        if now >= inst.quota_resets_at:
+            inst.quota_used = 0
+            inst.quota_resets_at = next_chicago_midnight(now)
+        if inst.inflight >= cfg.max_concurrent_calls:
+            self._count(inst, now)
+            raise errors.concurrency_limited(cfg.max_concurrent_calls)
+        if len(window) >= cfg.rate_limit_calls:
+            self._count(inst, now)
+            raise errors.rate_limited(cfg.rate_limit_calls, cfg.rate_window_s)
+        if inst.quota_used >= cfg.daily_quota:
+            self._count(inst, now)
+            raise ApiError.of(errors.DAILY_QUOTA)
+        self._count(inst, now)
+        inst.inflight += 1
+        inst.peak_concurrent = max(inst.peak_concurrent, inst.inflight)
+
+    def release(self, inst: Instance) -> None:
+        """A call admitted by `admit` has returned."""
+        inst.inflight -= 1
+
+    # ----- faults (8.9) -----------------------------------------------------------------
+
+    def roll_http_fault(self) -> int | None:
+        """Maybe pick an HTTP 500/502/503 gateway failure for this call."""
+        f = self.config.faults
+        for status, p in ((500, f.http_500_probability), (502, f.http_502_probability),
+                          (503, f.http_503_probability)):
+            if p and self.rng.random() < p:
+                return status
+        return None
+
+    def roll_api_fault(self) -> tuple[ApiError, bool] | None:
+        """Maybe pick an injected 604/608/611/713; the flag says whether it counts as a call."""
+        f = self.config.faults
+        for pair, p, counted in (
+            (errors.REQUEST_TIMEOUT, f.error_604_probability, False),
+            (errors.TEMPORARILY_UNAVAILABLE, f.error_608_probability, False),
+            (errors.SYSTEM_ERROR, f.error_611_probability, False),
+            (errors.TRANSIENT, f.error_713_probability, True),
+        ):
+            if p and self.rng.random() < p:
+                return ApiError.of(pair), counted
+        return None
+
+    def latency(self) -> float:
+        """Injected latency for this call, in real seconds."""
+        f = self.config.faults
+        jitter = self.rng.uniform(0, f.latency_jitter_s) if f.latency_jitter_s else 0.0
+        return f.latency_s + jitter
+
+    def take_dropped_response(self, inst: Instance) -> bool:
+        """Whether to drop this accepted upload's response (consumes ``drop_next``)."""
+        if inst.drop_next > 0:
+            inst.drop_next -= 1
+            return True
+        p = self.config.faults.drop_upload_response_probability
+        return bool(p) and self.rng.random() < p
+
+    # ----- the import queue (2.4, 8.3, 8.5) ---------------------------------------------
+
+    def advance(self, inst: Instance) -> None:
+        """Bring the queue up to the clock.
+
+        Finishes jobs at their exact end time, starts the next queued ones FIFO at that same
+        time, applies the rows processed so far and drops expired batches.
+        """
+        now = self.now()
+        store = inst.store if self.config.store_leads else None
+        while inst.importing:
+            job = min(inst.importing, key=lambda j: (j.end_at, j.batch_id))
+            end = job.end_at
+            if end > now:
+                break
+            job.finish(store)
+            inst.importing.remove(job)
+            assert job.slot is not None and job.importing_at is not None
+            inst.slot_busy[job.slot] += end - job.importing_at
+            self._top_up_foreign(inst, end)
+            self._start_queued(inst, end)
+        self._top_up_foreign(inst, now)
+        self._start_queued(inst, now)
+        for job in inst.importing:
+            job.catch_up(now, store)
+        self._expire(inst, now)
+
+    def _start_queued(self, inst: Instance, at: float) -> None:
+        while inst.queue and len(inst.importing) < self.config.max_importing:
+            used = {j.slot for j in inst.importing}
+            slot = next(i for i in range(len(inst.slot_busy)) if i not in used)
+            job = inst.queue.popleft()
+            job.start(at, slot, self.config.rows_per_second)
+            inst.importing.append(job)
+
+    def _enqueue(self, inst: Instance, job: Job) -> None:
+        inst.jobs[job.batch_id] = job
+        inst.queue.append(job)
+        inst.peak_queued = max(inst.peak_queued, inst.load)
+
+    def _new_batch_id(self, inst: Instance) -> int:
+        batch_id = inst.next_batch_id
+        inst.next_batch_id += 1
+        return batch_id
+
+    def _top_up_foreign(self, inst: Instance, at: float) -> None:
+        f = self.config.faults
+        if not f.foreign_standing_jobs:
+            return
+        foreign = sum(1 for j in (*inst.queue, *inst.importing) if j.kind is JobKind.FOREIGN)
+        while foreign < f.foreign_standing_jobs and inst.load < self.config.max_queued:
+            self._add_foreign_job(inst, at, f.foreign_job_duration_s)
+            foreign += 1
+
+    def _add_foreign_job(self, inst: Instance, at: float, duration_s: float) -> Job:
+        job = Job(self._new_batch_id(inst), JobKind.FOREIGN, at, 0, duration_s=duration_s)
+        self._enqueue(inst, job)
+        return job
+
+    def _expire(self, inst: Instance, now: float) -> None:
+        horizon = now - self.config.batch_retention_s
+        for batch_id, job in list(inst.jobs.items()):
+            if job.created_at > horizon:
+                break
+            if job.terminal:
+                del inst.jobs[batch_id]
+                inst.expired_batches += 1
+
+    def add_foreign_jobs(self, inst: Instance, count: int, duration_s: float) -> list[int]:
+        """Queue up to ``count`` foreign jobs of ``duration_s`` simulated seconds each.
+
+        Foreign jobs obey the same 10-job limit; the ones that do not fit are not added.
+
+        Returns:
+            The batch ids added.
+        """
+        self.advance(inst)
+        now = self.now()
+        added: list[int] = []
+        for _ in range(count):
+            if inst.load >= self.config.max_queued:
+                break
+            added.append(self._add_foreign_job(inst, now, duration_s).batch_id)
+        self._start_queued(inst, now)
+        return added
+
+    def create_import(
+        self,
+        inst: Instance,
+        kind: JobKind,
+        params: dict[str, str],
+        data: bytes,
+        *,
+        program_id: str | None = None,
+        object_api_name: str | None = None,
+    ) -> Job:
+        """Validate an upload and queue it as a new job (contract 8.4, 8.3).
+
+        Args:
+            inst: The instance.
+            kind: Lead, program member or custom object import.
+            params: Query parameters merged with multipart form fields.
+            data: The ``file`` part's bytes.
+            program_id: From the path, for program member imports.
+            object_api_name: From the path, for custom object imports.
+
+        Raises:
+            ApiError: a validation error of 8.4, or 1016 when 10 jobs are queued or importing.
+        """
+        cfg = self.config
+        target, delimiter = check_params(
+            cfg, kind, params, program_id=program_id, object_api_name=object_api_name
+        )
+        self.advance(inst)
+        if inst.load >= cfg.max_queued:
+            raise ApiError.of(errors.TOO_MANY_IMPORTS)
+        prepared = prepare_rows(cfg, kind, target, delimiter, data)
+        now = self.now()
+        job = Job(
+            self._new_batch_id(inst),
+            kind,
+            now,
+            len(prepared.outcomes),
+            delimiter=delimiter,
+            header=prepared.header,
+            text=prepared.text,
+            rules=prepared.rules,
+            target=target,
+            outcomes=prepared.outcomes,
+            reported=prepared.reported,
+        )
+        fail = inst.fail_next > 0
+        if fail:
+            inst.fail_next -= 1
+        elif cfg.faults.job_failure_probability:
+            fail = self.rng.random() < cfg.faults.job_failure_probability
+        if fail:
+            job.fail_after_rows = job.total_rows // 2
+            job.fail_reason = cfg.faults.job_failure_reason
+        self._enqueue(inst, job)
+        self._start_queued(inst, now)
+        return job
+
+    def job(self, inst: Instance, batch_id: str, kinds: tuple[JobKind, ...]) -> Job:
+        """Find a visible batch of one of ``kinds``, brought up to date.
+
+        Raises:
+            ApiError: 1013 ``Object not found`` for an unknown, expired, foreign or
+                other-kind batch (contract 8.6).
+        """
+        self.advance(inst)
+        try:
+            job = inst.jobs[int(batch_id)]
+        except (ValueError, KeyError):
+            raise ApiError.of(errors.OBJECT_NOT_FOUND) from None
+        if job.kind not in kinds:
+            raise ApiError.of(errors.OBJECT_NOT_FOUND)
+        return job
+
+    # ----- statistics (8.10) ------------------------------------------------------------
+
+    def stats(self, inst: Instance) -> dict[str, Any]:
+        """The admin statistics of one instance (see the admin module for the shape)."""
+        self.advance(inst)
+        now = self.now()
+        busy = list(inst.slot_busy)
+        for job in inst.importing:
+            assert job.slot is not None and job.importing_at is not None
+            busy[job.slot] += now - job.importing_at
+        cfg = self.config
+        return {
+            "munchkinId": inst.munchkin_id,
+            "now": now,
+            "queued": len(inst.queue),
+            "importing": len(inst.importing),
+            "queued_or_importing": inst.load,
+            "peak_queued_or_importing": inst.peak_queued,
+            "slot_busy_s": busy,
+            "rate_window_s": cfg.rate_window_s,
+            "calls_in_window": sum(1 for t in inst.rate_calls if t > now - cfg.rate_window_s),
+            "peak_calls_per_window": inst.peak_rate,
+            "inflight": inst.inflight,
+            "peak_concurrent_calls": inst.peak_concurrent,
+            "calls_total": sum(inst.calls.values()),
+            "calls_by_endpoint": dict(inst.calls),
+            "errors": dict(inst.errors),
+            "quota_used_today": inst.quota_used if now < inst.quota_resets_at else 0,
+            "quota_resets_at": inst.quota_resets_at,
+            "tokens_minted": inst.tokens_minted,
+            "token_expires_at": inst.token_expires_at if inst.token else None,
+            "fail_next_jobs_remaining": inst.fail_next,
+            "drop_next_upload_responses_remaining": inst.drop_next,
+            "leads": len(inst.store.leads),
+            "expired_batches": inst.expired_batches,
+            "batches": [job.timeline() for job in inst.jobs.values()],
+        }
