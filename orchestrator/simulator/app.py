@@ -28,6 +28,10 @@ JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 CSV_CONTENT_TYPE = "text/csv;charset=UTF-8"
 #: Where the `Simulator` lives on the application.
 SIMULATOR_KEY = web.AppKey("simulator", Simulator)
+#: The request-log entry of the request being handled.
+_ENTRY_KEY = web.RequestKey("sim_entry", dict)
+#: The Marketo error code a response carries, for the request log.
+_CODE_KEY = web.ResponseKey("sim_code", str)
 
 _PREFIX = "/{munchkin:" + MUNCHKIN_PATTERN + "}"
 _Impl = Callable[[web.Request, Simulator, Instance], Awaitable[web.StreamResponse]]
@@ -54,7 +58,7 @@ def _error(sim: Simulator, inst: Instance, exc: ApiError) -> web.Response:
         "errors": [{"code": exc.code, "message": exc.message}],
     }
     response = json_response(body)
-    response["code"] = exc.code
+    response[_CODE_KEY] = exc.code
     return response
 
 
@@ -111,10 +115,10 @@ def _api(endpoint: str, impl: _Impl, *, upload: bool = False) -> Callable[
     async def handler(request: web.Request) -> web.StreamResponse:
         sim, inst = _instance(request)
         entry = _log(sim, inst, request, endpoint)
-        request["sim_entry"] = entry
+        request[_ENTRY_KEY] = entry
         response = await _gate(request, sim, inst, impl, upload)
         entry["status"] = response.status
-        entry["code"] = response.get("code")
+        entry["code"] = response.get(_CODE_KEY)
         return response
 
     return handler
@@ -195,7 +199,7 @@ def _upload(kind: JobKind) -> _Impl:
         if body is None:
             return _too_large(inst)
         parts = parse_multipart(body, content_type)
-        request["sim_entry"]["form_keys"] = sorted(parts)
+        request[_ENTRY_KEY]["form_keys"] = sorted(parts)
         file = parts.pop("file", None)
         if file is None:
             raise ApiError.of(errors.INVALID_MULTIPART)
