@@ -1,0 +1,25 @@
+"""The Marketo client: tokens, one limits governor, every call, every error code.
+
+Public API: `MarketoClient` and the records it returns (`ImportJob`, `BatchStatus`,
+`LeadField`); the pure decision helpers live in `errors_table` and `policy`.
+"""
+
+from __future__ import annotations
+
+from orchestrator.marketo.calls import BatchStatus, ImportJob, LeadField
+from orchestrator.marketo.client import MarketoClient
+from orchestrator.marketo.errors_table import Category, Outcome, classify
+from orchestrator.marketo.governor import Governor
+from orchestrator.marketo.tokens import TokenManager
+
+__all__ = [
+    "BatchStatus",
+    "Category",
+    "Governor",
+    "ImportJob",
+    "LeadField",
+    "MarketoClient",
+    "Outcome",
+    "TokenManager",
+    "classify",
+]

@@ -1,0 +1,240 @@
+"""One limits governor per Marketo instance: rate window, calls in flight, daily budget.
+
+Every call except identity goes through `Governor.slot` (contract sections 6 and 9.2):
+
+- at most ``limits.max_concurrent_calls`` calls in flight (a semaphore);
+- at most ``limits.calls_per_20s`` calls in any sliding 20-second window. A call occupies the
+  window from the moment it is sent until 20 s after its answer arrived (or for as long as it
+  is in flight), so that however long the request took to reach Marketo, no 20-s window at
+  Marketo's end can hold more than the limit;
+- at most ``limits.daily_call_budget`` calls per quota day (midnight to midnight
+  America/Chicago), counted in the database's ``api_usage`` table (or in memory without a
+  store); when it is used up, or when Marketo answers ``607``, every call waits until the
+  reset (``quota_paused`` is logged once per pause) or, with ``wait_for_quota=False``, raises
+  `QuotaExhausted`;
+- after a ``606`` every call holds off for a while (`Governor.hold`).
+
+Time comes from an injected ``clock`` and waiting from an injected ``sleep``, so tests cross
+the window and midnight without real waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from orchestrator.errors import QuotaExhausted
+from orchestrator.marketo.policy import RATE_WINDOW_S
+from orchestrator.settings import LimitSettings
+from orchestrator.timeutil import next_quota_reset, quota_day
+
+log = structlog.get_logger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class UsageStore(Protocol):
+    """The part of `orchestrator.store.Store` the governor uses."""
+
+    async def count_calls(
+        self, day: str, endpoint: str, calls: int = 1, errors: int = 0
+    ) -> None:
+        """Add calls (and errors) to the day's usage of ``endpoint``."""
+        ...
+
+    async def calls_on(self, day: str) -> int:
+        """Return the calls counted on ``day``."""
+        ...
+
+
+def window_wait(
+    now: float, sent: list[float], in_flight: int, limit: int, window_s: float
+) -> float:
+    """Return how long a new call must wait for room in the sliding window, seconds.
+
+    Args:
+        now: epoch seconds.
+        sent: for each finished call still in the window, the time it stops counting
+            (its answer's arrival + ``window_s``), oldest first.
+        in_flight: calls sent and not answered (they count until answered, then some more).
+        limit: calls allowed in a window.
+        window_s: the window length.
+
+    Returns:
+        0 if a call may be sent now; else the wait until the oldest finished call leaves the
+        window, or ``window_s`` if only calls in flight fill it (they must answer first).
+    """
+    live = [t for t in sent if t > now]
+    if len(live) + in_flight < limit:
+        return 0.0
+    if live:
+        return max(live[0] - now, 0.0) or 1e-3
+    return window_s
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaState:
+    """The daily quota as the governor sees it: paused until ``resume_at`` (epoch s), or not."""
+
+    resume_at: float = 0.0
+    reason: str = ""
+
+
+class Governor:
+    """Paces every call of one Marketo instance (see the module docstring).
+
+    Args:
+        limits: the ``limits`` settings section.
+        store: where calls are counted per quota day; None counts in memory only.
+        clock: returns epoch seconds.
+        sleep: awaits a number of seconds.
+        wait_for_quota: wait for the quota reset (default) or raise `QuotaExhausted`.
+        window_s: the rate window, seconds (Marketo: 20).
+    """
+
+    def __init__(
+        self,
+        limits: LimitSettings,
+        *,
+        store: UsageStore | None,
+        clock: Callable[[], float],
+        sleep: Sleep = asyncio.sleep,
+        wait_for_quota: bool = True,
+        window_s: float = RATE_WINDOW_S,
+    ) -> None:
+        self._limits = limits
+        self._store = store
+        self._clock = clock
+        self._sleep = sleep
+        self._wait_for_quota = wait_for_quota
+        self._window_s = window_s
+        self._semaphore = asyncio.Semaphore(limits.max_concurrent_calls)
+        self._done: collections.deque[float] = collections.deque()
+        self._in_flight = 0
+        self._hold_until = 0.0
+        self._quota = QuotaState()
+        self._logged_pause = 0.0
+        self._memory_day = ""
+        self._memory_calls = 0
+        #: Most calls ever in flight at once (statistics and tests).
+        self.peak_in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Calls sent and not yet answered."""
+        return self._in_flight
+
+    def hold(self, seconds: float) -> None:
+        """Keep every call from being sent for ``seconds`` (after a ``606``)."""
+        self._hold_until = max(self._hold_until, self._clock() + seconds)
+
+    def pause_for_quota(self, reason: str) -> float:
+        """Pause every call until the next midnight America/Chicago; return that time.
+
+        Args:
+            reason: ``"607"`` (Marketo said so) or ``"budget"`` (our own budget is used up).
+        """
+        resume_at = next_quota_reset(self._clock())
+        if resume_at > self._quota.resume_at:
+            self._quota = QuotaState(resume_at, reason)
+        return self._quota.resume_at
+
+    async def _wait_quota(self) -> None:
+        while True:
+            now = self._clock()
+            if now >= self._quota.resume_at:
+                if self._quota.resume_at:
+                    self._quota = QuotaState()
+                if await self._used_today(now) < self._limits.daily_call_budget:
+                    return
+                self.pause_for_quota("budget")
+                continue
+            state = self._quota
+            if not self._wait_for_quota:
+                raise QuotaExhausted(
+                    "607" if state.reason == "607" else "budget",
+                    f"daily quota used up ({state.reason}); calls resume at the reset",
+                    state.resume_at,
+                )
+            if self._logged_pause != state.resume_at:
+                self._logged_pause = state.resume_at
+                log.warning(
+                    "quota_paused", reason=state.reason, resume_at=state.resume_at,
+                    wait_s=round(state.resume_at - now, 3),
+                    day=quota_day(now), budget=self._limits.daily_call_budget,
+                )
+            await self._sleep(state.resume_at - now)
+
+    async def _used_today(self, now: float) -> int:
+        day = quota_day(now)
+        if self._store is not None:
+            return await self._store.calls_on(day)
+        if day != self._memory_day:
+            self._memory_day, self._memory_calls = day, 0
+        return self._memory_calls
+
+    async def _count(self, endpoint: str, calls: int, errors: int) -> None:
+        day = quota_day(self._clock())
+        if self._store is not None:
+            await self._store.count_calls(day, endpoint, calls, errors)
+            return
+        if day != self._memory_day:
+            self._memory_day, self._memory_calls = day, 0
+        self._memory_calls += calls
+
+    async def count_error(self, endpoint: str) -> None:
+        """Record that a call of ``endpoint`` ended in an error (for ``leadflow status``)."""
+        await self._count(endpoint, 0, 1)
+
+    async def _wait_window(self) -> None:
+        while True:
+            now = self._clock()
+            if now < self._hold_until:
+                await self._sleep(self._hold_until - now)
+                continue
+            while self._done and self._done[0] <= now:
+                self._done.popleft()
+            wait = window_wait(
+                now, list(self._done), self._in_flight,
+                self._limits.calls_per_20s, self._window_s,
+            )
+            if wait <= 0:
+                return
+            await self._sleep(wait)
+
+    @asynccontextmanager
+    async def slot(self, endpoint: str) -> AsyncIterator[None]:
+        """Wait until a call of ``endpoint`` may be sent, count it, and hold its place.
+
+        The body of the ``async with`` sends the request and reads the answer; leaving it
+        marks the call answered.
+
+        Args:
+            endpoint: the usage key, e.g. ``import_create``, ``import_status``, ``failures``,
+                ``warnings``, ``describe``.
+
+        Raises:
+            QuotaExhausted: the daily quota is used up and the governor must not wait.
+        """
+        await self._wait_quota()
+        async with self._semaphore:
+            while True:
+                await self._wait_window()
+                # Waiting for the window may have crossed into a paused quota.
+                if self._clock() >= self._quota.resume_at:
+                    break
+                await self._wait_quota()
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            try:
+                await self._count(endpoint, 1, 0)
+                yield
+            finally:
+                self._in_flight -= 1
+                self._done.append(self._clock() + self._window_s)
