@@ -1,0 +1,186 @@
+"""Run the benchmarks: ``python -m bench [--quick] [--only NAME ...] [--out PATH]``.
+
+Each benchmark runs in its own child process (``--child NAME``), one after the other, so that
+peak memory figures are its own and one that crashes or hangs does not take the others down.
+The parent prints one table and writes the JSON results (``bench/results.json`` by default,
+``bench/results.quick.json`` with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.common import cpu_count, normalise
+
+HERE = Path(__file__).resolve().parent
+
+#: Benchmark name -> module; run in this order.
+BENCHMARKS: dict[str, str] = {
+    "store": "bench.bench_store",
+    "slots": "bench.bench_slots",
+    "pressure": "bench.bench_pressure",
+    "scale": "bench.bench_scale",
+    "prepare": "bench.bench_prepare",
+    "simulator": "bench.bench_simulator",
+}
+
+#: Wall-clock limit of one benchmark's child process, seconds.
+TIMEOUT_S = {"quick": 45.0, "full": 240.0}
+
+
+def _child(name: str, quick: bool, out: Path) -> int:
+    """Run one benchmark in this process and write its normalised result to ``out``."""
+    t0 = time.perf_counter()
+    try:
+        module = importlib.import_module(BENCHMARKS[name])
+    except ModuleNotFoundError as exc:
+        body: dict[str, Any] = {"status": "unavailable", "error": str(exc), "figures": []}
+    else:
+        try:
+            body = {"status": "ok", **normalise(module.run(quick))}
+        except Exception as exc:  # noqa: BLE001 - reported in the results, run goes on
+            body = {
+                "status": "error",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+                "figures": [],
+            }
+    body["seconds"] = round(time.perf_counter() - t0, 2)
+    out.write_text(json.dumps(body, indent=2, default=str))
+    return 0
+
+
+def _run_one(name: str, quick: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "bench", "--child", name, "--child-out", str(out)]
+        if quick:
+            cmd.append("--quick")
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=HERE.parent,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_S["quick" if quick else "full"],
+            )
+        except subprocess.TimeoutExpired as exc:
+            return {
+                "status": "timeout",
+                "error": f"no result after {exc.timeout:.0f} s",
+                "figures": [],
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        if out.is_file():
+            result: dict[str, Any] = json.loads(out.read_text())
+        else:
+            result = {
+                "status": "error",
+                "error": f"child exited {proc.returncode} without a result",
+                "figures": [],
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        if proc.returncode != 0 or result["status"] != "ok":
+            result["stderr_tail"] = proc.stderr[-3000:]
+        return result
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """Render every benchmark's figures as one fixed-width text table."""
+    header = ("benchmark", "figure", "value", "unit", "baseline", "ratio", "target", "met")
+    rows: list[tuple[str, ...]] = []
+    for name, bench in results["benchmarks"].items():
+        if bench["status"] != "ok":
+            rows.append((name, f"[{bench['status']}] {bench.get('error', '')[:70]}",
+                         "", "", "", "", "", ""))
+            continue
+        for f in bench["figures"]:
+            base = _fmt(f["baseline"])
+            if f.get("baseline_name") and f["baseline"] is not None:
+                base = f"{base} ({f['baseline_name']})"
+            rows.append((name, f["name"], _fmt(f["value"]), f["unit"], base,
+                         _fmt(f["ratio"]), f["target"] or "", _fmt(f["met"])))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the benchmarks, print the table, write the JSON; exit code."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
+                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--out", type=Path, help="JSON results path")
+    parser.add_argument("--child", choices=sorted(BENCHMARKS), help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child, args.quick, args.child_out)
+
+    names = args.only or list(BENCHMARKS)
+    out = args.out or HERE / ("results.quick.json" if args.quick else "results.json")
+    results: dict[str, Any] = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "mode": "quick" if args.quick else "full",
+        "command": "python -m bench" + (" --quick" if args.quick else ""),
+        "host": {
+            "cpus": cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "benchmarks": {},
+    }
+    t0 = time.perf_counter()
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results["benchmarks"][name] = _run_one(name, args.quick)
+        bench = results["benchmarks"][name]
+        print(f"  {name}: {bench['status']} in {bench.get('seconds', 0):.1f} s",
+              file=sys.stderr, flush=True)
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out)
+    print(render_table(results))
+    print(f"\n{results['mode']} run, {results['seconds']} s on {results['host']['cpus']} CPUs;"
+          f" results in {out}")
+    failed = [n for n, b in results["benchmarks"].items() if b["status"] != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
