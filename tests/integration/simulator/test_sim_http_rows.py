@@ -174,7 +174,7 @@ async def test_rfc4180_records_crlf_and_blank_lines(sim: Sim) -> None:
         'email,address\r\n\r\na@example.com,"1 Main St,\r\nSuite 2"\r\n\n'
         'b@example.com,"He said ""hi"""\n'
     )
-    batch_id, status = await _complete(sim, content)
+    _, status = await _complete(sim, content)
     assert (status["numOfLeadsProcessed"], status["numOfRowsFailed"]) == (2, 0)
     leads = {lead["email"]: lead for lead in await sim.admin("GET", "/_sim/leads")}
     assert leads["a@example.com"]["address"] == "1 Main St,\r\nSuite 2"
