@@ -90,6 +90,7 @@ class Scheduler:
         work: set when new uploads may be claimable (intake enqueued, an upload requeued).
         slot_freed: set by the poller when one of our jobs left Marketo's queue.
         submitted: set after each accepted upload (the poller watches it).
+        finished: set when an upload became terminal here (rejected; wakes the reporter).
         state: what was learned from ``1016`` answers (``policy.SlotState``).
     """
 
@@ -110,6 +111,7 @@ class Scheduler:
         self.work = asyncio.Event()
         self.slot_freed = asyncio.Event()
         self.submitted = asyncio.Event()
+        self.finished = asyncio.Event()
         self.state = policy.SlotState()
         self.queue_full_answers = 0
         self._paused_until = 0.0
@@ -291,7 +293,7 @@ class Scheduler:
         )
         self._transient_streak.pop(upload.id, None)
         log.error("import_rejected", code=code, error=message)
-        self.slot_freed.set()
+        self.finished.set()
 
     async def _transient(self, upload: UploadRecord, exc: ApiError) -> None:
         streak = self._transient_streak.get(upload.id, 0) + 1

@@ -1,0 +1,392 @@
+"""The daemon: one lifecycle owner for the store, the client, intake, scheduler, poller, reporter.
+
+``leadflow run`` is ``run_daemon(settings, once=...)``:
+
+    async with Daemon(settings) as daemon:
+        await daemon.run(once=False)
+
+``__aenter__`` opens, through one ``AsyncExitStack``, the store with the single-daemon lock,
+the Marketo client, and builds intake, the scheduler, the poller and the reporter. ``run``
+first recovers, once, from whatever the previous process left (uploads caught mid-submit are
+sent again, uploads with a batchId resume polling, files left in work are resumed,
+half-written results are rewritten), then runs the loops in one ``asyncio.TaskGroup``. A crash
+in any loop cancels the others and is logged ``daemon_crashed``. SIGTERM and SIGINT set the
+stop event: no new upload is claimed, calls in flight get ``daemon.shutdown_grace_s`` and are
+then cancelled; every state change is already committed, so nothing else needs saving. The
+loops wait on "new work, tick or stop" (asyncio events), never on fixed sleeps.
+
+``--once`` drains: it takes what is in the inbox, waits until every upload is terminal and
+every file has its report (``reported_at`` set), then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import structlog
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.models import FileStatus, UploadStatus
+from orchestrator.poller import Poller
+from orchestrator.scheduler import UNCERTAIN_CODE, Scheduler, wait_any
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+
+#: File statuses that still have work ahead of them.
+_FILES_OPEN = (FileStatus.RECEIVED, FileStatus.QUEUED, FileStatus.REPORTING)
+#: Upload statuses that still have work ahead of them.
+_UPLOADS_OPEN = (
+    UploadStatus.QUEUED,
+    UploadStatus.SUBMITTING,
+    UploadStatus.SUBMITTED,
+    UploadStatus.IMPORTING,
+)
+
+
+class DaemonCrashed(OrchestratorError):
+    """A daemon loop failed; the cause is on ``__cause__`` (the CLI prints it and exits 1)."""
+
+
+class IntakeLike(Protocol):
+    """The part of ``orchestrator.intake.Intake`` the daemon uses."""
+
+    async def recover(self) -> Any:
+        """Resume files left ``received`` in ``paths.work``."""
+
+    async def scan_once(self) -> Any:
+        """Claim and prepare every stable file in the inbox once; returns what was taken."""
+
+    async def run(self, stop: asyncio.Event, on_enqueued: Callable[..., Any]) -> Any:
+        """Watch the inbox until ``stop`` is set."""
+
+
+class ReporterLike(Protocol):
+    """The part of ``orchestrator.results.Reporter`` the daemon uses."""
+
+    async def report_ready(self) -> int:
+        """One pass: move finished files to ``reporting`` and write their results."""
+        ...
+
+
+class Daemon:
+    """Owns every long-lived resource of ``leadflow run`` and the loops that use them.
+
+    Args:
+        settings: every setting.
+        clock: epoch seconds (the store, client and loops all use it).
+        client: a ready ``MarketoClient`` (tests); by default one is opened and closed here.
+        intake: an intake (tests); by default ``Intake(settings, store, describe=..., clock=)``.
+        reporter: a reporter (tests); by default ``Reporter(settings, store, client, clock)``.
+        handle_signals: install SIGTERM/SIGINT handlers while ``run`` runs.
+
+    Raises:
+        DatabaseLocked: from ``__aenter__`` when another daemon uses the database.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock = time.time,
+        client: Any = None,
+        *,
+        intake: IntakeLike | None = None,
+        reporter: ReporterLike | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.client: Any = client
+        self.intake: Any = intake
+        self.reporter: Any = reporter
+        self.handle_signals = handle_signals
+        self.stop_event = asyncio.Event()
+        self.report_wake = asyncio.Event()
+        self.inbox_taken = asyncio.Event()
+        self.stop_reason = "running"
+        self._stack = AsyncExitStack()
+        self.store: Store
+        self.scheduler: Scheduler
+        self.poller: Poller
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            self.settings.paths.ensure()
+            self.store = await stack.enter_async_context(
+                Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
+            )
+            if self.client is None:
+                from orchestrator.marketo import MarketoClient
+
+                self.client = await stack.enter_async_context(
+                    MarketoClient(self.settings, store=self.store, clock=self.clock)
+                )
+            if self.intake is None:
+                # Imported by name: the daemon only needs the interface in docs/design.md.
+                intake_cls = importlib.import_module("orchestrator.intake").Intake
+                self.intake = intake_cls(
+                    self.settings, self.store, describe=self.client.describe_leads,
+                    clock=self.clock,
+                )
+            if self.reporter is None:
+                reporter_cls = importlib.import_module("orchestrator.results").Reporter
+                self.reporter = reporter_cls(self.settings, self.store, self.client, self.clock)
+            self.scheduler = Scheduler(self.settings, self.store, self.client, clock=self.clock)
+            self.poller = Poller(
+                self.settings,
+                self.store,
+                self.client,
+                clock=self.clock,
+                slot_freed=self.scheduler.slot_freed,
+                requeued=self.scheduler.work,
+                finished=self.report_wake,
+            )
+            self.scheduler.submitted = self.poller.poke
+            self.scheduler.finished = self.report_wake
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    def stop(self, reason: str = "requested") -> None:
+        """Ask the loops to stop (what SIGTERM/SIGINT do); safe to call more than once."""
+        if not self.stop_event.is_set():
+            self.stop_reason = reason
+            log.info("daemon_stopping", reason=reason)
+            self.stop_event.set()
+
+    def on_enqueued(self, *args: Any, **kwargs: Any) -> None:
+        """Callback for intake: new uploads or a finished file are in the store."""
+        self.scheduler.work.set()
+        self.report_wake.set()
+
+    async def run(self, once: bool = False) -> None:
+        """Recover, then run every loop until stopped (or, with ``once``, until drained).
+
+        Raises:
+            DaemonCrashed: a loop failed; the others were cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self.stop, sig.name)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+                    pass
+        started = self.clock()
+        log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
+        try:
+            await self.recover()
+            await self._run_loops(once)
+        except BaseException as exc:
+            if self.stop_reason == "running":
+                self.stop_reason = "crashed" if isinstance(exc, Exception) else "cancelled"
+            raise
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            counts = await _safe_counts(self.store)
+            log.info(
+                "daemon_stopped",
+                reason=self.stop_reason,
+                uptime_s=round(self.clock() - started, 3),
+                queue_full_answers=self.scheduler.queue_full_answers,
+                **counts,
+            )
+
+    async def recover(self) -> None:
+        """Resolve, once, everything the previous process left in flight (before any loop)."""
+        now = self.clock()
+        for upload in await self.store.reap_in_flight():
+            # The create call may or may not have landed: send again (an upsert) and say so
+            # when it goes (``resubmitted_after_uncertain_submit``).
+            await self.store.transition_upload(
+                upload.id, UploadStatus.QUEUED, UploadStatus.QUEUED,
+                error_code=UNCERTAIN_CODE,
+                error="the daemon stopped during the upload; it is sent again",
+            )
+            log.warning(
+                "upload_reaped", file_id=upload.file_id, upload_id=upload.id, seq=upload.seq,
+                uncertain=upload.uncertain,
+            )
+        resumed = 0
+        for upload in await self.store.at_marketo():
+            await self.store.transition_upload(
+                upload.id, upload.status, upload.status, next_poll_at=now
+            )
+            resumed += 1
+        if resumed:
+            log.info("polling_resumed", uploads=resumed)
+        await self.intake.recover()
+        await self._report_pass()
+        self.scheduler.work.set()
+
+    async def _run_loops(self, once: bool) -> None:
+        grace = self.settings.daemon.shutdown_grace_s
+        loops: dict[str, Coroutine[Any, Any, Any]] = {
+            "scheduler": self.scheduler.run(self.stop_event),
+            "poller": self.poller.run(self.stop_event),
+            "reporter": self._report_loop(),
+            "intake": self._drain_inbox() if once else self.intake.run(
+                self.stop_event, on_enqueued=self.on_enqueued
+            ),
+        }
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(_guarded(name, coro), name=f"leadflow-{name}")
+                    for name, coro in loops.items()
+                ]
+                if once:
+                    group.create_task(self._until_drained(), name="leadflow-drain")
+                group.create_task(self._shutdown_after_stop(tasks, grace))
+        except* Exception as group_error:  # noqa: BLE001 - re-raised as DaemonCrashed
+            first = group_error.exceptions[0]
+            raise DaemonCrashed(f"daemon crashed: {type(first).__name__}: {first}") from first
+
+    async def _shutdown_after_stop(self, tasks: list[asyncio.Task[Any]], grace: float) -> None:
+        """After stop: give the loops ``grace`` seconds to finish their call, then cancel."""
+        await self.stop_event.wait()
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            log.warning("loop_cancelled_after_grace", loop=task.get_name(), grace_s=grace)
+            task.cancel()
+
+    async def _report_loop(self) -> None:
+        tick = self.settings.daemon.idle_tick_s
+        while not self.stop_event.is_set():
+            ok = await self._report_pass()
+            timeout = tick if ok else self.settings.daemon.results_retry_s
+            await wait_any((self.stop_event, self.report_wake), timeout)
+            self.report_wake.clear()
+
+    async def _report_pass(self) -> bool:
+        try:
+            await self.reporter.report_ready()
+        except (asyncio.CancelledError, OrchestratorError):
+            raise
+        except Exception as exc:
+            # Bad input or a full disk must not stop the daemon; the pass is retried.
+            log.exception("report_pass_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    async def _drain_inbox(self) -> None:
+        """``--once``: take every file in the inbox, waiting for it to be stable.
+
+        Scans until the files present at start have left the inbox, or until a scan made
+        after ``intake.stable_s`` has passed takes nothing (whatever is left is not for us).
+        """
+        start = self.clock()
+        present = _inbox_files(self.settings.paths.inbox)
+        rescan = min(self.settings.intake.rescan_interval_s, max(
+            self.settings.intake.stable_s / 4, 0.05))
+        while not self.stop_event.is_set():
+            taken = await self.intake.scan_once()
+            self.on_enqueued()
+            if not any(path.exists() for path in present):
+                break
+            settled = self.clock() - start > self.settings.intake.stable_s
+            if settled and not taken:
+                left = [str(p) for p in present if p.exists()]
+                log.warning("inbox_files_left", files=left[:20], count=len(left))
+                break
+            await wait_any((self.stop_event,), rescan)
+        log.info("inbox_drained", files=len(present))
+        self.inbox_taken.set()
+
+    async def _until_drained(self) -> None:
+        """``--once``: stop when the inbox was taken and no file or upload has work left."""
+        tick = self.settings.daemon.idle_tick_s
+        while not self.stop_event.is_set():
+            if self.inbox_taken.is_set() and await self.drained():
+                self.stop("drained")
+                return
+            await wait_any((self.stop_event, self.report_wake), min(tick, 0.25))
+
+    async def drained(self) -> bool:
+        """Return whether every upload is terminal and every file has its report."""
+        counts = await self.store.counts_by_status()
+        if any(counts["files"][s.value] for s in _FILES_OPEN):
+            return False
+        if any(counts["uploads"][s.value] for s in _UPLOADS_OPEN):
+            return False
+        return not await self.store.files_to_report()
+
+
+async def _guarded(name: str, coro: Awaitable[Any]) -> None:
+    """Run one loop; log ``daemon_crashed`` (naming it) if it fails."""
+    try:
+        await coro
+    except Exception as exc:
+        log.exception("daemon_crashed", loop=name, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _inbox_files(inbox: Path) -> list[Path]:
+    if not inbox.is_dir():
+        return []
+    return sorted(p for p in inbox.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+async def _safe_counts(store: Store) -> dict[str, Any]:
+    try:
+        counts = await store.counts_by_status()
+    except Exception:  # noqa: BLE001 - the database may be gone; the log line still goes
+        return {}
+    return {
+        "files": {k: v for k, v in counts["files"].items() if v},
+        "uploads": {k: v for k, v in counts["uploads"].items() if v},
+    }
+
+
+def _summary(settings: Settings) -> dict[str, Any]:
+    """Settings worth a line in ``daemon_started``: no secret, no token."""
+    return {
+        "base_url": settings.marketo.base_url,
+        "client_id": settings.marketo.client_id,
+        "inbox": str(settings.paths.inbox),
+        "results": str(settings.paths.results),
+        "database": str(settings.paths.database),
+        "import_slots": settings.limits.import_slots,
+        "max_upload_bytes": settings.limits.max_upload_bytes,
+        "calls_per_20s": settings.limits.calls_per_20s,
+        "daily_call_budget": settings.limits.daily_call_budget,
+        "polling_s": [settings.polling.min_interval_s, settings.polling.max_interval_s],
+        "routes": [route.name for route in settings.routes],
+    }
+
+
+async def run_daemon(settings: Settings, *, once: bool) -> int:
+    """Run ``leadflow run`` until a signal (or, with ``once``, until drained).
+
+    Returns:
+        0 after a clean stop or a drain.
+
+    Raises:
+        DatabaseLocked: another daemon uses the database.
+        DaemonCrashed: a loop failed (the CLI prints the cause chain and exits 1).
+    """
+    async with Daemon(settings) as daemon:
+        await daemon.run(once=once)
+    return 0
