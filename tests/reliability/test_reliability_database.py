@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Leadflow, read_json_lines, require_module
+from reliability_harness import Leadflow, read_json_lines, require_module
 
 UNREACHABLE = "http://127.0.0.1:9"
 
