@@ -15,7 +15,7 @@ from pathlib import Path
 HEADER = ("email", "firstName", "lastName", "company", "leadScore")
 _FIRST = ("Zoë", "Ana María", "Jean-Luc", "O'Brien", "Łukasz", "山田", "Chloé", "Søren")
 _LAST = ("Müller", "Nguyễn", "Smith, Jr.", 'The "Boss"', "García", "Dubois", "Øster")
-_COMPANY = ("Acme, Inc.", "Globex", "Initech\nEMEA", "Umbrella; Ltd", "Stark Industries")
+_COMPANY = ("Acme, Inc.", "Globex", "Initech EMEA", "Umbrella; Ltd", "Stark Industries")
 
 
 @dataclass
