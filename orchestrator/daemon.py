@@ -88,8 +88,10 @@ class Daemon:
         settings: every setting.
         clock: epoch seconds (the store, client and loops all use it).
         client: a ready ``MarketoClient`` (tests); by default one is opened and closed here.
-        intake: an intake (tests); by default ``Intake(settings, store, describe=..., clock=)``.
-        reporter: a reporter (tests); by default ``Reporter(settings, store, client, clock)``.
+        intake_factory: builds the intake from ``(store, client)`` (tests); by default
+            ``Intake(settings, store, describe=client.describe_leads, clock=clock)``.
+        reporter_factory: builds the reporter from ``(store, client)`` (tests); by default
+            ``Reporter(settings, store, client, clock)``.
         handle_signals: install SIGTERM/SIGINT handlers while ``run`` runs.
 
     Raises:
@@ -102,15 +104,17 @@ class Daemon:
         clock: Clock = time.time,
         client: Any = None,
         *,
-        intake: IntakeLike | None = None,
-        reporter: ReporterLike | None = None,
+        intake_factory: Callable[[Store, Any], IntakeLike] | None = None,
+        reporter_factory: Callable[[Store, Any], ReporterLike] | None = None,
         handle_signals: bool = True,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.client: Any = client
-        self.intake: Any = intake
-        self.reporter: Any = reporter
+        self.intake: Any = None
+        self.reporter: Any = None
+        self._intake_factory = intake_factory
+        self._reporter_factory = reporter_factory
         self.handle_signals = handle_signals
         self.stop_event = asyncio.Event()
         self.report_wake = asyncio.Event()
@@ -133,14 +137,18 @@ class Daemon:
                 self.client = await stack.enter_async_context(
                     MarketoClient(self.settings, store=self.store, clock=self.clock)
                 )
-            if self.intake is None:
+            if self._intake_factory is not None:
+                self.intake = self._intake_factory(self.store, self.client)
+            else:
                 # Imported by name: the daemon only needs the interface in docs/design.md.
                 intake_cls = importlib.import_module("orchestrator.intake").Intake
                 self.intake = intake_cls(
                     self.settings, self.store, describe=self.client.describe_leads,
                     clock=self.clock,
                 )
-            if self.reporter is None:
+            if self._reporter_factory is not None:
+                self.reporter = self._reporter_factory(self.store, self.client)
+            else:
                 reporter_cls = importlib.import_module("orchestrator.results").Reporter
                 self.reporter = reporter_cls(self.settings, self.store, self.client, self.clock)
             self.scheduler = Scheduler(self.settings, self.store, self.client, clock=self.clock)

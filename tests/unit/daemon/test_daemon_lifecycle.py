@@ -95,18 +95,18 @@ def settings(fast_settings: Callable[..., Settings]) -> Settings:
     return fast_settings(polling={"min_interval_s": 0.01, "max_interval_s": 0.05})
 
 
-async def open_daemon(settings: Settings, marketo: Any, **kw: Any) -> Daemon:
-    """Enter a Daemon whose fakes share its store (built after the store opens)."""
-    daemon = Daemon(settings, client=marketo, intake=_Late(), reporter=_Late(),
-                    handle_signals=kw.pop("handle_signals", False))
-    await daemon.__aenter__()
-    daemon.intake = FakeIntake(settings, daemon.store, **kw)
-    daemon.reporter = FakeReporter(daemon.store)
-    return daemon
-
-
-class _Late:
-    """Placeholder replaced once the daemon's store exists."""
+async def open_daemon(
+    settings: Settings, marketo: Any, *, handle_signals: bool = False, **kw: Any
+) -> Daemon:
+    """Enter a Daemon with the fakes (built on the daemon's own store)."""
+    daemon = Daemon(
+        settings,
+        client=marketo,
+        intake_factory=lambda store, client: FakeIntake(settings, store, **kw),
+        reporter_factory=lambda store, client: FakeReporter(store),
+        handle_signals=handle_signals,
+    )
+    return await daemon.__aenter__()
 
 
 async def test_once_drains_the_inbox_and_stops(settings: Settings, marketo: Any) -> None:
