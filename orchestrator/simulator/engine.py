@@ -96,6 +96,9 @@ class Simulator:
         self.config = self.initial_config
         self.clock: Clock = clock or ScaledClock(time_scale or 1.0)
         self.rng = random.Random(self.config.seed)
+        #: Ids and tokens draw from their own generator so fault rolls stay reproducible.
+        #: Not re-seeded by `reset`, so tokens from before a reset stay unknown after it.
+        self.id_rng = random.Random(None if self.config.seed is None else f"ids-{self.config.seed}")
         self.instances = {m: Instance(m, self.config) for m in self.config.instances}
 
     # ----- instances and settings -------------------------------------------------------
@@ -156,7 +159,7 @@ class Simulator:
 
     def request_id(self) -> str:
         """A Marketo-style ``requestId``: ``<hex>#<hex>`` (random, then time in ms)."""
-        return f"{self.rng.getrandbits(16):x}#{int(self.now() * 1000):x}"
+        return f"{self.id_rng.getrandbits(16):x}#{int(self.now() * 1000):x}"
 
     # ----- identity and tokens (8.2) ----------------------------------------------------
 
@@ -182,7 +185,7 @@ class Simulator:
         if inst.token is None or now >= inst.token_dies_at:
             if inst.token is not None:
                 inst.expired_tokens.add(inst.token)
-            token_uuid = uuid.UUID(int=self.rng.getrandbits(128), version=4)
+            token_uuid = uuid.UUID(int=self.id_rng.getrandbits(128), version=4)
             inst.token = f"{token_uuid}:sim"
             inst.token_expires_at = now + cfg.token_lifetime_s
             inst.token_dies_at = inst.token_expires_at - cfg.faults.token_early_expiry_s

@@ -55,9 +55,7 @@ async def serve(
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound_port = sockets[0].getsockname()[1] if sockets else port
+        bound_port = runner.addresses[0][1] if runner.addresses else port
         sim = app[SIMULATOR_KEY]
         log.info(
             "simulator_started",
