@@ -357,12 +357,15 @@ class Simulator:
 
     def _expire(self, inst: Instance, now: float) -> None:
         horizon = now - self.config.batch_retention_s
-        for batch_id, job in list(inst.jobs.items()):
+        expired = []
+        for batch_id, job in inst.jobs.items():  # in creation order: stop at the first young one
             if job.created_at > horizon:
                 break
             if job.terminal:
-                del inst.jobs[batch_id]
-                inst.expired_batches += 1
+                expired.append(batch_id)
+        for batch_id in expired:
+            del inst.jobs[batch_id]
+        inst.expired_batches += len(expired)
 
     def add_foreign_jobs(self, inst: Instance, count: int, duration_s: float) -> list[int]:
         """Queue up to ``count`` foreign jobs of ``duration_s`` simulated seconds each.
