@@ -86,7 +86,7 @@ async def test_report_is_written_later_and_nothing_is_lost(
     times: int,
 ) -> None:
     require_module("orchestrator.intake")
-    import orchestrator.results as results
+    from orchestrator import results
     from orchestrator.daemon import Daemon
 
     url, sim = sim_app
