@@ -365,9 +365,16 @@ class Leadflow:
                 proc.wait(timeout=10)
 
 
-def require_module(name: str) -> None:
-    """Skip the test while a module another engineer is building has not landed."""
-    import importlib.util
+def require_module(name: str, attribute: str = "Intake") -> None:
+    """Skip the test while a module another engineer is building has not landed.
 
-    if importlib.util.find_spec(name) is None:
+    ``orchestrator.intake`` counts as landed once it exports ``Intake``.
+    """
+    import importlib
+
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
         pytest.skip(f"{name} has not landed yet")
+    if name == "orchestrator.intake" and not hasattr(module, attribute):
+        pytest.skip(f"{name}.{attribute} has not landed yet")
