@@ -130,9 +130,12 @@ class Reporter:
         except ApiError as exc:
             await self._postpone(file, "results_fetch_failed", exc)
         except InvalidTransition as exc:
-            log.warning("results_skipped", reason=str(exc))
+            log.warning("results_skipped", file_id=file.id, file=file.name, reason=str(exc))
         except Exception as exc:  # a bug must not stop other files' reports
-            log.exception("results_failed", error=f"{type(exc).__name__}: {exc}")
+            log.exception(
+                "results_failed", file_id=file.id, file=file.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             await self._postpone(file, "results_write_failed", exc)
         else:
             self._retry_at.pop(file.id, None)
@@ -146,7 +149,9 @@ class Reporter:
             errno.errorcode.get(exc.errno) if isinstance(exc, OSError) and exc.errno else None
         )
         message = f"{type(exc).__name__}: {exc}"
-        log.warning(event, error=message, errno=code, retry_in_s=delay)
+        log.warning(
+            event, file_id=file.id, file=file.name, error=message, errno=code, retry_in_s=delay
+        )
         try:
             await self._store.record_error(
                 f"results of {file.name} not written: {message}",
@@ -195,6 +200,8 @@ class Reporter:
             raise
         log.info(
             "results_written",
+            file_id=file.id,
+            file=file.name,
             path=str(final),
             failures=written.failures,
             warnings=written.warnings,
@@ -218,6 +225,8 @@ class Reporter:
             await asyncio.to_thread(self._remove_work_dir, file)
         log.info(
             "file_finished",
+            file_id=file.id,
+            file=file.name,
             status=status.value,
             rows=rows.as_dict(),
             uploads=len(uploads),
@@ -267,15 +276,16 @@ class Reporter:
             found = await fetch(upload.batch_id, upload.kind, dict(upload.options), part)
         except ApiPermanentError as exc:
             log.warning(
-                "results_file_unavailable", what=what, upload_id=upload.id, seq=upload.seq,
+                "results_file_unavailable", file_id=file.id, what=what, upload_id=upload.id,
+                seq=upload.seq,
                 batch_id=upload.batch_id, error=str(exc),
             )
             found = False
         if not found:
             part.unlink(missing_ok=True)
             log.warning(
-                "results_file_missing", what=what, upload_id=upload.id, seq=upload.seq,
-                batch_id=upload.batch_id,
+                "results_file_missing", file_id=file.id, what=what, upload_id=upload.id,
+                seq=upload.seq, batch_id=upload.batch_id,
             )
             return None
         part.rename(dest)
@@ -297,7 +307,7 @@ class Reporter:
         if not (source.is_file() or source.is_symlink()):
             if dest.exists():
                 return dest
-            log.warning("source_missing", source=str(source))
+            log.warning("source_missing", file_id=file.id, file=file.name, source=str(source))
             return None
         folder.mkdir(parents=True, exist_ok=True)
         try:
