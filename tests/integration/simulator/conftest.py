@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sim_helpers import Sim
+from sim_helpers import MakeSim, Sim
 
 from orchestrator.simulator import ManualClock, SimulatorConfig, create_app
-
-MakeSim = Callable[..., Awaitable[Sim]]
 
 
 @pytest.fixture

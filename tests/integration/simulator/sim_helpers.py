@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -96,3 +97,7 @@ def error_of(body: dict[str, Any]) -> tuple[str, str]:
     assert "result" not in body
     err = body["errors"][0]
     return err["code"], err["message"]
+
+
+#: The ``make_sim(**config)`` fixture: a fresh simulator app with the given settings.
+MakeSim = Callable[..., Awaitable[Sim]]

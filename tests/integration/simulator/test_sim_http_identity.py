@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim_helpers import CREDS, JSON_CT, Sim, error_of
+from sim_helpers import CREDS, JSON_CT, MakeSim, Sim, error_of
 
 from orchestrator.simulator import ManualClock
 
@@ -95,9 +95,9 @@ async def test_unknown_token_gets_601(sim: Sim) -> None:
 
 
 async def test_early_expiry_fault_gives_602_before_expires_in(
-    make_sim: object, clock: ManualClock
+    make_sim: MakeSim, clock: ManualClock
 ) -> None:
-    sim: Sim = await make_sim(faults={"token_early_expiry_s": 600})  # type: ignore[operator]
+    sim: Sim = await make_sim(faults={"token_early_expiry_s": 600})
     token = await sim.token()
     clock.advance(3000)
     resp = await sim.client.get(DESCRIBE, headers={"Authorization": f"Bearer {token}"})
@@ -107,8 +107,8 @@ async def test_early_expiry_fault_gives_602_before_expires_in(
     assert fresh["expires_in"] == 3600
 
 
-async def test_identity_counts_toward_no_limit(make_sim: object) -> None:
-    sim: Sim = await make_sim(daily_quota=1, rate_limit_calls=1)  # type: ignore[operator]
+async def test_identity_counts_toward_no_limit(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(daily_quota=1, rate_limit_calls=1)
     for _ in range(5):
         await sim.token(refresh=True)
     assert (await sim.get_json(DESCRIBE))["success"] is True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from sim_helpers import CREDS, Sim, error_of
+from sim_helpers import CREDS, MakeSim, Sim, error_of
 
 PM = "/bulk/v1/program/{}/members/import.json"
 PM_STATUS = "/bulk/v1/program/members/import/{}/status.json"
@@ -123,8 +123,8 @@ async def test_unknown_path_gets_610(sim: Sim) -> None:
     assert error_of(body) == ("610", "Requested resource not found")
 
 
-async def test_instances_by_prefix_have_separate_state(make_sim: object) -> None:
-    sim: Sim = await make_sim(instances=["111-AAA-111", "222-BBB-222"])  # type: ignore[operator]
+async def test_instances_by_prefix_have_separate_state(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(instances=["111-AAA-111", "222-BBB-222"])
     other = Sim(sim.client, sim.clock, prefix="/222-BBB-222")
     root_token = await sim.token()
     other_token = await other.token()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from sim_helpers import Sim, error_of
+from sim_helpers import MakeSim, Sim, error_of
 
 from orchestrator.simulator import ManualClock
 from orchestrator.simulator.clock import CHICAGO
@@ -37,8 +37,8 @@ async def test_101st_call_in_20_s_gets_606_and_window_slides(
     assert (await _describe(sim))["success"] is True
 
 
-async def test_11th_concurrent_call_gets_615(make_sim: object) -> None:
-    sim: Sim = await make_sim(faults={"latency_s": 0.3})  # type: ignore[operator]
+async def test_11th_concurrent_call_gets_615(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(faults={"latency_s": 0.3})
     await sim.token()
     bodies = await asyncio.gather(*(_describe(sim) for _ in range(11)))
     errors = [b for b in bodies if b["success"] is False]
@@ -51,9 +51,9 @@ async def test_11th_concurrent_call_gets_615(make_sim: object) -> None:
 
 
 async def test_daily_quota_gives_607_until_chicago_midnight(
-    make_sim: object, clock: ManualClock
+    make_sim: MakeSim, clock: ManualClock
 ) -> None:
-    sim: Sim = await make_sim(daily_quota=3)  # type: ignore[operator]
+    sim: Sim = await make_sim(daily_quota=3)
     clock.set(datetime(2026, 3, 2, 23, 0, tzinfo=CHICAGO))
     for _ in range(3):
         assert (await _describe(sim))["success"] is True
@@ -70,9 +70,9 @@ async def test_daily_quota_gives_607_until_chicago_midnight(
 
 
 async def test_quota_resets_at_chicago_midnight_not_utc(
-    make_sim: object, clock: ManualClock
+    make_sim: MakeSim, clock: ManualClock
 ) -> None:
-    sim: Sim = await make_sim(daily_quota=1)  # type: ignore[operator]
+    sim: Sim = await make_sim(daily_quota=1)
     clock.set(datetime(2026, 3, 2, 17, 0, tzinfo=CHICAGO))
     assert (await _describe(sim))["success"] is True
     # UTC midnight passes (18:00 Chicago, CST = UTC-6): still refused.

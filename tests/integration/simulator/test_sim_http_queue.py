@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from sim_helpers import Sim, error_of
+from sim_helpers import MakeSim, Sim, error_of
 
 from orchestrator.simulator import ManualClock
 
@@ -51,8 +51,8 @@ async def test_foreign_jobs_take_queue_slots(sim: Sim, clock: ManualClock) -> No
     assert (await sim.status(mine[1]))["status"] == "Complete"
 
 
-async def test_standing_foreign_jobs_setting(make_sim: object) -> None:
-    sim: Sim = await make_sim(  # type: ignore[operator]
+async def test_standing_foreign_jobs_setting(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(
         faults={"foreign_standing_jobs": 9, "foreign_job_duration_s": 30}
     )
     await _upload(sim)
@@ -64,9 +64,9 @@ async def test_standing_foreign_jobs_setting(make_sim: object) -> None:
 
 
 async def test_fifo_order_exact_start_times_and_slot_busy_time(
-    make_sim: object, clock: ManualClock
+    make_sim: MakeSim, clock: ManualClock
 ) -> None:
-    sim: Sim = await make_sim(rate_limit_calls=10_000)  # type: ignore[operator]
+    sim: Sim = await make_sim(rate_limit_calls=10_000)
     sizes = [1000, 250, 500, 100, 50]  # 2 s, 0.5 s, 1 s, 0.2 s, 0.1 s at 500 rows/s
     ids = [await _upload(sim, n) for n in sizes]
     t0 = clock.now()
@@ -143,8 +143,8 @@ async def test_program_member_and_custom_object_imports_share_the_queue(sim: Sim
     assert kinds == ["lead"] * 8 + ["program_member", "custom_object"]
 
 
-async def test_fail_next_job_ends_failed_with_partial_counters(make_sim: object) -> None:
-    sim: Sim = await make_sim(faults={"fail_next_jobs": 1})  # type: ignore[operator]
+async def test_fail_next_job_ends_failed_with_partial_counters(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(faults={"fail_next_jobs": 1})
     failing = await _upload(sim, 100)
     fine = await _upload(sim, 100)
     sim.clock.advance(60)
@@ -161,9 +161,9 @@ async def test_fail_next_job_ends_failed_with_partial_counters(make_sim: object)
 
 
 async def test_dropped_upload_response_queues_the_job_but_client_gets_no_answer(
-    make_sim: object,
+    make_sim: MakeSim,
 ) -> None:
-    sim: Sim = await make_sim(faults={"drop_next_upload_responses": 1})  # type: ignore[operator]
+    sim: Sim = await make_sim(faults={"drop_next_upload_responses": 1})
     fd = aiohttp.FormData()
     fd.add_field("file", b"email\na@example.com\n", filename="l.csv")
     with pytest.raises(aiohttp.ServerDisconnectedError):
@@ -178,8 +178,8 @@ async def test_dropped_upload_response_queues_the_job_but_client_gets_no_answer(
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-async def test_http_gateway_failures_have_html_bodies(make_sim: object, status: int) -> None:
-    sim: Sim = await make_sim(  # type: ignore[operator]
+async def test_http_gateway_failures_have_html_bodies(make_sim: MakeSim, status: int) -> None:
+    sim: Sim = await make_sim(
         faults={f"http_{status}_probability": 1.0}
     )
     resp = await sim.get("/bulk/v1/leads/batch/1001.json")
@@ -199,9 +199,9 @@ async def test_http_gateway_failures_have_html_bodies(make_sim: object, status: 
     ],
 )
 async def test_injected_api_errors(
-    make_sim: object, code: str, message: str, counted: bool
+    make_sim: MakeSim, code: str, message: str, counted: bool
 ) -> None:
-    sim: Sim = await make_sim(  # type: ignore[operator]
+    sim: Sim = await make_sim(
         faults={f"error_{code}_probability": 1.0}
     )
     body = await sim.get_json("/rest/v1/leads/describe.json")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import aiohttp
 import pytest
-from sim_helpers import JSON_CT, Sim, error_of
+from sim_helpers import JSON_CT, MakeSim, Sim, error_of
 
 GOOD = "email,firstName\na@example.com,Ann\n"
 
@@ -13,8 +15,8 @@ async def _no_batches(sim: Sim) -> None:
     assert (await sim.stats())["batches"] == []
 
 
-async def test_whole_body_over_limit_gets_413_by_content_length(make_sim: object) -> None:
-    sim: Sim = await make_sim(max_body_bytes=2000)  # type: ignore[operator]
+async def test_whole_body_over_limit_gets_413_by_content_length(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(max_body_bytes=2000)
     fd = aiohttp.FormData()
     fd.add_field("file", b"email\n" + b"a@example.com\n" * 200, filename="l.csv")
     resp = await sim.client.post(
@@ -28,10 +30,10 @@ async def test_whole_body_over_limit_gets_413_by_content_length(make_sim: object
     assert stats["batches"] == []
 
 
-async def test_chunked_body_over_limit_gets_413_while_streaming(make_sim: object) -> None:
-    sim: Sim = await make_sim(max_body_bytes=100_000)  # type: ignore[operator]
+async def test_chunked_body_over_limit_gets_413_while_streaming(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(max_body_bytes=100_000)
 
-    async def body():  # type: ignore[no-untyped-def]
+    async def body() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b"--b\r\n" + b"x" * 20_000
 
@@ -44,8 +46,8 @@ async def test_chunked_body_over_limit_gets_413_while_streaming(make_sim: object
     assert (await sim.stats())["errors"] == {"413": 1}
 
 
-async def test_body_exactly_at_limit_is_accepted(make_sim: object) -> None:
-    sim: Sim = await make_sim(max_body_bytes=10_000)  # type: ignore[operator]
+async def test_body_exactly_at_limit_is_accepted(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(max_body_bytes=10_000)
     boundary = "bnd"
     head = (
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
@@ -12,7 +14,7 @@ from structlog.testing import capture_logs
 from orchestrator.simulator import serve
 
 
-async def _started(logs: list[dict[str, object]]) -> dict[str, object]:
+async def _started(logs: list[MutableMapping[str, Any]]) -> MutableMapping[str, Any]:
     for _ in range(200):
         for entry in logs:
             if entry["event"] == "simulator_started":

@@ -23,8 +23,8 @@ def test_jobs_progress_lazily_and_start_back_to_back() -> None:
     clock.advance(10)  # nobody looked in between
     sim.advance(inst)
     assert (a.status, b.status) == (JobStatus.COMPLETE, JobStatus.COMPLETE)
-    assert (a.importing_at, a.finished_at) == (0.0, pytest.approx(0.2))
-    assert (b.importing_at, b.finished_at) == (pytest.approx(0.2), pytest.approx(0.3))
+    assert [a.importing_at, a.finished_at] == pytest.approx([0.0, 0.2])
+    assert [b.importing_at, b.finished_at] == pytest.approx([0.2, 0.3])
     assert inst.slot_busy == [pytest.approx(0.3)]
     assert len(inst.store.leads) == 100
 
