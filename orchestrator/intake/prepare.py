@@ -1,0 +1,340 @@
+"""Preparation: one source file -> clean uploads, local rejections and counts (streaming).
+
+Runs in a worker thread (blocking I/O). Memory is bounded whatever the file size: records
+stream from the decoder through ``csv`` into the upload files; row numbers go to disk per
+upload; duplicate lookup values spill to disk past a limit (``duplicates``).
+
+Row rules, in Marketo's order (contract 8.5): wrong number of fields; empty lookup value
+(empty or one of ``intake.null_tokens`` after trimming); a value that is not of its field's
+type. Rows whose every field is empty or spaces (``,,,`` left by spreadsheets) are skipped
+like blank lines and counted nowhere. Values pass through unchanged. A row's number is the
+1-based line on which its record starts (the header is line 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from orchestrator.intake.duplicates import DuplicateCounter
+from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding
+from orchestrator.intake.fields import Catalogue
+from orchestrator.intake.header import HeaderMap, map_header
+from orchestrator.intake.reasons import (
+    WRONG_FIELD_COUNT,
+    Unimportable,
+    empty,
+    lookup_not_found,
+)
+from orchestrator.intake.sniff import DELIMITERS, sniff_delimiter, split_header
+from orchestrator.intake.split import UploadSplitter, WrittenUpload, upload_budget
+from orchestrator.intake.validate import first_bad_value, typed_columns
+
+log = structlog.get_logger(__name__)
+
+#: Records handed to the splitter at once.
+BATCH_ROWS = 512
+#: Name of the local rejections file in the work folder.
+REJECTIONS_NAME = "rejections.csv"
+#: Header of the reason column of ``rejections.csv`` (as in Marketo's failures files).
+REASON_COLUMN = "Import Failure Reason"
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareSpec:
+    """What preparation needs besides the file.
+
+    Attributes:
+        catalogue: the describe catalogue, or None to keep the header as is (custom objects).
+        lookup_field: REST name of the lookup column.
+        max_upload_bytes: ``limits.max_upload_bytes``.
+        null_tokens: lookup values that count as empty (compared after trimming).
+        allow_encoding_guess: ``intake.allow_encoding_guess``.
+    """
+
+    catalogue: Catalogue | None
+    lookup_field: str
+    max_upload_bytes: int
+    null_tokens: Collection[str] = ()
+    allow_encoding_guess: bool = True
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The outcome of preparing one file that had at least one data record."""
+
+    uploads: list[WrittenUpload]
+    encoding: str
+    delimiter: str
+    header: HeaderMap
+    rows_total: int
+    rows_rejected: int
+    duplicates: int
+    duplicate_list: list[dict[str, object]]
+    rejections_path: Path | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def format(self) -> str:
+        """The *source* delimiter as Marketo names it: ``csv``, ``tsv`` or ``ssv``."""
+        return DELIMITERS[self.delimiter]
+
+
+def max_line_bytes(max_upload_bytes: int) -> int:
+    """Longest physical line accepted in a source file (bytes); see ``scan_source``."""
+    return max(upload_budget(max_upload_bytes), CHUNK_BYTES)
+
+
+def clean_work_dir(work_dir: Path) -> None:
+    """Delete prepared outputs (uploads, row files, rejections, spill) but not ``source/``."""
+    if not work_dir.is_dir():
+        return
+    for entry in os.scandir(work_dir):
+        if entry.name == "source":
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            for inner in os.scandir(entry.path):
+                os.unlink(inner.path)
+            os.rmdir(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def prepare_file(source: Path, work_dir: Path, scan: SourceScan, spec: PrepareSpec) -> Prepared:
+    """Turn ``source`` into uploads in ``work_dir`` (blocking; run it in a thread).
+
+    Args:
+        source: the claimed source file.
+        work_dir: the file's work folder (outputs are written next to ``source/``).
+        scan: the result of ``scan_source`` (codec from a BOM, or UTF-8 to be checked).
+        spec: catalogue, lookup field, limits and null tokens.
+
+    Returns:
+        The uploads and counts; ``uploads`` is empty when every record was rejected.
+
+    Raises:
+        Unimportable: the file cannot be imported at all (``empty`` or ``rejected``).
+        OSError: the file vanished or cannot be read.
+    """
+    csv.field_size_limit(max(csv.field_size_limit(), upload_budget(spec.max_upload_bytes) + 1))
+    codec, label = scan.codec, scan.encoding
+    try:
+        return _prepare(source, work_dir, codec, label, spec)
+    except UnicodeDecodeError as exc:
+        clean_work_dir(work_dir)
+        if codec != "utf-8":
+            raise Unimportable(
+                f"The file starts with a {label} byte order mark but is not valid {label}."
+            ) from exc
+    offset = _first_bad_utf8(source)
+    codec, label = guess_encoding(source, offset, allow_guess=spec.allow_encoding_guess)
+    log.info("encoding_guessed", file=source.name, encoding=label, first_bad_byte=offset)
+    try:
+        return _prepare(source, work_dir, codec, label, spec)
+    except UnicodeDecodeError as exc:
+        clean_work_dir(work_dir)
+        raise Unimportable(
+            f"The file is neither UTF-8 nor {label} (the guessed encoding); save it as UTF-8."
+        ) from exc
+
+
+def _first_bad_utf8(source: Path) -> int:
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    with open(source, "rb") as raw:
+        while chunk := raw.read(CHUNK_BYTES):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return offset + max(0, exc.start)
+            offset += len(chunk)
+    return offset
+
+
+def _read_header(text: TextIO) -> tuple[str, int]:
+    """Return the first non-blank record's text (without its line break) and its last line."""
+    line_no = 0
+    while True:
+        line = text.readline()
+        if not line:
+            raise empty("The file holds only blank lines: no header and no data rows.")
+        line_no += 1
+        if line.strip():
+            break
+    while line.count('"') % 2:  # a quoted line break inside the header
+        more = text.readline()
+        if not more:
+            break
+        line += more
+        line_no += 1
+    return line.rstrip("\r\n"), line_no
+
+
+def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: PrepareSpec) -> Prepared:
+    catalogue = spec.catalogue
+    with open(source, encoding=codec, newline="", errors="strict") as text:
+        header_line, header_end = _read_header(text)
+
+        def all_known(columns: list[str]) -> bool:
+            return catalogue is None or all(catalogue.resolve(c) for c in columns)
+
+        delimiter = sniff_delimiter(header_line, all_known)
+        hmap = map_header(split_header(header_line, delimiter), catalogue, spec.lookup_field)
+        lookup_field = hmap.fields[hmap.lookup_index]
+        fold = spec.lookup_field == "email" or (
+            lookup_field is not None and lookup_field.data_type.lower() == "email"
+        )
+        splitter = UploadSplitter(work_dir, hmap.names, spec.max_upload_bytes)
+        rejections = _Rejections(work_dir / REJECTIONS_NAME, hmap.names)
+        dups = DuplicateCounter(work_dir / "dups")
+        reader = csv.reader(text, delimiter=delimiter)
+        try:
+            total = _rows(
+                reader,
+                header_end,
+                hmap,
+                spec,
+                fold,
+                splitter,
+                rejections,
+                dups,
+            )
+        except csv.Error as exc:
+            splitter.abort()
+            rejections.close()
+            clean_work_dir(work_dir)
+            raise Unimportable(
+                f"The file is not well-formed CSV near line {header_end + reader.line_num}: "
+                f"{exc} "
+                "(a quoted value that never closes?)."
+            ) from exc
+        except BaseException:
+            splitter.abort()
+            rejections.close()
+            raise
+    uploads = splitter.close()
+    rejections.close()
+    if total == 0:
+        clean_work_dir(work_dir)
+        raise empty("The file has a header but no data rows.")
+    repeats, listed = dups.finish(lambda rows: _values_at(uploads, hmap.lookup_index, rows, fold))
+    return Prepared(
+        uploads=uploads,
+        encoding=label,
+        delimiter=delimiter,
+        header=hmap,
+        rows_total=total,
+        rows_rejected=rejections.count,
+        duplicates=repeats,
+        duplicate_list=listed,
+        rejections_path=rejections.path if rejections.count else None,
+    )
+
+
+def _rows(
+    reader: Any,
+    header_end: int,
+    hmap: HeaderMap,
+    spec: PrepareSpec,
+    fold: bool,
+    splitter: UploadSplitter,
+    rejections: _Rejections,
+    dups: DuplicateCounter,
+) -> int:
+    """The hot loop: classify each record, batch the good ones. Returns data records seen."""
+    width = len(hmap.names)
+    lookup = hmap.lookup_index
+    nulls = frozenset(spec.null_tokens) | {""}
+    no_lookup = lookup_not_found(spec.lookup_field)
+    typed = typed_columns(hmap.fields)
+    batch: list[list[str]] = []
+    lines: list[int] = []
+    add_dup = dups.add
+    total = 0
+    last = header_end
+    for row in reader:
+        start = last + 1
+        last = header_end + reader.line_num
+        if len(row) != width:
+            if not row or not any(f.strip() for f in row):
+                continue
+            total += 1
+            rejections.add(start, row, width, WRONG_FIELD_COUNT)
+            continue
+        key = row[lookup].strip()
+        if key in nulls:
+            if not any(f.strip() for f in row):
+                continue
+            total += 1
+            rejections.add(start, row, width, no_lookup)
+            continue
+        total += 1
+        if typed:
+            reason = first_bad_value(row, typed)
+            if reason is not None:
+                rejections.add(start, row, width, reason)
+                continue
+        add_dup(key.casefold() if fold else key, start)
+        batch.append(row)
+        lines.append(start)
+        if len(batch) >= BATCH_ROWS:
+            for line, record, why in splitter.add(batch, lines):
+                rejections.add(line, record, width, why)
+            batch = []
+            lines = []
+            dups.checkpoint()
+    if batch:
+        for line, record, why in splitter.add(batch, lines):
+            rejections.add(line, record, width, why)
+    return total
+
+
+def _values_at(
+    uploads: Iterable[WrittenUpload], lookup: int, wanted: set[int], fold: bool
+) -> Iterator[tuple[int, str]]:
+    """Yield ``(source row, lookup value)`` for the wanted rows, reading the uploads back."""
+    left = set(wanted)
+    for upload in uploads:
+        if not left:
+            return
+        with open(upload.path, encoding="utf-8", newline="") as text:
+            reader = csv.reader(text)
+            next(reader, None)
+            for row, line in zip(reader, upload.source_rows(), strict=False):
+                if line in left:
+                    left.discard(line)
+                    value = row[lookup].strip()
+                    yield line, value.casefold() if fold else value
+
+
+class _Rejections:
+    """``rejections.csv``: ``sourceRow``, the REST names, ``Import Failure Reason``."""
+
+    def __init__(self, path: Path, names: list[str]) -> None:
+        self.path = path
+        self.names = names
+        self.count = 0
+        self._file: TextIO | None = None
+        self._writer: Any = None
+
+    def add(self, line: int, row: list[str], width: int, reason: str) -> None:
+        if self._file is None:
+            self._file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            self._writer = csv.writer(self._file, lineterminator="\r\n")
+            self._writer.writerow(["sourceRow", *self.names, REASON_COLUMN])
+        padded = row + [""] * (width - len(row)) if len(row) < width else row
+        self._writer.writerow([line, *padded, reason])
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
