@@ -29,16 +29,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import structlog
-
 from orchestrator.cli_output import print_out
 from orchestrator.errors import InvalidTransition
 from orchestrator.models import FileRecord, FileStatus, UploadStatus
 from orchestrator.results_write import DEAD_UPLOADS, archive_name, results_dir_name
 from orchestrator.settings import Settings
 from orchestrator.store import Store
-
-log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_NOTHING = 1
@@ -139,7 +135,6 @@ async def submit_command(settings: Settings, file: Path, route: str | None) -> i
     except OSError as exc:
         _print_err(f"leadflow: cannot copy {source} into {folder}: {exc.strerror or exc}")
         return EXIT_NOTHING
-    log.info("file_submitted", source=str(source), path=str(dest), route=route)
     where = f" (route {route})" if route else ""
     print_out(f"submitted {source} as {dest}{where}; the daemon takes it from there")
     return EXIT_OK
@@ -248,7 +243,6 @@ async def _requeue(
         )
     except (InvalidTransition, sqlite3.IntegrityError) as exc:
         return EXIT_NOTHING, f"{label}: cannot re-queue it: {exc}"
-    log.info("file_retried", file_id=file.id, file=file.name, uploads=len(upload_ids))
     return EXIT_OK, (
         f"{label}: {len(upload_ids)} upload(s) re-queued; the daemon sends them again and "
         "rewrites its results when they finish"
@@ -275,7 +269,6 @@ async def _retake(
     info.pop("archived_path", None)
     info["retaken_to"] = str(dest)
     await store.transition_file(file.id, file.status, file.status, info=info)
-    log.info("file_retaken", file_id=file.id, file=file.name, path=str(dest))
     return EXIT_OK, (
         f"{label} was {file.status.value}: moved back into the inbox as {dest}; "
         "it is taken as a new file with a new id and report"
