@@ -157,6 +157,10 @@ async def _gate(
 # ----- identity (1.1, 8.2) ----------------------------------------------------------------
 
 
+async def _method_not_allowed(request: web.Request) -> web.Response:
+    raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+
+
 async def identity(request: web.Request) -> web.Response:
     """``GET|POST /identity/oauth/token``: parameters from the query string or a form body."""
     sim, inst = _instance(request)
@@ -308,6 +312,12 @@ async def _unknown(request: web.Request, sim: Simulator, inst: Instance) -> web.
     raise ApiError.of(errors.NOT_FOUND)
 
 
+async def _wrong_method(
+    request: web.Request, sim: Simulator, inst: Instance
+) -> web.StreamResponse:
+    raise ApiError.of(errors.METHOD_NOT_SUPPORTED)
+
+
 def _add(app: web.Application, method: str, path: str, handler: Any) -> None:
     app.router.add_route(method, path, handler)
     app.router.add_route(method, _PREFIX + path, handler)
@@ -317,6 +327,7 @@ def add_marketo_routes(app: web.Application) -> None:
     """Register every Marketo endpoint at the root and under ``/<munchkinId>``."""
     _add(app, "GET", "/identity/oauth/token", identity)
     _add(app, "POST", "/identity/oauth/token", identity)
+    _add(app, "*", "/identity/oauth/token", _method_not_allowed)
     lead, pm, co = JobKind.LEAD, JobKind.PROGRAM_MEMBER, JobKind.CUSTOM_OBJECT
     routes: list[tuple[str, str, str, _Impl]] = [
         ("POST", "/bulk/v1/leads.json", "import_lead", _upload(lead)),
@@ -343,8 +354,10 @@ def add_marketo_routes(app: web.Application) -> None:
          "custom_object_warnings", _file(co, True)),
         ("GET", "/rest/v1/leads/describe.json", "describe_lead", _describe),
     ]
+    wrong_method = _api("unsupported_method", _wrong_method)
     for method, path, endpoint, impl in routes:
         _add(app, method, path, _api(endpoint, impl, upload=method == "POST"))
+        _add(app, "*", path, wrong_method)  # only reached by other methods: 605
     for root in ("/rest/{tail:.*}", "/bulk/{tail:.*}"):
         _add(app, "*", root, _api("unknown", _unknown))
 

@@ -142,3 +142,15 @@ async def test_instances_by_prefix_have_separate_state(make_sim: MakeSim) -> Non
     assert stats["instances"]["111-AAA-111"]["batches"] == []
     resp = await sim.client.get("/333-CCC-333/identity/oauth/token", params=CREDS)
     assert resp.status == 404
+
+
+async def test_wrong_method_on_known_path_gets_605(sim: Sim) -> None:
+    resp = await sim.client.delete(
+        "/bulk/v1/leads/batch/1001.json", headers=await sim.headers()
+    )
+    assert resp.status == 200
+    assert error_of(await resp.json()) == ("605", "HTTP method not supported")
+    resp = await sim.client.get("/bulk/v1/leads.json", headers=await sim.headers())
+    assert error_of(await resp.json()) == ("605", "HTTP method not supported")
+    resp = await sim.client.delete("/identity/oauth/token")
+    assert resp.status == 405
