@@ -25,7 +25,7 @@ import aiohttp
 import structlog
 
 from orchestrator.errors import ApiPermanentError, UncertainSubmit
-from orchestrator.logging import redact_text
+from orchestrator.logging import redact_text, register_secret
 from orchestrator.marketo import calls
 from orchestrator.marketo.calls import BatchStatus, ImportJob, LeadField, MalformedAnswer
 from orchestrator.marketo.errors_table import Category, Outcome, classify
@@ -60,6 +60,8 @@ class _Request:
 @dataclass(frozen=True, slots=True)
 class _Answer:
     outcome: Outcome
+    #: The token the request carried (replaced after a 601/602).
+    token: str
     #: For downloads: a file was written to ``dest``.
     found: bool = False
 
@@ -110,6 +112,7 @@ class MarketoClient:
     ) -> None:
         self._settings = settings
         self._secret = settings.marketo.secret()
+        register_secret(self._secret)
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
@@ -272,8 +275,7 @@ class MarketoClient:
         attempt = 0
         while True:
             attempt += 1
-            token = await self.tokens.get()
-            answer = await self._attempt(req, token, attempt)
+            answer = await self._attempt(req, attempt)
             outcome = answer.outcome
             if outcome.category is Category.OK and parse is not None and outcome.payload:
                 try:
@@ -292,8 +294,15 @@ class MarketoClient:
                 )
             decision = decide(outcome, state, self._retry, self._rand())
             state = decision.state
+            if req.upload is not None and outcome.http_status >= 500:
+                # A gateway error may hide a job that was created (contract 5, idempotency
+                # note); resending is data-safe because the import is an upsert.
+                log.warning(
+                    "upload_ambiguous", path=req.path, status=outcome.http_status,
+                    action=str(decision.action),
+                )
             if decision.action is Action.DONE:
-                return _Answer(outcome, answer.found)
+                return _Answer(outcome, answer.token, answer.found)
             if decision.action is Action.FAIL:
                 assert decision.error is not None
                 raise decision.error
@@ -301,7 +310,7 @@ class MarketoClient:
                 self.governor.pause_for_quota("607")
                 continue
             if decision.action is Action.REFRESH:
-                await self.tokens.refresh(token)
+                await self.tokens.refresh(answer.token)
             elif outcome.category is Category.THROTTLE:
                 log.warning(
                     "rate_limited", path=req.path, code=outcome.code,
@@ -313,7 +322,7 @@ class MarketoClient:
             if decision.delay > 0:
                 await self._sleep(decision.delay)
 
-    async def _attempt(self, req: _Request, token: str, attempt: int) -> _Answer:
+    async def _attempt(self, req: _Request, attempt: int) -> _Answer:
         """Send one HTTP request through the governor and classify its answer."""
         session = self._session
         if session is None:
@@ -322,8 +331,12 @@ class MarketoClient:
         timeout = aiohttp.ClientTimeout(
             total=req.timeout_s, connect=self._settings.marketo.connect_timeout_s
         )
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         async with self.governor.slot(req.endpoint):
+            # The token is taken only now: waiting for the governor may have taken hours.
+            token = await self.tokens.get()
+            headers = {"Authorization": f"Bearer {token}"}
+            if req.dest is None:
+                headers["Accept"] = "application/json"
             started = time.perf_counter()
             handle: IO[bytes] | None = None
             try:
@@ -339,9 +352,9 @@ class MarketoClient:
                     req.method, url, params=dict(req.params) or None, data=form,
                     headers=headers, timeout=timeout, allow_redirects=False,
                 ) as resp:
-                    answer = await self._read(req, resp)
+                    answer = await self._read(req, resp, token)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                answer = self._transport_failure(req, exc, attempt, started)
+                answer = self._transport_failure(req, exc, attempt, started, token)
             finally:
                 if handle is not None:
                     handle.close()
@@ -349,7 +362,7 @@ class MarketoClient:
         return answer
 
     def _transport_failure(
-        self, req: _Request, exc: BaseException, attempt: int, started: float
+        self, req: _Request, exc: BaseException, attempt: int, started: float, token: str
     ) -> _Answer:
         reason = redact_text(f"{type(exc).__name__}: {exc}")
         code = "timeout" if isinstance(exc, TimeoutError) else "connection"
@@ -358,18 +371,18 @@ class MarketoClient:
             self._log_call(req, outcome, attempt, time.perf_counter() - started)
             log.warning("upload_uncertain", path=req.path, reason=reason, attempt=attempt)
             raise UncertainSubmit(code, f"upload sent but its answer was lost: {reason}") from exc
-        return _Answer(outcome)
+        return _Answer(outcome, token)
 
-    async def _read(self, req: _Request, resp: aiohttp.ClientResponse) -> _Answer:
+    async def _read(self, req: _Request, resp: aiohttp.ClientResponse, token: str) -> _Answer:
         content_type = resp.headers.get("Content-Type", "").lower()
         is_json = any(t in content_type for t in _JSON_TYPES)
         if req.dest is not None and resp.status == 404:
-            return _Answer(Outcome(Category.OK, None, "no file", 404))
+            return _Answer(Outcome(Category.OK, None, "no file", 404), token)
         if req.dest is not None and resp.status == 200 and not is_json:
             written = await _stream_to(resp, req.dest)
-            return _Answer(Outcome(Category.OK, None, "", 200), found=written > 0)
+            return _Answer(Outcome(Category.OK, None, "", 200), token, found=written > 0)
         body = await resp.read()
-        return _Answer(classify(resp.status, body, resp.headers.get("Retry-After")))
+        return _Answer(classify(resp.status, body, resp.headers.get("Retry-After")), token)
 
     def _log_call(self, req: _Request, outcome: Outcome, attempt: int, duration: float) -> None:
         fields: dict[str, Any] = {

@@ -115,6 +115,7 @@ class Governor:
         self._wait_for_quota = wait_for_quota
         self._window_s = window_s
         self._semaphore = asyncio.Semaphore(limits.max_concurrent_calls)
+        self._budget_lock = asyncio.Lock()
         self._done: collections.deque[float] = collections.deque()
         self._in_flight = 0
         self._hold_until = 0.0
@@ -146,16 +147,12 @@ class Governor:
         return self._quota.resume_at
 
     async def _wait_quota(self) -> None:
+        """Return once no quota pause is in force; sleep through one or raise."""
         while True:
             now = self._clock()
-            if now >= self._quota.resume_at:
-                if self._quota.resume_at:
-                    self._quota = QuotaState()
-                if await self._used_today(now) < self._limits.daily_call_budget:
-                    return
-                self.pause_for_quota("budget")
-                continue
             state = self._quota
+            if now >= state.resume_at:
+                return
             if not self._wait_for_quota:
                 raise QuotaExhausted(
                     "607" if state.reason == "607" else "budget",
@@ -170,6 +167,21 @@ class Governor:
                     day=quota_day(now), budget=self._limits.daily_call_budget,
                 )
             await self._sleep(state.resume_at - now)
+
+    async def _admit(self, endpoint: str) -> bool:
+        """Count the call if the day's budget allows it; else pause until the reset.
+
+        Check and count happen under one lock, so concurrent callers cannot overshoot.
+        """
+        async with self._budget_lock:
+            now = self._clock()
+            if now < self._quota.resume_at:
+                return False
+            if await self._used_today(now) >= self._limits.daily_call_budget:
+                self.pause_for_quota("budget")
+                return False
+            await self._count(endpoint, 1, 0)
+            return True
 
     async def _used_today(self, now: float) -> int:
         day = quota_day(now)
@@ -226,14 +238,19 @@ class Governor:
         async with self._semaphore:
             while True:
                 await self._wait_window()
-                # Waiting for the window may have crossed into a paused quota.
-                if self._clock() >= self._quota.resume_at:
+                # Reserve the place in the window before the budget check awaits the database.
+                self._in_flight += 1
+                try:
+                    admitted = await self._admit(endpoint)
+                except BaseException:
+                    self._in_flight -= 1
+                    raise
+                if admitted:
                     break
+                self._in_flight -= 1
                 await self._wait_quota()
-            self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             try:
-                await self._count(endpoint, 1, 0)
                 yield
             finally:
                 self._in_flight -= 1

@@ -263,13 +263,18 @@ async def test_throttles_wait_without_spending_retries(
 async def test_607_pauses_until_midnight_chicago_then_continues(
     client: MarketoClient, mocked: aioresponses, fake_time: FakeTime
 ) -> None:
-    token_ok(mocked)
+    token_ok(mocked, "day-1:sim")
+    token_ok(mocked, "day-2:sim")  # the pause outlives the first token
     reset = next_quota_reset(fake_time.now)
     mocked.get(url(STATUS), payload=err("607", "Daily quota reached"))
     mocked.get(url(STATUS), payload=COMPLETE)
     with capture_logs() as logs:
         assert (await client.get_status(77, "leads", {})).status == "Complete"
     assert fake_time.now >= reset
+    # The token is taken after the wait, so the call after midnight carries a live one.
+    assert [auth_of(c) for c in calls_to(mocked, "GET", STATUS)] == [
+        "Bearer day-1:sim", "Bearer day-2:sim",
+    ]
     paused = [e for e in logs if e["event"] == "quota_paused"]
     assert len(paused) == 1
     assert paused[0]["resume_at"] == reset
@@ -435,3 +440,30 @@ async def test_identity_401_surfaces_as_auth_error_before_any_call(
     with pytest.raises(AuthError):
         await client.get_status(77, "leads", {})
     assert not calls_to(mocked, "GET", STATUS)
+
+
+async def test_upload_after_gateway_error_is_resent_and_the_ambiguity_logged(
+    client: MarketoClient, mocked: aioresponses, upload_file: Path
+) -> None:
+    token_ok(mocked)
+    mocked.post(url(LEADS), status=504, body="<html>Gateway Time-out</html>",
+                content_type="text/html")
+    mocked.post(url(LEADS), payload=QUEUED)
+    with capture_logs() as logs:
+        assert (await client.create_import(upload_file, "leads", OPTIONS)).batch_id == 77
+    ambiguous = [e for e in logs if e["event"] == "upload_ambiguous"]
+    assert len(ambiguous) == 1
+    assert ambiguous[0]["status"] == 504
+
+
+async def test_download_does_not_ask_for_json(
+    client: MarketoClient, mocked: aioresponses, tmp_path: Path
+) -> None:
+    token_ok(mocked)
+    failures = "/bulk/v1/leads/batch/77/failures.json"
+    mocked.get(url(failures), body="a,Import Failure Reason\r\nx,y\r\n", content_type="text/csv")
+    mocked.get(url(STATUS), payload=COMPLETE)
+    await client.download_failures(77, "leads", {}, tmp_path / "f.csv")
+    await client.get_status(77, "leads", {})
+    assert "Accept" not in calls_to(mocked, "GET", failures)[0].kwargs["headers"]
+    assert calls_to(mocked, "GET", STATUS)[0].kwargs["headers"]["Accept"] == "application/json"

@@ -165,3 +165,25 @@ async def test_607_without_waiting_raises(fake_time: FakeTime) -> None:
         async with gov.slot("import_status"):
             pass
     assert info.value.code == "607"
+
+
+async def test_concurrent_callers_cannot_overshoot_the_budget(
+    fake_time: FakeTime, store: Store
+) -> None:
+    gov = Governor(
+        LimitSettings(daily_call_budget=3, max_concurrent_calls=10), store=store,
+        clock=fake_time.clock, sleep=fake_time.sleep, wait_for_quota=False,
+    )
+
+    async def one() -> str:
+        try:
+            async with gov.slot("import_status"):
+                await asyncio.sleep(0.01)
+        except QuotaExhausted:
+            return "refused"
+        return "sent"
+
+    results = await asyncio.gather(*(one() for _ in range(10)))
+    assert sorted(results) == ["refused"] * 7 + ["sent"] * 3
+    assert await store.calls_on(quota_day(fake_time.now)) == 3
+    assert gov.in_flight == 0
