@@ -27,7 +27,6 @@ def next_chicago_midnight(ts: float) -> float:
     return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=CHICAGO).timestamp()
 
 
-
 class Instance:
     """The state of one Marketo instance (contract 8.1)."""
 
