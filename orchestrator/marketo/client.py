@@ -12,7 +12,6 @@ failure and warning files are streamed to disk in chunks.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,12 +31,11 @@ from orchestrator.marketo.errors_table import Category, Outcome, classify
 from orchestrator.marketo.governor import Governor, UsageStore
 from orchestrator.marketo.policy import RATE_WINDOW_S, Action, CallState, RetryConfig, decide
 from orchestrator.marketo.tokens import TokenManager
+from orchestrator.marketo.transfer import maybe_sent, open_form, stream_to
 from orchestrator.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-#: Bytes read per chunk when streaming a failures or warnings file to disk.
-CHUNK_BYTES = 64 * 1024
 #: Content types of a file (not a JSON error) in a failures/warnings answer.
 _JSON_TYPES = ("application/json", "text/json")
 
@@ -64,20 +62,6 @@ class _Answer:
     token: str
     #: For downloads: a file was written to ``dest``.
     found: bool = False
-
-
-def _open_form(path: Path) -> tuple[aiohttp.FormData, IO[bytes]]:
-    """Build a fresh multipart body whose ``file`` part streams ``path`` from disk."""
-    handle = path.open("rb")
-    form = aiohttp.FormData()
-    content_type = "text/plain" if path.suffix.lower() in (".tsv", ".ssv", ".txt") else "text/csv"
-    form.add_field("file", handle, filename=path.name, content_type=content_type)
-    return form, handle
-
-
-def _maybe_sent(exc: BaseException) -> bool:
-    """Whether a transport error may have happened after the request reached Marketo."""
-    return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
 class MarketoClient:
@@ -343,7 +327,7 @@ class MarketoClient:
                 form: aiohttp.FormData | None = None
                 if req.upload is not None:
                     try:
-                        form, handle = _open_form(req.upload)
+                        form, handle = open_form(req.upload)
                     except OSError as exc:
                         raise ApiPermanentError(
                             "file", f"cannot read upload {req.upload.name}: {exc.strerror}"
@@ -367,7 +351,7 @@ class MarketoClient:
         reason = redact_text(f"{type(exc).__name__}: {exc}")
         code = "timeout" if isinstance(exc, TimeoutError) else "connection"
         outcome = Outcome(Category.TRANSIENT, code, reason, 0)
-        if req.upload is not None and _maybe_sent(exc):
+        if req.upload is not None and maybe_sent(exc):
             self._log_call(req, outcome, attempt, time.perf_counter() - started)
             log.warning("upload_uncertain", path=req.path, reason=reason, attempt=attempt)
             raise UncertainSubmit(code, f"upload sent but its answer was lost: {reason}") from exc
@@ -379,7 +363,7 @@ class MarketoClient:
         if req.dest is not None and resp.status == 404:
             return _Answer(Outcome(Category.OK, None, "no file", 404), token)
         if req.dest is not None and resp.status == 200 and not is_json:
-            written = await _stream_to(resp, req.dest)
+            written = await stream_to(resp, req.dest)
             return _Answer(Outcome(Category.OK, None, "", 200), token, found=written > 0)
         body = await resp.read()
         return _Answer(classify(resp.status, body, resp.headers.get("Retry-After")), token)
@@ -394,30 +378,3 @@ class MarketoClient:
             log.info("api_call", **fields)
         else:
             log.warning("api_call", category=str(outcome.category), **fields)
-
-
-async def _stream_to(resp: aiohttp.ClientResponse, dest: Path) -> int:
-    """Write the body to ``dest`` chunk by chunk via a ``.part`` file; return bytes written.
-
-    An empty body leaves no file (and removes a stale ``dest``).
-    """
-    part = dest.with_name(dest.name + ".part")
-    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-    handle = await asyncio.to_thread(part.open, "wb")
-    written = 0
-    try:
-        async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-            await asyncio.to_thread(handle.write, chunk)
-            written += len(chunk)
-    except BaseException:
-        await asyncio.to_thread(handle.close)
-        await asyncio.to_thread(part.unlink, True)
-        raise
-    await asyncio.to_thread(handle.close)
-    if written == 0:
-        await asyncio.to_thread(part.unlink, True)
-        await asyncio.to_thread(dest.unlink, True)
-        return 0
-    await asyncio.to_thread(os.replace, part, dest)
-    return written
-
