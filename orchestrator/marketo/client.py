@@ -315,8 +315,10 @@ class MarketoClient:
         timeout = aiohttp.ClientTimeout(
             total=req.timeout_s, connect=self._settings.marketo.connect_timeout_s
         )
+        # Identity calls are ungoverned: get a token before taking a place, and again inside
+        # (normally instant), since waiting for the governor may have taken hours.
+        await self.tokens.get()
         async with self.governor.slot(req.endpoint):
-            # The token is taken only now: waiting for the governor may have taken hours.
             token = await self.tokens.get()
             headers = {"Authorization": f"Bearer {token}"}
             if req.dest is None:

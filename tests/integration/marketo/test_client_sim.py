@@ -201,3 +201,37 @@ async def test_dropped_upload_answer_is_uncertain(make_env: MakeEnv, tmp_path: P
     assert [e["event"] for e in logs].count("upload_uncertain") == 1
     job = await env.client.create_import(write_upload(tmp_path), "leads", OPTIONS)
     assert job.batch_id == stats["batches"][0]["batchId"] + 1
+
+
+async def test_program_member_and_custom_object_imports(make_env: MakeEnv, tmp_path: Path) -> None:
+    env = await make_env(scale=200.0)
+    client = env.client
+    members = tmp_path / "members.csv"
+    members.write_text("email,firstName\r\nm1@example.com,M1\r\nm2@example.com,M2\r\n",
+                       encoding="utf-8")
+    pm_options = {"format": "csv", "programId": 2001, "programMemberStatus": "On List"}
+    cars = tmp_path / "cars.csv"
+    cars.write_text("vin,make,year\r\nV1,Volvo,2020\r\nV2,Saab,old\r\n", encoding="utf-8")
+    co_options = {"format": "csv", "objectApiName": "car_c"}
+    pm_job = await client.create_import(members, "program_members", pm_options)
+    co_job = await client.create_import(cars, "custom_objects", co_options)
+    for job, kind, options in ((pm_job, "program_members", pm_options),
+                               (co_job, "custom_objects", co_options)):
+        status = await client.get_status(job.batch_id, kind, options)
+        while status.status not in ("Complete", "Failed"):
+            await asyncio.sleep(0.01)
+            status = await client.get_status(job.batch_id, kind, options)
+        assert status.status == "Complete"
+    pm_status = await client.get_status(pm_job.batch_id, "program_members", pm_options)
+    co_status = await client.get_status(co_job.batch_id, "custom_objects", co_options)
+    assert (pm_status.num_leads_processed, pm_status.num_rows_failed) == (2, 0)
+    assert (co_status.num_leads_processed, co_status.num_rows_failed) == (1, 1)
+    dest = tmp_path / "co-failures.csv"
+    assert await client.download_failures(co_job.batch_id, "custom_objects", co_options, dest)
+    assert "Saab" in dest.read_text(encoding="utf-8")
+    assert not await client.download_failures(
+        pm_job.batch_id, "program_members", pm_options, tmp_path / "pm-failures.csv"
+    )
+    async with env.admin.get(env.url("/_sim/program-members/2001")) as resp:
+        members_at_marketo = await resp.json()
+    assert len(members_at_marketo) == 2
