@@ -1,0 +1,398 @@
+"""Intake: claims stable files from the inbox, prepares them and enqueues their uploads.
+
+One task owns the loop; each file is claimed (``store.add_file`` then an atomic rename into
+``paths.work/<file_id>/source/<name>``), prepared in a worker thread, and either enqueued in one
+transaction or ended ``rejected``/``empty``/``duplicate`` with one sentence. Reports and moving
+the source out of ``work`` belong to the Reporter (``orchestrator/results.py``). Nothing that
+goes wrong with one file stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from orchestrator.errors import StoreError
+from orchestrator.intake.encoding import scan_source
+from orchestrator.intake.fields import Catalogue, LeadFieldLike
+from orchestrator.intake.prepare import (
+    Prepared,
+    PrepareSpec,
+    clean_work_dir,
+    max_line_bytes,
+    prepare_file,
+)
+from orchestrator.intake.reasons import Unimportable
+from orchestrator.intake.uploads import LazyUploads, upload_options
+from orchestrator.intake.watcher import Candidate, StabilityTracker, scan_inbox
+from orchestrator.models import FileRecord, FileStatus
+from orchestrator.settings import ImportKind, Route, Settings
+from orchestrator.store import Store
+
+log = structlog.get_logger(__name__)
+
+Describe = Callable[[], Awaitable[Sequence[LeadFieldLike]]]
+Clock = Callable[[], float]
+
+
+class CatalogueUnavailable(Exception):
+    """The describe call failed and no catalogue is cached: files wait in ``received``."""
+
+
+class Intake:
+    """The inbox watcher and file preparation (see ``docs/design.md``, "Intake").
+
+    Args:
+        settings: the frozen settings (``paths``, ``intake``, ``limits``, ``import``, ``routes``).
+        store: the open store.
+        describe: coroutine function returning the lead fields (``MarketoClient.describe_leads``).
+        clock: epoch seconds; drives stability and the describe cache.
+    """
+
+    def __init__(
+        self, settings: Settings, store: Store, describe: Describe, clock: Clock = time.time
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.describe = describe
+        self.clock = clock
+        self.tracker = StabilityTracker(settings.intake.stable_s)
+        self._catalogue: Catalogue | None = None
+        self._catalogue_at = 0.0
+        self._waiting: dict[int, FileRecord] = {}
+        self._logged: set[tuple[str, str]] = set()
+        self._on_enqueued: Callable[[], None] | None = None
+        self._moved_in_now: set[str] = set()
+
+    # --- public API ------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Resume files left ``received`` by a previous run; call once at start-up.
+
+        A file whose work copy exists is prepared again from scratch; one still only in the
+        inbox is claimed again; one in neither place is rejected as vanished.
+
+        Returns:
+            How many files were resumed (whatever their outcome).
+        """
+        files = await self.store.files_in(FileStatus.RECEIVED)
+        for record in files:
+            log.info("file_recovered", file_id=record.id, file=record.name)
+            work = Path(record.work_path) if record.work_path else None
+            if work is not None and await asyncio.to_thread(os.path.isfile, work):
+                await asyncio.to_thread(clean_work_dir, work.parent.parent)
+                await self._process(record)
+            elif await asyncio.to_thread(os.path.isfile, record.inbox_path):
+                claimed = await self._move_in(record, Path(record.inbox_path))
+                if claimed is not None:
+                    await self._process(claimed)
+            else:
+                await self._end(
+                    record,
+                    Unimportable(
+                        "The file vanished before it was prepared: it is neither in the "
+                        "inbox nor in the work folder."
+                    ),
+                )
+        return len(files)
+
+    async def scan_once(self) -> int:
+        """List the inbox once; claim and prepare every stable file (oldest name first).
+
+        Also retries files that wait for the field catalogue.
+
+        Returns:
+            How many files were claimed.
+        """
+        inbox = self.settings.paths.inbox
+        await asyncio.to_thread(inbox.mkdir, parents=True, exist_ok=True)
+        listing = await asyncio.to_thread(scan_inbox, inbox, self.settings)
+        for path, why in listing.ignored:
+            self._log_once("inbox_entry_ignored", str(path), reason=why)
+        self.tracker.retain(str(c.path) for c in listing.candidates)
+        now = self.clock()
+        taken = 0
+        for candidate in listing.candidates:
+            key = str(candidate.path)
+            if self.tracker.observe(key, candidate.size, candidate.mtime_ns, now):
+                self.tracker.forget(key)
+                if await self._take(candidate):
+                    taken += 1
+        for file_id in list(self._waiting):
+            record = self._waiting.pop(file_id)
+            await self._process(record)
+        return taken
+
+    async def run(
+        self, stop: asyncio.Event, on_enqueued: Callable[[], None] | None = None
+    ) -> None:
+        """Watch the inbox until ``stop`` is set.
+
+        A full scan runs at start, after each batch of watch events, every
+        ``intake.rescan_interval_s`` and when a tracked file is due to become stable.
+        ``on_enqueued`` is called after each file's uploads are enqueued.
+        """
+        from orchestrator.intake.loop import watch_loop
+
+        self._on_enqueued = on_enqueued
+        await watch_loop(self, stop)
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _log_once(self, event: str, key: str, **data: Any) -> None:
+        if (event, key) not in self._logged:
+            self._logged.add((event, key))
+            log.warning(event, path=key, **data)
+
+    async def _take(self, candidate: Candidate) -> bool:
+        """Claim one candidate and prepare it; return whether it was claimed."""
+        path = candidate.path
+        try:
+            record = await self.store.add_file(
+                name=path.name,
+                inbox_path=str(path),
+                work_path="",
+                route=candidate.route.name if candidate.route else None,
+                size_bytes=candidate.size,
+            )
+        except StoreError as exc:
+            log.error("file_claim_failed", file=path.name, error=str(exc))
+            return False
+        claimed = await self._move_in(record, path)
+        if claimed is None:
+            return True
+        log.info(
+            "file_received",
+            file_id=claimed.id,
+            file=claimed.name,
+            route=claimed.route,
+            size_bytes=candidate.size,
+        )
+        if candidate.route_error is not None:
+            await self._end(claimed, Unimportable(candidate.route_error))
+        else:
+            await self._process(claimed)
+        return True
+
+    async def _move_in(self, record: FileRecord, path: Path) -> FileRecord | None:
+        """Record the work path, then rename the inbox file there; None if it vanished."""
+        target = self.settings.paths.work / str(record.id) / "source" / path.name
+        try:
+            record = await self.store.transition_file(
+                record.id, FileStatus.RECEIVED, FileStatus.RECEIVED, work_path=str(target)
+            )
+            await asyncio.to_thread(_claim, path, target)
+        except FileNotFoundError:
+            await self._end(
+                record,
+                Unimportable("The file vanished from the inbox before it could be claimed."),
+            )
+            return None
+        except OSError as exc:
+            await self._end(
+                record,
+                Unimportable(f"The file could not be moved out of the inbox: {exc.strerror}."),
+            )
+            return None
+        return record
+
+    def _route(self, record: FileRecord) -> Route | None:
+        if record.route is None:
+            return None
+        return next((r for r in self.settings.routes if r.name == record.route), None)
+
+    async def _catalogue_now(self) -> Catalogue:
+        """The cached catalogue, refreshed every ``intake.describe_refresh_s``."""
+        now = self.clock()
+        fresh = now - self._catalogue_at < self.settings.intake.describe_refresh_s
+        if self._catalogue is not None and fresh:
+            return self._catalogue
+        try:
+            fields = await self.describe()
+        except Exception as exc:
+            log.warning("describe_failed", error=f"{type(exc).__name__}: {exc}")
+            if self._catalogue is not None:
+                return self._catalogue
+            raise CatalogueUnavailable(str(exc)) from exc
+        self._catalogue = Catalogue(fields)
+        self._catalogue_at = now
+        log.info("describe_refreshed", fields=len(self._catalogue))
+        return self._catalogue
+
+    async def _process(self, record: FileRecord) -> None:
+        """Prepare a claimed file and enqueue it, or end it with a reason. Never raises."""
+        route = self._route(record)
+        kind = route.kind if route is not None else ImportKind.LEADS
+        lookup = (route or self.settings.import_).lookup_field
+        source = Path(record.work_path)
+        work_dir = source.parent.parent
+        scan = None
+        try:
+            limit = max_line_bytes(self.settings.limits.max_upload_bytes)
+            scan = await asyncio.to_thread(scan_source, source, limit)
+            twin = await self.store.imported_file_with_sha(scan.sha256)
+            if twin is not None:
+                await self._duplicate(record, scan.sha256, scan.size_bytes, twin)
+                return
+            catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self._catalogue_now()
+            spec = PrepareSpec(
+                catalogue=catalogue,
+                lookup_field=lookup,
+                max_upload_bytes=self.settings.limits.max_upload_bytes,
+                null_tokens=self.settings.intake.null_tokens,
+                allow_encoding_guess=self.settings.intake.allow_encoding_guess,
+            )
+            prepared = await asyncio.to_thread(prepare_file, source, work_dir, scan, spec)
+        except CatalogueUnavailable:
+            self._waiting[record.id] = record
+            log.warning("file_waiting_for_describe", file_id=record.id, file=record.name)
+            return
+        except Unimportable as exc:
+            await self._end(record, exc, sha256=scan.sha256 if scan else None)
+            return
+        except OSError as exc:
+            await self._end(
+                record,
+                Unimportable(
+                    f"The file vanished or could not be read while it was prepared: "
+                    f"{exc.strerror or exc}."
+                ),
+            )
+            return
+        except Exception as exc:  # one bad file must not stop the loop
+            log.exception("prepare_crashed", file_id=record.id, file=record.name)
+            await self._end(
+                record, Unimportable(f"Preparation failed: {type(exc).__name__}: {exc}.")
+            )
+            return
+        assert scan is not None
+        await self._enqueue(record, route, kind, lookup, prepared, scan.sha256)
+
+    async def _enqueue(
+        self,
+        record: FileRecord,
+        route: Route | None,
+        kind: ImportKind,
+        lookup: str,
+        prepared: Prepared,
+        sha256: str,
+    ) -> None:
+        options = upload_options(route or self.settings.import_, kind, lookup)
+        work_dir = Path(record.work_path).parent.parent
+        info: dict[str, Any] = {
+            "work_dir": str(work_dir),
+            "source_path": record.work_path,
+            "header": prepared.header.names,
+            "source_header": prepared.header.source,
+            "delimiter": prepared.delimiter,
+            "format": prepared.format,
+            "encoding": prepared.encoding,
+            "lookup_field": lookup,
+            "duplicates": prepared.duplicate_list,
+            "rejections_path": str(prepared.rejections_path) if prepared.rejections_path else None,
+            "route": {"name": route.name if route else None, "kind": kind.value, **options},
+        }
+        uploads = LazyUploads(prepared.uploads, kind.value, options)
+        status = FileStatus.QUEUED if prepared.uploads else FileStatus.REPORTING
+        try:
+            ids = await self.store.enqueue_uploads(
+                record.id,
+                uploads,
+                new_status=status,
+                sha256=sha256,
+                encoding=prepared.encoding,
+                format=prepared.format,
+                rows_total=prepared.rows_total,
+                rows_rejected=prepared.rows_rejected,
+                duplicates=prepared.duplicates,
+                info=info,
+            )
+        except sqlite3.IntegrityError:
+            twin = await self.store.imported_file_with_sha(sha256)
+            if twin is not None:
+                await self._duplicate(record, sha256, None, twin)
+                return
+            raise
+        for seq, (upload_id, upload) in enumerate(zip(ids, prepared.uploads, strict=True), 1):
+            log.info(
+                "upload_queued",
+                file_id=record.id,
+                file=record.name,
+                upload_id=upload_id,
+                seq=seq,
+                rows=upload.rows,
+                bytes=upload.size_bytes,
+            )
+            upload.rows_path.unlink(missing_ok=True)
+        log.info(
+            "file_prepared",
+            file_id=record.id,
+            file=record.name,
+            status=status.value,
+            encoding=prepared.encoding,
+            format=prepared.format,
+            rows_total=prepared.rows_total,
+            rows_rejected=prepared.rows_rejected,
+            duplicates=prepared.duplicates,
+            uploads=len(ids),
+        )
+        if self._on_enqueued is not None:
+            self._on_enqueued()
+
+    async def _duplicate(
+        self, record: FileRecord, sha256: str, size: int | None, twin: FileRecord
+    ) -> None:
+        reason = (
+            f"Same content (SHA-256) as file {twin.id} '{twin.name}', which is already "
+            "imported or being imported; not sent again."
+        )
+        await self._end(record, Unimportable(reason, FileStatus.DUPLICATE), sha256=sha256)
+
+    async def _end(self, record: FileRecord, outcome: Unimportable, sha256: str | None = None) -> None:
+        """Move a ``received`` file to ``outcome.status`` with its reason (logged)."""
+        changes: dict[str, Any] = {"error": outcome.reason, "finished_at": self.clock()}
+        if sha256 is not None:
+            changes["sha256"] = sha256
+        try:
+            await self.store.transition_file(
+                record.id, FileStatus.RECEIVED, outcome.status, **changes
+            )
+        except StoreError as exc:
+            log.error("file_end_failed", file_id=record.id, error=str(exc))
+            return
+        log.warning(
+            "file_rejected",
+            file_id=record.id,
+            file=record.name,
+            status=outcome.status.value,
+            reason=outcome.reason,
+        )
+
+
+def _claim(source: Path, target: Path) -> None:
+    """Atomically rename ``source`` to ``target``; across file systems, copy then unlink.
+
+    Raises:
+        FileNotFoundError: the source vanished.
+        OSError: anything else.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        partial = target.with_name(f".{target.name}.claiming")
+        shutil.copy2(source, partial)
+        os.rename(partial, target)
+        os.unlink(source)
+        log.info("file_claimed_by_copy", source=str(source), target=str(target))
