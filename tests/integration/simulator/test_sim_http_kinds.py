@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from sim_helpers import CREDS, MakeSim, Sim, error_of
 
@@ -107,6 +108,7 @@ async def test_unknown_custom_object_gets_1013(sim: Sim) -> None:
 
 async def test_describe_lead_fields(sim: Sim) -> None:
     body = await sim.get_json("/rest/v1/leads/describe.json")
+    assert re.fullmatch(r"[0-9a-f]+#[0-9a-f]+", body["requestId"])
     fields = {f["rest"]["name"]: f for f in body["result"]}
     assert fields["email"] == {"id": 2, "displayName": "Email Address", "dataType": "email",
                                "length": 255, "rest": {"name": "email", "readOnly": False}}
