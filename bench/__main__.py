@@ -110,7 +110,7 @@ def _fmt(value: Any) -> str:
             return f"{value:,.0f}"
         if abs(value) >= 10:
             return f"{value:.1f}"
-        return f"{value:.3g}"
+        return f"{value:.4g}"
     return str(value)
 
 

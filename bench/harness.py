@@ -1,0 +1,204 @@
+"""Run leadflow (or the naive baseline) against the simulator on a fast clock, and analyse it.
+
+Simulated time: the simulator runs ``time_scale`` times faster than real time; the daemon
+reads the wall clock, so every interval of its settings is divided by ``time_scale``
+(`scaled_settings`) and its client gets a rate window of ``20 / time_scale`` real seconds.
+Marketo's timing (when a job started, when it ended, how long each slot was busy) comes from
+the simulator's own statistics, which are exact in simulated time whatever the event loops do;
+only the daemon's reaction times carry scheduling noise (about 1 ms real = 0.1 simulated s
+at 100x).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.simhost import SimHost
+from bench.workload import Upload
+from orchestrator.models import NewUpload
+from orchestrator.settings import Settings, load_settings
+from orchestrator.store import Store
+
+#: Marketo's importing slots (contract 2.4).
+IMPORTING_SLOTS = 2
+#: Upload options of every benchmark upload.
+OPTIONS = {"format": "csv", "lookupField": "email"}
+_TERMINAL = ("complete", "failed", "rejected")
+
+
+def scaled_settings(root: Path, url: str, scale: float) -> Settings:
+    """Default settings with every duration divided by ``scale`` and paths under ``root``."""
+    s = 1.0 / scale
+    overrides: dict[str, Any] = {
+        "paths": {name: str(root / name) for name in
+                  ("inbox", "work", "archive", "rejected", "results")}
+        | {"database": str(root / "leadflow.db")},
+        "marketo": {
+            "base_url": url, "client_id": "leadflow-sim", "client_secret": "leadflow-sim-secret",
+            "retry_base_s": 1.0 * s, "retry_max_s": 60.0 * s, "token_refresh_margin_s": 60.0 * s,
+        },
+        "polling": {"min_interval_s": 5.0 * s, "max_interval_s": 30.0 * s},
+        "intake": {"stable_s": 0.0, "rescan_interval_s": 10.0 * s},
+        "daemon": {
+            "queue_full_backoff_s": 5.0 * s, "queue_full_backoff_max_s": 120.0 * s,
+            "results_retry_s": 30.0 * s, "idle_tick_s": 1.0 * s, "shutdown_grace_s": 1.0,
+        },
+        "log": {"format": "json", "level": "error"},
+    }
+    settings = load_settings(None, overrides)
+    settings.paths.ensure()
+    return settings
+
+
+class _NoIntake:
+    """Stands in for intake: the uploads are already in the store."""
+
+    async def recover(self) -> None:
+        return None
+
+    async def scan_once(self) -> list[Any]:
+        return []
+
+    async def run(self, stop: asyncio.Event, on_enqueued: Any) -> None:
+        await stop.wait()
+
+
+class _NoReporter:
+    """Stands in for the reporter: results files are not what these benchmarks measure."""
+
+    async def report_ready(self) -> int:
+        return 0
+
+
+async def enqueue(settings: Settings, uploads: list[Upload]) -> None:
+    """Put the prepared uploads in the FIFO, one file per source group."""
+    groups: dict[int, list[Upload]] = {}
+    for up in uploads:
+        groups.setdefault(up.group, []).append(up)
+    async with Store.open(settings.paths.database) as store:
+        for group, members in groups.items():
+            rec = await store.add_file(name=f"source-{group}.csv",
+                                       inbox_path=f"/bench/inbox/{group}",
+                                       work_path=str(settings.paths.work / str(group)),
+                                       route=None, size_bytes=sum(u.size_bytes for u in members))
+            batch = [NewUpload(path=str(u.path), size_bytes=u.size_bytes,
+                               source_rows=list(range(2, u.rows + 2)), options=OPTIONS)
+                     for u in members]
+            await store.enqueue_uploads(rec.id, batch, sha256=f"{group:064x}")
+
+
+async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
+                       scale: float, timeout_s: float) -> dict[str, Any]:
+    """Run the daemon until every upload is terminal; return its start in simulated time.
+
+    Raises:
+        TimeoutError: not finished within ``timeout_s`` real seconds.
+    """
+    from orchestrator.daemon import Daemon
+    from orchestrator.logging import configure
+    from orchestrator.marketo import MarketoClient
+
+    configure("json", "error")
+    await enqueue(settings, uploads)
+    async with (
+        MarketoClient(settings, store=None, window_s=20.0 / scale) as client,
+        Daemon(settings, client=client, intake_factory=lambda store, client: _NoIntake(),
+               reporter_factory=lambda store, client: _NoReporter(),
+               handle_signals=False) as daemon,
+    ):
+        t0_mono = time.monotonic()
+        task = asyncio.create_task(daemon.run())
+        deadline = t0_mono + timeout_s
+        try:
+            while True:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the daemon stopped before the uploads were done")
+                counts = (await daemon.store.counts_by_status())["uploads"]
+                if sum(counts[s] for s in _TERMINAL) >= len(uploads):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"leadflow not done after {timeout_s} s: {counts}")
+                await asyncio.sleep(0.05)
+            wall = time.monotonic() - t0_mono
+        finally:
+            daemon.stop("benchmark done")
+            await task
+        counts = (await daemon.store.counts_by_status())["uploads"]
+        queue_full = daemon.scheduler.queue_full_answers
+    return {"t0": sim.sim_time(t0_mono), "wall_s": wall, "uploads": counts,
+            "queue_full_answers": queue_full}
+
+
+def analyse(stats: dict[str, Any], t0: float, uploads: list[Upload], rate: float,
+            share: float = 1.0) -> dict[str, Any]:
+    """Figures of one run from the simulator's statistics.
+
+    Args:
+        stats: ``/_sim/stats`` of the instance after the run.
+        t0: simulated time the run started (our backlog existed from then on).
+        uploads: what was imported.
+        rate: the simulator's rows per simulated second (a fixed import rate).
+        share: the fraction of Marketo's import capacity available to us (1 without
+            other integrations).
+
+    Returns:
+        ``makespan_s``, ``ideal_s`` (total import work / 2 slots / share), ``makespan_ratio``,
+        ``busy_fraction`` (slot-seconds our jobs imported divided by the slot-seconds our
+        backlog could have used, ``min(2, our unfinished uploads)`` integrated from the
+        arrival of our first upload at Marketo to the end),
+        ``slot_busy_s`` (the simulator's per-slot busy time), calls and error counts.
+    """
+    ours = [b for b in stats["batches"] if b["kind"] != "foreign"]
+    done = [b for b in ours if b["status"] == "Complete"]
+    end = max((b["finished_at"] for b in ours if b["finished_at"] is not None), default=t0)
+    work = sum(u.rows for u in uploads) / rate
+    ideal = work / IMPORTING_SLOTS / share
+    # Integrate importing(t) and min(2, unfinished(t)) over [t0, end].
+    events: list[tuple[float, int, int]] = []  # (time, d_importing, d_unfinished)
+    for b in ours:
+        if b["importing_at"] is not None:
+            events.append((max(b["importing_at"], t0), 1, 0))
+            if b["finished_at"] is not None:
+                events.append((b["finished_at"], -1, -1 if b["status"] == "Complete" else 0))
+    events.sort()
+    importing, unfinished = 0, len(uploads)
+    busy = demand = 0.0
+    # Marketo cannot import before it holds one of our jobs: the backlog window opens when
+    # the first upload has arrived (its transfer is in the makespan, not here).
+    first = min((b["created_at"] for b in ours), default=t0)
+    last = max(t0, first)
+    for at, d_imp, d_unf in events:
+        span = max(at - last, 0.0)
+        busy += span * importing
+        demand += span * min(IMPORTING_SLOTS, unfinished)
+        importing += d_imp
+        unfinished += d_unf
+        last = max(last, at)
+    calls = dict(stats["calls_by_endpoint"])
+    identity = calls.pop("identity", 0)
+    status_calls = sum(v for k, v in calls.items() if k.endswith("_status"))
+    api_calls = sum(calls.values())
+    n = len(uploads)
+    return {
+        "uploads": n,
+        "batches": len(ours),
+        "complete": len(done),
+        "makespan_s": end - t0,
+        "ideal_s": ideal,
+        "makespan_ratio": (end - t0) / ideal if ideal else None,
+        "busy_fraction": busy / demand if demand else None,
+        "slot_busy_s": stats["slot_busy_s"],
+        "status_calls": status_calls,
+        "api_calls": api_calls,
+        "identity_calls": identity,
+        "status_calls_per_upload": status_calls / n,
+        "calls_per_upload": api_calls / n,
+        "errors": stats["errors"],
+        "peak_calls_per_window": stats["peak_calls_per_window"],
+        "peak_concurrent_calls": stats["peak_concurrent_calls"],
+        "peak_queued_or_importing": stats["peak_queued_or_importing"],
+    }
