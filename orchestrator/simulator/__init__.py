@@ -1,8 +1,19 @@
 """A faithful Marketo Bulk Import simulator (contract sections 1 to 8).
 
-Public API: `create_app` builds the aiohttp application in-process (tests inject a
-`ManualClock` or a ``time_scale``); `serve` runs it as a server; `SimulatorConfig` holds every
-setting. The simulator shares no code with the daemon.
+Public API: `create_app` builds the aiohttp application in-process; `serve` runs it as a
+server (``leadflow simulator``); `SimulatorConfig` holds every setting. The simulator shares
+no code with the daemon.
+
+In tests, inject a `ManualClock` and move time explicitly::
+
+    clock = ManualClock()
+    app = create_app(SimulatorConfig(max_queued=3), clock=clock)
+    ...  # upload through aiohttp.test_utils.TestClient(TestServer(app))
+    clock.advance(60)  # jobs progress at rows_per_second (500) of simulated time
+
+or run faster than real time with ``create_app(time_scale=60)``. Defaults: one instance
+``123-ABC-456`` at the URL root (and under ``/123-ABC-456/``), client id ``leadflow-sim``,
+secret ``leadflow-sim-secret``. The admin API lives under ``/_sim/`` (see `admin`).
 """
 
 from __future__ import annotations
