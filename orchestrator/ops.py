@@ -179,8 +179,11 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
                 f"from {settings.paths.work}"
             )
         return await _requeue(store, file, [u.id for u in dead], label)
-    if file.status is FileStatus.PARTIAL:  # pragma: no cover - partial always has dead uploads
-        return EXIT_NOTHING, f"{label} has no failed uploads: nothing to retry"
+    if file.status is FileStatus.PARTIAL:
+        return EXIT_NOTHING, (
+            f"{label} has no failed uploads: nothing to retry; the rows that were not imported "
+            f"are listed in {results / 'failures.csv'}: fix them and submit them as a new file"
+        )
     return await _retake(settings, store, file, label)
 
 

@@ -94,12 +94,11 @@ def decide_status(
 ) -> tuple[FileStatus, str | None]:
     """Return the final status of a ``reporting`` file and its one-sentence error.
 
-    - ``rejected``: no row was imported (every row failed, was rejected locally, or its
-      upload failed); the source goes to ``paths.rejected``.
-    - ``partial``: some rows were imported but at least one upload failed or was rejected at
-      Marketo; ``leadflow retry`` sends those uploads again.
-    - ``complete``: every upload completed at Marketo. Single rows may still have failed
-      (``rows.failed``) or been rejected locally (``rows.rejected``): see failures.csv.
+    - ``complete``: every row was imported (some may carry a warning: see warnings.csv).
+    - ``partial``: some rows were imported and some were not: rows failed at Marketo, rows
+      rejected locally, or an upload that failed or was rejected at Marketo (``leadflow retry``
+      sends such uploads again). Every row that did not get in is in failures.csv.
+    - ``rejected``: no row was imported; the source goes to ``paths.rejected``.
     """
     dead = [u for u in uploads if u.status in DEAD_UPLOADS]
     hint = f"; `leadflow retry {file.id}` sends them again" if dead else ""
@@ -116,6 +115,12 @@ def decide_status(
         return FileStatus.PARTIAL, (
             f"{len(dead)} of {len(uploads)} uploads were not imported "
             f"({upload_reason(dead[0])}){hint}"
+        )
+    if rows.failed or rows.rejected:
+        return FileStatus.PARTIAL, (
+            f"{rows.failed + rows.rejected} of {rows.total} rows were not imported "
+            f"({rows.failed} failed at Marketo, {rows.rejected} rejected before upload); "
+            "see failures.csv"
         )
     return FileStatus.COMPLETE, None
 

@@ -154,3 +154,11 @@ async def test_retry_refuses_what_cannot_be_retried(
     assert "duplicate" in capsys.readouterr().err
     again = await store.get_file(busy.file.id)
     assert again is not None and again.status is FileStatus.COMPLETE
+    rowfail = await prepare_file(store, settings, "rows.csv", HEADER,
+                                 [["r@x.com", "R"], ["", "S"]])
+    await end_upload(store, rowfail.uploads[0], batch_id=8, failed=1)
+    assert await Reporter(settings, store, FakeClient(), clock).report_ready() == 1
+    partial = await store.get_file(rowfail.file.id)
+    assert partial is not None and partial.status is FileStatus.PARTIAL
+    assert await retry_command(settings, rowfail.file.id) == 1
+    assert "has no failed uploads: nothing to retry" in capsys.readouterr().err

@@ -89,7 +89,7 @@ async def test_unwritable_results_folder_is_retried_later_and_nothing_is_lost(
     assert client.calls == [("failures", 5)]  # the downloaded file was reused
     assert reporter.next_attempt_at() is None
     final = await store.get_file(prep.file.id)
-    assert final is not None and final.status is FileStatus.COMPLETE
+    assert final is not None and final.status is FileStatus.PARTIAL
     failures = read_csv(settings.paths.results / f"f.csv.{prep.file.id}" / "failures.csv")
     assert failures[1:] == [["3", "", "Bob", "no email"]]
 
@@ -120,7 +120,7 @@ async def test_disk_full_while_writing_is_retried_and_leaves_no_half_folder(
     report = json.loads(
         (settings.paths.results / f"f.csv.{prep.file.id}" / "report.json").read_text()
     )
-    assert report["status"] == "complete"
+    assert report["status"] == "partial"
 
 
 async def test_a_crash_mid_report_is_repaired_by_the_next_pass(
@@ -176,7 +176,8 @@ async def test_expired_batch_id_reports_without_the_rows(
     client.errors.append(ApiPermanentError("1013", "Object not found"))
     assert await Reporter(settings, store, client, clock).report_ready() == 1
     final = await store.get_file(prep.file.id)
-    assert final is not None and final.status is FileStatus.COMPLETE
+    assert final is not None and final.status is FileStatus.PARTIAL
+    assert final.error is not None and "see failures.csv" in final.error
     assert not (settings.paths.results / f"f.csv.{prep.file.id}" / "failures.csv").exists()
 
 
@@ -198,4 +199,4 @@ async def test_one_bad_file_does_not_block_the_others(
         assert await Reporter(settings, store, client, clock).report_ready() == 1
     assert any(e["event"] == "results_failed" and e["file_id"] == bad.file.id for e in logs)
     done = await store.get_file(good.file.id)
-    assert done is not None and done.status is FileStatus.COMPLETE
+    assert done is not None and done.status is FileStatus.COMPLETE  # every row imported

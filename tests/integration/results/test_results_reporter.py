@@ -25,7 +25,7 @@ def lead(n: int, **kw: str) -> list[str]:
     return [row[c] for c in HEADER]
 
 
-async def test_complete_file_with_failures_warnings_and_local_rejections(
+async def test_file_with_failures_warnings_and_local_rejections(
     store: Store, settings: Settings, clock
 ) -> None:
     rows = [lead(n) for n in range(1, 9)]
@@ -56,11 +56,15 @@ async def test_complete_file_with_failures_warnings_and_local_rejections(
     assert sorted(client.calls) == [("failures", 501), ("warnings", 501)]
     final = await store.get_file(prep.file.id)
     assert final is not None
-    assert final.status is FileStatus.COMPLETE
+    assert final.status is FileStatus.PARTIAL  # some rows did not get in
     assert final.reported_at == clock.now and final.finished_at == clock.now
     folder = settings.paths.results / f"leads.csv.{prep.file.id}"
     report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-    assert report["status"] == "complete" and report["error"] is None
+    assert report["status"] == "partial"
+    assert report["error"] == (
+        "4 of 10 rows were not imported (2 failed at Marketo, 2 rejected before upload); "
+        "see failures.csv"
+    )
     assert report["rows"] == {"total": 10, "imported": 6, "failed": 2, "warned": 1,
                               "rejected": 2}
     assert [u["batchId"] for u in report["uploads"]] == [501, 502]
@@ -85,10 +89,10 @@ async def test_complete_file_with_failures_warnings_and_local_rejections(
     events = [e["event"] for e in logs]
     assert events.count("results_written") == 1 and events.count("file_finished") == 1
     done = next(e for e in logs if e["event"] == "file_finished")
-    assert done["file_id"] == prep.file.id and done["status"] == "complete"
+    assert done["file_id"] == prep.file.id and done["status"] == "partial"
     assert done["rows"]["imported"] == 6 and done["uploads"] == 2
     history = [h[1] for h in await store.history("file", prep.file.id)]
-    assert history == ["received", "queued", "reporting", "complete"]
+    assert history == ["received", "queued", "reporting", "partial"]
 
 
 async def test_empty_lookup_in_last_column_from_shared_inputs(
@@ -148,7 +152,7 @@ async def test_missing_failures_file_is_reported_not_invented(
     assert client.calls == [("failures", 12)]
     folder = settings.paths.results / f"gone.csv.{prep.file.id}"
     report = json.loads((folder / "report.json").read_text())
-    assert report["status"] == "complete"
+    assert report["status"] == "partial"
     assert report["rows"]["failed"] == 1
     assert not (folder / "failures.csv").exists()
     assert any(e["event"] == "results_file_missing" and e["batch_id"] == 12 for e in logs)
