@@ -131,7 +131,8 @@ class Simulator(CallGate):
             used = {j.slot for j in inst.importing}
             slot = next(i for i in range(len(inst.slot_busy)) if i not in used)
             job = inst.queue.popleft()
-            job.start(at, slot, self.config.rows_per_second)
+            # never before the job existed (its upload may have been parsed while time ran)
+            job.start(max(at, job.created_at), slot, self.config.rows_per_second)
             inst.importing.append(job)
 
     def _enqueue(self, inst: Instance, job: Job) -> None:
@@ -219,6 +220,7 @@ class Simulator(CallGate):
         if inst.load >= cfg.max_queued:
             raise ApiError.of(errors.TOO_MANY_IMPORTS)
         prepared = prepare_rows(cfg, kind, target, delimiter, data)
+        self.advance(inst)  # parsing takes real time: catch up before queueing
         now = self.now()
         job = Job(
             self._new_batch_id(inst),
