@@ -21,11 +21,14 @@ from orchestrator.simulator.csvparse import parse_header_params, parse_multipart
 from orchestrator.simulator.engine import Instance, Simulator
 from orchestrator.simulator.errors import ApiError
 from orchestrator.simulator.jobs import Job, JobKind
+from orchestrator.simulator.uploads import prepare_rows
 
 #: Content type of every JSON answer (contract 1.1).
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 #: Content type of failures and warnings files (contract 3.2).
 CSV_CONTENT_TYPE = "text/csv;charset=UTF-8"
+#: Files larger than this (bytes) are parsed in a worker thread.
+THREAD_PARSE_BYTES = 256 * 1024
 #: Where the `Simulator` lives on the application.
 SIMULATOR_KEY = web.AppKey("simulator", Simulator)
 #: The request-log entry of the request being handled.
@@ -209,14 +212,21 @@ def _upload(kind: JobKind) -> _Impl:
             raise ApiError.of(errors.INVALID_MULTIPART)
         params = {k: p.data.decode("utf-8", "replace") for k, p in parts.items()}
         params.update(request.query)
-        job = sim.create_import(
+        target, delimiter = sim.check_upload(
             inst,
             kind,
             params,
-            file.data,
             program_id=request.match_info.get("programId"),
             object_api_name=request.match_info.get("apiName"),
         )
+        args = (sim.config, kind, target, delimiter, file.data)
+        if len(file.data) > THREAD_PARSE_BYTES:
+            # Keep answering other calls while a big file is parsed (the GIL is shared, but
+            # the event loop gets a turn every few milliseconds instead of waiting ~0.3 s).
+            prepared = await asyncio.to_thread(prepare_rows, *args)
+        else:
+            prepared = prepare_rows(*args)
+        job = sim.enqueue_import(inst, kind, target, delimiter, prepared)
         dropped = sim.take_dropped_response(inst)
         if dropped:
             # The job is queued, but the client never sees the answer (contract 8.9); writing

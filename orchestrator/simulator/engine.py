@@ -17,8 +17,8 @@ from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.errors import ApiError
 from orchestrator.simulator.gate import CallGate
 from orchestrator.simulator.instance import Instance, next_chicago_midnight
-from orchestrator.simulator.jobs import Job, JobKind
-from orchestrator.simulator.uploads import check_params, prepare_rows
+from orchestrator.simulator.jobs import ImportTarget, Job, JobKind
+from orchestrator.simulator.uploads import PreparedRows, check_params, prepare_rows
 
 __all__ = ["Instance", "Simulator", "next_chicago_midnight"]
 
@@ -189,38 +189,48 @@ class Simulator(CallGate):
         self._start_queued(inst, now)
         return added
 
-    def create_import(
+    def check_upload(
         self,
         inst: Instance,
         kind: JobKind,
         params: dict[str, str],
-        data: bytes,
         *,
         program_id: str | None = None,
         object_api_name: str | None = None,
-    ) -> Job:
-        """Validate an upload and queue it as a new job (contract 8.4, 8.3).
+    ) -> tuple[ImportTarget, str]:
+        """Validate an upload's parameters and check the queue has room (8.4, 8.3).
 
-        Args:
-            inst: The instance.
-            kind: Lead, program member or custom object import.
-            params: Query parameters merged with multipart form fields.
-            data: The ``file`` part's bytes.
-            program_id: From the path, for program member imports.
-            object_api_name: From the path, for custom object imports.
+        Returns:
+            The import target and the delimiter, for `prepare_rows` and `enqueue_import`.
 
         Raises:
-            ApiError: a validation error of 8.4, or 1016 when 10 jobs are queued or importing.
+            ApiError: a parameter error of 8.4, or 1016 when 10 jobs are queued or importing.
+        """
+        target, delimiter = check_params(
+            self.config, kind, params, program_id=program_id, object_api_name=object_api_name
+        )
+        self._check_room(inst)
+        return target, delimiter
+
+    def _check_room(self, inst: Instance) -> None:
+        self.advance(inst)
+        if inst.load >= self.config.max_queued:
+            raise ApiError.of(errors.TOO_MANY_IMPORTS)
+
+    def enqueue_import(
+        self, inst: Instance, kind: JobKind, target: ImportTarget, delimiter: str,
+        prepared: PreparedRows,
+    ) -> Job:
+        """Queue a validated, parsed upload as a new job, FIFO.
+
+        The room in the queue is checked again: other uploads may have been queued while this
+        one was parsed.
+
+        Raises:
+            ApiError: 1016 when 10 jobs are queued or importing.
         """
         cfg = self.config
-        target, delimiter = check_params(
-            cfg, kind, params, program_id=program_id, object_api_name=object_api_name
-        )
-        self.advance(inst)
-        if inst.load >= cfg.max_queued:
-            raise ApiError.of(errors.TOO_MANY_IMPORTS)
-        prepared = prepare_rows(cfg, kind, target, delimiter, data)
-        self.advance(inst)  # parsing takes real time: catch up before queueing
+        self._check_room(inst)
         now = self.now()
         job = Job(
             self._new_batch_id(inst),
@@ -246,6 +256,37 @@ class Simulator(CallGate):
         self._enqueue(inst, job)
         self._start_queued(inst, now)
         return job
+
+    def create_import(
+        self,
+        inst: Instance,
+        kind: JobKind,
+        params: dict[str, str],
+        data: bytes,
+        *,
+        program_id: str | None = None,
+        object_api_name: str | None = None,
+    ) -> Job:
+        """Validate, parse and queue an upload in one step.
+
+        The same as `check_upload`, `prepare_rows` and `enqueue_import` in a row.
+
+        Args:
+            inst: The instance.
+            kind: Lead, program member or custom object import.
+            params: Query parameters merged with multipart form fields.
+            data: The ``file`` part's bytes.
+            program_id: From the path, for program member imports.
+            object_api_name: From the path, for custom object imports.
+
+        Raises:
+            ApiError: a validation error of 8.4, or 1016 when 10 jobs are queued or importing.
+        """
+        target, delimiter = self.check_upload(
+            inst, kind, params, program_id=program_id, object_api_name=object_api_name
+        )
+        prepared = prepare_rows(self.config, kind, target, delimiter, data)
+        return self.enqueue_import(inst, kind, target, delimiter, prepared)
 
     def job(self, inst: Instance, batch_id: str, kinds: tuple[JobKind, ...]) -> Job:
         """Find a visible batch of one of ``kinds``, brought up to date.

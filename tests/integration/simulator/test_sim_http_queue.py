@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from sim_helpers import MakeSim, Sim, error_of
@@ -207,3 +209,14 @@ async def test_injected_api_errors(
     body = await sim.get_json("/rest/v1/leads/describe.json")
     assert error_of(body) == (code, message)
     assert (await sim.stats())["quota_used_today"] == (1 if counted else 0)
+
+
+async def test_room_is_checked_again_after_a_big_file_is_parsed(make_sim: MakeSim) -> None:
+    sim = await make_sim(max_queued=1)
+    big = _rows(20_000)  # > 256 KB: parsed in a worker thread while other calls go on
+    bodies = await asyncio.gather(sim.upload(big), sim.upload(big))
+    outcomes = sorted(b["success"] for b in bodies)
+    assert outcomes == [False, True]
+    refused = next(b for b in bodies if not b["success"])
+    assert error_of(refused) == ("1016", "Too many imports")
+    assert len((await sim.stats())["batches"]) == 1
