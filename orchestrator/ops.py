@@ -163,10 +163,7 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
         return EXIT_NOTHING, f"{label} is {file.status.value} and not finished: nothing to retry"
     results = settings.paths.results / results_dir_name(file.name, file.id)
     if file.status is FileStatus.COMPLETE:
-        return EXIT_NOTHING, (
-            f"{label} is complete: nothing to retry; rows that failed are listed in "
-            f"{results / 'failures.csv'}: fix them and submit them as a new file"
-        )
+        return EXIT_NOTHING, f"{label} is complete: every row was imported; nothing to retry"
     if file.status is FileStatus.DUPLICATE:
         return EXIT_NOTHING, f"{label} is a duplicate of a file already imported: {file.error}"
     uploads = await store.uploads_of_file(file.id)

@@ -101,7 +101,7 @@ def decide_status(
     - ``rejected``: no row was imported; the source goes to ``paths.rejected``.
     """
     dead = [u for u in uploads if u.status in DEAD_UPLOADS]
-    hint = f"; `leadflow retry {file.id}` sends them again" if dead else ""
+    hint = f"; `leadflow retry {file.id}` sends the failed uploads again" if dead else ""
     if rows.imported == 0:
         if rows.total == 0:
             return FileStatus.REJECTED, file.error or "the file has no data rows"
@@ -117,10 +117,11 @@ def decide_status(
             f"({upload_reason(dead[0])}){hint}"
         )
     if rows.failed or rows.rejected:
+        parts = [f"{rows.failed} failed at Marketo"] if rows.failed else []
+        parts += [f"{rows.rejected} rejected before upload"] if rows.rejected else []
         return FileStatus.PARTIAL, (
             f"{rows.failed + rows.rejected} of {rows.total} rows were not imported "
-            f"({rows.failed} failed at Marketo, {rows.rejected} rejected before upload); "
-            "see failures.csv"
+            f"({', '.join(parts)}); see failures.csv"
         )
     return FileStatus.COMPLETE, None
 

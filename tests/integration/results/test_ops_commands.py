@@ -145,7 +145,7 @@ async def test_retry_refuses_what_cannot_be_retried(
     await end_upload(store, busy.uploads[0], batch_id=3)
     assert await Reporter(settings, store, FakeClient(), clock).report_ready() == 1
     assert await retry_command(settings, busy.file.id) == 1
-    assert "is complete: nothing to retry" in capsys.readouterr().err
+    assert "is complete: every row was imported; nothing to retry" in capsys.readouterr().err
     dup = await store.add_file(name="d.csv", inbox_path="i", work_path="w", route=None,
                                size_bytes=1)
     await store.transition_file(dup.id, FileStatus.RECEIVED, FileStatus.DUPLICATE,
