@@ -96,12 +96,32 @@ def _log(sim: Simulator, inst: Instance, request: web.Request, endpoint: str) ->
         "auth_header": auth is not None,
         "auth_scheme": auth.split(" ", 1)[0] if auth else None,
         "token_in_query": "access_token" in request.query,
+        "token_in": _token_places(inst, request),
         "status": None,
         "code": None,
     }
     inst.requests.append(entry)
     inst.calls[endpoint] += 1
     return entry
+
+
+def _known_tokens(inst: Instance) -> list[str]:
+    tokens = list(inst.expired_tokens)
+    if inst.token:
+        tokens.append(inst.token)
+    return tokens
+
+
+def _token_places(inst: Instance, request: web.Request) -> list[str]:
+    """Where any token of this instance appears: ``header:NAME``, ``query:KEY``, ``path``."""
+    tokens = _known_tokens(inst)
+    if not tokens:
+        return []
+    places = [f"header:{k}" for k, v in request.headers.items() if any(t in v for t in tokens)]
+    places += [f"query:{k}" for k, v in request.query.items() if any(t in v for t in tokens)]
+    if any(t in request.path for t in tokens):
+        places.append("path")
+    return places
 
 
 def _instance(request: web.Request) -> tuple[Simulator, Instance]:
@@ -206,7 +226,13 @@ def _upload(kind: JobKind) -> _Impl:
         if body is None:
             return _too_large(inst)
         parts = parse_multipart(body, content_type)
-        request[_ENTRY_KEY]["form_keys"] = sorted(parts)
+        entry = request[_ENTRY_KEY]
+        entry["form_keys"] = sorted(parts)
+        tokens = _known_tokens(inst)
+        entry["token_in"] += [
+            f"form:{name}" for name, part in parts.items()
+            if name != "file" and any(t.encode() in part.data for t in tokens)
+        ]
         file = parts.pop("file", None)
         if file is None:
             raise ApiError.of(errors.INVALID_MULTIPART)

@@ -81,3 +81,18 @@ async def test_leads_filter_by_email(sim: Sim) -> None:
     sim.clock.advance(1)
     leads = await sim.admin("GET", "/_sim/leads", params={"email": "b@example.com"})
     assert [lead["firstName"] for lead in leads] == ["B"]
+
+
+async def test_request_log_finds_the_token_wherever_it_was_sent(sim: Sim) -> None:
+    token = await sim.token()
+    await sim.client.get(
+        "/rest/v1/leads/describe.json",
+        params={"access_token": token},
+        headers={"Authorization": f"Bearer {token}", "X-Debug": token},
+    )
+    await sim.upload("email\na@example.com\n", form={"access_token": token})
+    log = [e for e in await sim.admin("GET", "/_sim/requests") if e["endpoint"] != "identity"]
+    assert sorted(log[0]["token_in"]) == ["header:Authorization", "header:X-Debug",
+                                          "query:access_token"]
+    assert log[1]["token_in"] == ["header:Authorization", "form:access_token"]
+    assert log[1]["form_keys"] == ["access_token", "file"]

@@ -124,5 +124,6 @@ def test_marketorestpython_import_status_and_files(
         "lead_failures",
         "lead_warnings",
     ]
+    assert all(e["token_in"] == ["header:Authorization"] for e in api_calls)
     assert all(e["auth_scheme"] == "Bearer" and not e["token_in_query"] for e in api_calls)
     assert all(e["status"] == 200 and e["code"] is None for e in api_calls)
