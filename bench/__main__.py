@@ -104,8 +104,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "NO"
     if isinstance(value, float):
-        if value == 0:
-            return "0"
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
         if abs(value) >= 1000:
             return f"{value:,.0f}"
         if abs(value) >= 10:

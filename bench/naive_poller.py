@@ -38,8 +38,10 @@ async def run_naive(settings: Settings, uploads: list[Upload], *, scale: float,
     Raises:
         TimeoutError: not done within ``timeout_s``.
     """
+    from bench.harness import scale_client_constants
     from orchestrator.marketo import MarketoClient
 
+    scale_client_constants(scale)
     pending: deque[Upload] = deque(uploads)
     outstanding: dict[int, Upload] = {}
     queue_full = resubmitted = 0
