@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import figure
-from bench.harness import analyse, run_leadflow, scaled_settings
-from bench.naive_poller import run_naive
-from bench.simhost import SimHost
-from bench.workload import Upload, big_uploads, small_uploads
+from bench.harness import run_scenario
+from bench.workload import big_uploads, small_uploads
 
 #: Simulated seconds per real second, per workload. A 9 MB upload takes about 0.35 real
 #: seconds to send and parse, i.e. 35 simulated seconds at 100x: the big workload runs at
@@ -38,29 +36,6 @@ SCALE = {"small": 200.0, "big": 100.0}
 QUICK_SCALE = {"small": 400.0, "big": 200.0}
 #: Simulated seconds of import per upload (the simulator's rate is set to match).
 IMPORT_S = {"small": 60.0, "big": 240.0}
-
-
-def _sim_config(rate: float) -> dict[str, Any]:
-    return {"rows_per_second": rate, "store_leads": False, "seed": 8}
-
-
-async def _one(kind: str, uploads: list[Upload], rate: float, scale: float,
-               root: Path) -> dict[str, Any]:
-    async with SimHost(_sim_config(rate), scale) as sim:
-        settings = scaled_settings(root / kind, sim.url, scale)
-        t_wall = time.perf_counter()
-        if kind == "leadflow":
-            run = await run_leadflow(sim, settings, uploads, scale, timeout_s=240)
-            t0 = run["t0"]
-        else:
-            run = await run_naive(settings, uploads, scale=scale, timeout_s=240)
-            t0 = sim.sim_time(run.pop("t0_mono"))
-        # Let the simulator pass the last finish before reading its statistics.
-        stats = await sim.stats()
-    result = analyse(stats, t0, uploads, rate)
-    result["run"] = run
-    result["real_s"] = round(time.perf_counter() - t_wall, 2)
-    return result
 
 
 def _figures(label: str, ours: dict[str, Any], naive: dict[str, Any]) -> list[dict[str, Any]]:
@@ -99,8 +74,9 @@ async def _run(quick: bool) -> dict[str, Any]:
         for label, uploads in (("small", small), ("big", big)):
             rate = max(u.rows for u in uploads) / IMPORT_S[label]
             scale = (QUICK_SCALE if quick else SCALE)[label]
-            ours = await _one("leadflow", uploads, rate, scale, root / label)
-            naive = await _one("naive", uploads, rate, scale, root / label)
+            config = {"rows_per_second": rate, "store_leads": False, "seed": 8}
+            ours = await run_scenario("leadflow", uploads, config, scale, root / label)
+            naive = await run_scenario("naive", uploads, config, scale, root / label)
             details[label] = {"leadflow": ours, "naive": naive, "rows_per_second": rate,
                               "upload_mb": round(sum(u.size_bytes for u in uploads) / 1e6, 1)}
             figures += _figures(f"{label} ({len(uploads)} uploads)", ours, naive)
