@@ -8,7 +8,6 @@ Instances are chosen by an optional ``/<munchkinId>`` URL prefix (8.1).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,107 +20,29 @@ from orchestrator.simulator.csvparse import parse_header_params, parse_multipart
 from orchestrator.simulator.engine import Instance, Simulator
 from orchestrator.simulator.errors import ApiError
 from orchestrator.simulator.jobs import Job, JobKind
+from orchestrator.simulator.responses import (
+    CODE_KEY,
+    CSV_CONTENT_TYPE,
+    ENTRY_KEY,
+    HTTP_TITLES,
+    error,
+    html,
+    json_response,
+    known_tokens,
+    log_request,
+    not_found_file,
+    ok,
+    too_large,
+)
 from orchestrator.simulator.uploads import prepare_rows
 
-#: Content type of every JSON answer (contract 1.1).
-JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
-#: Content type of failures and warnings files (contract 3.2).
-CSV_CONTENT_TYPE = "text/csv;charset=UTF-8"
 #: Files larger than this (bytes) are parsed in a worker thread.
 THREAD_PARSE_BYTES = 256 * 1024
 #: Where the `Simulator` lives on the application.
 SIMULATOR_KEY = web.AppKey("simulator", Simulator)
-#: The request-log entry of the request being handled.
-_ENTRY_KEY = web.RequestKey("sim_entry", dict)
-#: The Marketo error code a response carries, for the request log.
-_CODE_KEY = web.ResponseKey("sim_code", str)
 
 _PREFIX = "/{munchkin:" + MUNCHKIN_PATTERN + "}"
 _Impl = Callable[[web.Request, Simulator, Instance], Awaitable[web.StreamResponse]]
-
-
-def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
-    """A JSON response with Marketo's exact content type."""
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        status=status,
-        headers={"Content-Type": JSON_CONTENT_TYPE},
-    )
-
-
-def _ok(sim: Simulator, result: list[dict[str, Any]]) -> web.Response:
-    return json_response({"requestId": sim.request_id(), "result": result, "success": True})
-
-
-def _error(sim: Simulator, inst: Instance, exc: ApiError) -> web.Response:
-    inst.errors[exc.code] += 1
-    body = {
-        "requestId": sim.request_id(),
-        "success": False,
-        "errors": [{"code": exc.code, "message": exc.message}],
-    }
-    response = json_response(body)
-    response[_CODE_KEY] = exc.code
-    return response
-
-
-def _html(status: int, title: str) -> web.Response:
-    text = f"<html><head><title>{status} {title}</title></head><body><center><h1>{status} "
-    text += f"{title}</h1></center><hr><center>nginx</center></body></html>\n"
-    return web.Response(text=text, status=status, content_type="text/html")
-
-
-_HTTP_TITLES = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-
-
-def _too_large(inst: Instance) -> web.Response:
-    inst.errors["413"] += 1
-    return _html(413, "Request Entity Too Large")
-
-
-def _not_found_file() -> web.Response:
-    return web.Response(text="404 Not Found\n", status=404, content_type="text/plain")
-
-
-def _log(sim: Simulator, inst: Instance, request: web.Request, endpoint: str) -> dict[str, Any]:
-    auth = request.headers.get("Authorization")
-    entry: dict[str, Any] = {
-        "t": sim.now(),
-        "method": request.method,
-        "path": request.path,
-        "instance": inst.munchkin_id,
-        "endpoint": endpoint,
-        "query_keys": sorted(request.query.keys()),
-        "form_keys": [],
-        "auth_header": auth is not None,
-        "auth_scheme": auth.split(" ", 1)[0] if auth else None,
-        "token_in_query": "access_token" in request.query,
-        "token_in": _token_places(inst, request),
-        "status": None,
-        "code": None,
-    }
-    inst.requests.append(entry)
-    inst.calls[endpoint] += 1
-    return entry
-
-
-def _known_tokens(inst: Instance) -> list[str]:
-    tokens = list(inst.expired_tokens)
-    if inst.token:
-        tokens.append(inst.token)
-    return tokens
-
-
-def _token_places(inst: Instance, request: web.Request) -> list[str]:
-    """Where any token of this instance appears: ``header:NAME``, ``query:KEY``, ``path``."""
-    tokens = _known_tokens(inst)
-    if not tokens:
-        return []
-    places = [f"header:{k}" for k, v in request.headers.items() if any(t in v for t in tokens)]
-    places += [f"query:{k}" for k, v in request.query.items() if any(t in v for t in tokens)]
-    if any(t in request.path for t in tokens):
-        places.append("path")
-    return places
 
 
 def _instance(request: web.Request) -> tuple[Simulator, Instance]:
@@ -137,11 +58,11 @@ def _api(endpoint: str, impl: _Impl, *, upload: bool = False) -> Callable[
 ]:
     async def handler(request: web.Request) -> web.StreamResponse:
         sim, inst = _instance(request)
-        entry = _log(sim, inst, request, endpoint)
-        request[_ENTRY_KEY] = entry
+        entry = log_request(sim, inst, request, endpoint)
+        request[ENTRY_KEY] = entry
         response = await _gate(request, sim, inst, impl, upload)
         entry["status"] = response.status
-        entry["code"] = response.get(_CODE_KEY)
+        entry["code"] = response.get(CODE_KEY)
         return response
 
     return handler
@@ -151,11 +72,11 @@ async def _gate(
     request: web.Request, sim: Simulator, inst: Instance, impl: _Impl, upload: bool
 ) -> web.StreamResponse:
     if upload and (request.content_length or 0) > sim.config.max_body_bytes:
-        return _too_large(inst)
+        return too_large(inst)
     http_fault = sim.roll_http_fault()
     if http_fault is not None:
         inst.errors[str(http_fault)] += 1
-        return _html(http_fault, _HTTP_TITLES[http_fault])
+        return html(http_fault, HTTP_TITLES[http_fault])
     try:
         sim.check_token(inst, request.headers.get("Authorization"))
         fault = sim.roll_api_fault()
@@ -163,7 +84,7 @@ async def _gate(
             raise fault[0]
         sim.admit(inst)
     except ApiError as exc:
-        return _error(sim, inst, exc)
+        return error(sim, inst, exc)
     try:
         delay = sim.latency()
         if delay:
@@ -172,7 +93,7 @@ async def _gate(
             raise fault[0]
         return await impl(request, sim, inst)
     except ApiError as exc:
-        return _error(sim, inst, exc)
+        return error(sim, inst, exc)
     finally:
         sim.release(inst)
 
@@ -187,7 +108,7 @@ async def _method_not_allowed(request: web.Request) -> web.Response:
 async def identity(request: web.Request) -> web.Response:
     """``GET|POST /identity/oauth/token``: parameters from the query string or a form body."""
     sim, inst = _instance(request)
-    entry = _log(sim, inst, request, "identity")
+    entry = log_request(sim, inst, request, "identity")
     params: dict[str, str] = {}
     if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
         form = await request.post()
@@ -224,11 +145,11 @@ def _upload(kind: JobKind) -> _Impl:
             raise ApiError.of(errors.INVALID_CONTENT_TYPE)
         body = await _read_limited(request, sim.config.max_body_bytes)
         if body is None:
-            return _too_large(inst)
+            return too_large(inst)
         parts = parse_multipart(body, content_type)
-        entry = request[_ENTRY_KEY]
+        entry = request[ENTRY_KEY]
         entry["form_keys"] = sorted(parts)
-        tokens = _known_tokens(inst)
+        tokens = known_tokens(inst)
         entry["token_in"] += [
             f"form:{name}" for name, part in parts.items()
             if name != "file" and any(t.encode() in part.data for t in tokens)
@@ -265,7 +186,7 @@ def _upload(kind: JobKind) -> _Impl:
                       "objectApiName": job.target.object_api_name}
         else:
             result = {"batchId": job.batch_id, "importId": str(job.batch_id), "status": "Queued"}
-        return _ok(sim, [result])
+        return ok(sim, [result])
 
     return impl
 
@@ -309,7 +230,7 @@ def _status_result(job: Job) -> dict[str, Any]:
 def _status(kind: JobKind) -> _Impl:
     async def impl(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:
         job = sim.job(inst, request.match_info["batchId"], (kind,))
-        return _ok(sim, [_status_result(job)])
+        return ok(sim, [_status_result(job)])
 
     return impl
 
@@ -319,7 +240,7 @@ def _file(kind: JobKind, warnings: bool) -> _Impl:
         job = sim.job(inst, request.match_info["batchId"], (kind,))
         rows = job.warnings if warnings else job.failures
         if not job.terminal or not rows:
-            return _not_found_file()
+            return not_found_file()
         reason = "Import Warning Reason" if warnings else "Import Failure Reason"
         text = render_report(job.header, rows, job.delimiter, reason)
         return web.Response(
@@ -341,7 +262,7 @@ async def _describe(request: web.Request, sim: Simulator, inst: Instance) -> web
             item["length"] = spec.length
         item["rest"] = {"name": spec.name, "readOnly": spec.read_only}
         result.append(item)
-    return _ok(sim, result)
+    return ok(sim, result)
 
 
 async def _unknown(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:
