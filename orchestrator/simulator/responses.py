@@ -26,7 +26,6 @@ ENTRY_KEY = web.RequestKey("sim_entry", dict)
 CODE_KEY = web.ResponseKey("sim_code", str)
 
 
-
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
     """A JSON response with Marketo's exact content type."""
     return web.Response(
