@@ -173,6 +173,7 @@ class PollView:
         rows_ahead: rows not yet handled of our jobs ahead of this one.
         rate: observed processing rate of one importing slot, rows per second; None until
             two polls of an importing job have shown progress.
+        queued_polls: polls so far that found this job still ``Queued``.
     """
 
     status: str
@@ -181,6 +182,12 @@ class PollView:
     done: int = 0
     rows_ahead: int = 0
     rate: float | None = None
+    queued_polls: int = 0
+
+
+#: Growth of the interval for a job found ``Queued`` again (other integrations' jobs we
+#: cannot see may be ahead of it).
+QUEUED_GROWTH = 1.5
 
 
 def next_poll_delay(view: PollView, min_s: float, max_s: float) -> float:
@@ -195,8 +202,11 @@ def next_poll_delay(view: PollView, min_s: float, max_s: float) -> float:
     - ``Queued`` further back: it cannot start before the jobs ahead of it free a slot.
       With a rate, the wait is ``rows_ahead / (2 * rate)`` (two slots work in parallel);
       without one it grows linearly with the position, from ``min_s`` at position 1 to
-      ``max_s`` at position 9 (the back of a 10-job queue). Either way within
-      ``[min_s, max_s]``: a job is never left unpolled longer than ``max_s``.
+      ``max_s`` at position 9 (the back of a 10-job queue).
+    - A job found ``Queued`` again and again is behind jobs we cannot see (other
+      integrations'): its interval also grows by ``QUEUED_GROWTH`` per such poll
+      (``min_s * 1.5 ** queued_polls``); the larger of the two applies.
+    - Always within ``[min_s, max_s]``: a job is never left unpolled longer than ``max_s``.
 
     Args:
         view: the job (see ``PollView``).
@@ -207,13 +217,15 @@ def next_poll_delay(view: PollView, min_s: float, max_s: float) -> float:
         if view.rate and view.rate > 0:
             return _clamp((view.rows - view.done) / view.rate, min_s, max_s)
         return min_s
+    stuck = min_s * QUEUED_GROWTH ** min(max(view.queued_polls, 0), 60)
     if view.position < MARKETO_IMPORTING_SLOTS:
-        return min_s
-    if view.rate and view.rate > 0:
+        wait = min_s
+    elif view.rate and view.rate > 0:
         wait = view.rows_ahead / (MARKETO_IMPORTING_SLOTS * view.rate)
-        return _clamp(wait, min_s, max_s)
-    steps = min(view.position - 1, 8)
-    return _clamp(min_s + (max_s - min_s) * steps / 8, min_s, max_s)
+    else:
+        steps = min(view.position - 1, 8)
+        wait = min_s + (max_s - min_s) * steps / 8
+    return _clamp(max(wait, stuck), min_s, max_s)
 
 
 def observed_rate(

@@ -225,6 +225,7 @@ class Poller:
             done=done,
             rows_ahead=place[1],
             rate=self.rate,
+            queued_polls=upload.polls if st.status == "Queued" else 0,
         )
         delay = policy.next_poll_delay(
             view, self._settings.polling.min_interval_s, self._settings.polling.max_interval_s

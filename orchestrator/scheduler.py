@@ -218,6 +218,7 @@ class Scheduler:
             "num_rows_with_warning": None,
             "message": None,
             "not_before": None,
+            "polls": 0,
             # A job that is already terminal is polled at once: the poller decides.
             "next_poll_at": now + (self._settings.polling.min_interval_s
                                    if status in _STATUS_AFTER_CREATE else 0.0),

@@ -90,6 +90,22 @@ def test_queued_with_a_rate_waits_for_the_rows_ahead_on_two_slots() -> None:
     assert policy.next_poll_delay(near, MIN, MAX) == MIN
 
 
+def test_a_job_found_queued_again_and_again_is_polled_less_often() -> None:
+    delays = [
+        policy.next_poll_delay(PollView(status="Queued", position=0, rows=100, queued_polls=n),
+                               MIN, MAX)
+        for n in range(8)
+    ]
+    assert delays[0] == MIN and delays[1] == pytest.approx(7.5)
+    assert delays == sorted(delays) and delays[-1] == MAX
+    # Position and stuck-ness: the larger wait applies.
+    back = PollView(status="Queued", position=9, rows=100, queued_polls=1)
+    assert policy.next_poll_delay(back, MIN, MAX) == MAX
+    # Importing jobs do not inherit the growth.
+    running = PollView(status="Importing", position=0, rows=100, queued_polls=7)
+    assert policy.next_poll_delay(running, MIN, MAX) == MIN
+
+
 def test_observed_rate_averages_progress() -> None:
     assert policy.observed_rate(None, None, 10, 1.0, None) is None
     assert policy.observed_rate(0, 0.0, 100, 2.0, None) == pytest.approx(50.0)
