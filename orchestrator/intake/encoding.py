@@ -26,13 +26,11 @@ _BOMS: tuple[tuple[bytes, str, str], ...] = (
     (b"\xff\xfe", "utf-16", "utf-16-le"),
     (b"\xfe\xff", "utf-16", "utf-16-be"),
 )
-#: Single-byte Western code pages that the guesser cannot tell apart on Latin text; when the
-#: guess is one of them and Windows-1252 reads the sample the same way, we say Windows-1252
-#: (what Excel writes on Western Windows).
-_WESTERN = frozenset(
-    {"cp1250", "cp1252", "cp1254", "cp1257", "cp1258", "latin_1", "iso8859_15", "iso8859_2",
-     "iso8859_9", "iso8859_10", "iso8859_13", "iso8859_14", "mac_latin2", "mac_roman"}
-)
+#: DOS and old Mac code pages: on short Latin samples the guesser may rank one of them first,
+#: though CSV files from Windows are far more often in a Windows code page.
+_LEGACY = ("cp437", "cp775", "cp850", "cp852", "cp857", "cp858", "mac_")
+#: Windows-1252: what Excel writes on Western Windows.
+_CP1252 = "cp1252"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +128,9 @@ def guess_encoding(path: Path, bad_offset: int, *, allow_guess: bool) -> tuple[s
         allow_guess: ``intake.allow_encoding_guess``.
 
     Returns:
-        ``(codec, label)``: the Python codec to decode with and the name to report.
+        ``(codec, label)``: the Python codec to decode with and the name to report. When
+        Windows-1252 reads the sample exactly like the best guess, or the best guess is a
+        DOS/Mac code page tied with a Windows one, Windows-1252 is chosen.
 
     Raises:
         Unimportable: guessing is off, or nothing fits.
@@ -145,17 +145,16 @@ def guess_encoding(path: Path, bad_offset: int, *, allow_guess: bool) -> tuple[s
         if bad_offset > len(sample):
             source.seek(max(0, bad_offset - SAMPLE_BYTES // 4))
             sample += b"\n" + source.read(SAMPLE_BYTES)
-    best = from_bytes(sample).best()
+    results = from_bytes(sample)
+    best = results.best()
     if best is None:
         raise Unimportable(
             f"The file is not valid UTF-8 (first bad byte near offset {bad_offset}) and its "
             "encoding could not be recognised; save it as UTF-8."
         )
     codec = best.encoding
-    if codec in _WESTERN and codec != "cp1252":
-        try:
-            if sample.decode("cp1252") == sample.decode(codec):
-                codec = "cp1252"
-        except (UnicodeDecodeError, LookupError):
-            pass
+    if _CP1252 in best.could_be_from_charset or (codec.startswith(_LEGACY) and any(
+        _CP1252 in m.could_be_from_charset for m in results if m.chaos <= best.chaos
+    )):
+        codec = _CP1252
     return codec, codec

@@ -40,7 +40,7 @@ async def _watch(intake: Intake, stop: asyncio.Event, queue: asyncio.Queue[Batch
             ignore_permission_denied=True,
         ):
             queue.put_nowait(changes)
-    except Exception as exc:  # rescans still find every file
+    except Exception as exc:  # noqa: BLE001 - rescans still find every file
         log.warning("watch_failed", path=str(inbox), error=f"{type(exc).__name__}: {exc}")
 
 

@@ -13,6 +13,7 @@ like blank lines and counted nowhere. Values pass through unchanged. A row's num
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Collection, Iterable, Iterator
@@ -207,18 +208,11 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
                 rejections,
                 dups,
             )
-        except csv.Error as exc:
-            splitter.abort()
-            rejections.close()
-            clean_work_dir(work_dir)
-            raise Unimportable(
-                f"The file is not well-formed CSV near line {header_end + reader.line_num}: "
-                f"{exc} "
-                "(a quoted value that never closes?)."
-            ) from exc
         except BaseException:
             splitter.abort()
             rejections.close()
+            with contextlib.suppress(OSError):
+                clean_work_dir(work_dir)
             raise
     uploads = splitter.close()
     rejections.close()
@@ -260,37 +254,43 @@ def _rows(
     add_dup = dups.add
     total = 0
     last = header_end
-    for row in reader:
-        start = last + 1
-        last = header_end + reader.line_num
-        if len(row) != width:
-            if not row or not any(f.strip() for f in row):
+    try:
+        for row in reader:
+            start = last + 1
+            last = header_end + reader.line_num
+            if len(row) != width:
+                if not row or not any(f.strip() for f in row):
+                    continue
+                total += 1
+                rejections.add(start, row, width, WRONG_FIELD_COUNT)
+                continue
+            key = row[lookup].strip()
+            if key in nulls:
+                if not any(f.strip() for f in row):
+                    continue
+                total += 1
+                rejections.add(start, row, width, no_lookup)
                 continue
             total += 1
-            rejections.add(start, row, width, WRONG_FIELD_COUNT)
-            continue
-        key = row[lookup].strip()
-        if key in nulls:
-            if not any(f.strip() for f in row):
-                continue
-            total += 1
-            rejections.add(start, row, width, no_lookup)
-            continue
-        total += 1
-        if typed:
-            reason = first_bad_value(row, typed)
-            if reason is not None:
-                rejections.add(start, row, width, reason)
-                continue
-        add_dup(key.casefold() if fold else key, start)
-        batch.append(row)
-        lines.append(start)
-        if len(batch) >= BATCH_ROWS:
-            for line, record, why in splitter.add(batch, lines):
-                rejections.add(line, record, width, why)
-            batch = []
-            lines = []
-            dups.checkpoint()
+            if typed:
+                reason = first_bad_value(row, typed)
+                if reason is not None:
+                    rejections.add(start, row, width, reason)
+                    continue
+            add_dup(key.casefold() if fold else key, start)
+            batch.append(row)
+            lines.append(start)
+            if len(batch) >= BATCH_ROWS:
+                for line, record, why in splitter.add(batch, lines):
+                    rejections.add(line, record, width, why)
+                batch = []
+                lines = []
+                dups.checkpoint()
+    except csv.Error as exc:
+        raise Unimportable(
+            f"The file is not well-formed CSV in the record starting on line {last + 1}: {exc} "
+            "(a quoted value that never closes?)."
+        ) from exc
     if batch:
         for line, record, why in splitter.add(batch, lines):
             rejections.add(line, record, width, why)

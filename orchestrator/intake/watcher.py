@@ -103,7 +103,7 @@ def scan_inbox(inbox: Path, settings: Settings) -> InboxScan:
     out = InboxScan()
     route_dirs = {r.subfolder: r for r in settings.routes}
     prefixes = {part for sub in route_dirs for part in _parents(sub)}
-    _files_in_root(inbox, out)
+    _files_in_root(inbox, out, set(route_dirs) | prefixes)
     for entry in _entries(inbox):
         name = entry.name
         if is_ignored_name(name) or entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
@@ -129,9 +129,9 @@ def _parents(sub: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _files_in_root(inbox: Path, out: InboxScan) -> None:
+def _files_in_root(inbox: Path, out: InboxScan, route_names: set[str]) -> None:
     for entry in _entries(inbox):
-        if is_ignored_name(entry.name):
+        if is_ignored_name(entry.name) or entry.name in route_names:
             continue
         path = Path(entry.path)
         try:
