@@ -133,4 +133,5 @@ async def test_report_is_written_later_and_nothing_is_lost(
         if lead_file.bad:
             failures = reports[0].parent / "failures.csv"
             assert failures.exists()
-            assert sum(1 for _ in failures.open(encoding="utf-8")) == 1 + len(lead_file.bad)
+            lines = failures.read_text(encoding="utf-8").splitlines()
+            assert len(lines) == 1 + len(lead_file.bad), lines
