@@ -302,8 +302,10 @@ class Daemon:
     async def _drain_inbox(self) -> None:
         """``--once``: take every file in the inbox, waiting for it to be stable.
 
-        Scans until the files present at start have left the inbox, or until a scan made
-        after ``intake.stable_s`` has passed takes nothing (whatever is left is not for us).
+        Files are taken once stable (unchanged for ``intake.stable_s``), as in the watch
+        loop, since one may still be being copied in. Scans until the files present at start
+        have left the inbox, or until a scan made well after ``intake.stable_s`` takes
+        nothing (whatever is left, e.g. an ignored file, is not for us).
         """
         start = self.clock()
         present = _inbox_files(self.settings.paths.inbox)
@@ -314,7 +316,7 @@ class Daemon:
             self.on_enqueued()
             if not any(path.exists() for path in present):
                 break
-            settled = self.clock() - start > self.settings.intake.stable_s
+            settled = self.clock() - start > self.settings.intake.stable_s + 2 * rescan
             if settled and not taken:
                 left = [str(p) for p in present if p.exists()]
                 log.warning("inbox_files_left", files=left[:20], count=len(left))
