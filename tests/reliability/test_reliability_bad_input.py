@@ -304,11 +304,14 @@ async def test_files_deleted_truncated_or_unreadable_while_read(
         reports.setdefault(report["file"], []).append(report)
     for name in ("vanishing.csv", "shrinking.csv", "unreadable.csv"):
         found = reports.get(name, [])
-        assert len(found) <= 1, (name, found)
-        if not found:
-            # Ignored for now: it must still be where the operator left it, or be logged.
-            assert (inbox / name).exists() or any(
-                name in json.dumps(e, default=str) for e in logs), (name, "silently lost")
+        assert len(found) == 1, (name, found)
+    for name in ("vanishing.csv", "unreadable.csv"):
+        (report,) = reports[name]
+        assert report["status"] == "rejected" and report["error"], report
+    (report,) = reports["shrinking.csv"]
+    assert report["rows"]["total"] < shrinking.rows, report["rows"]
+    assert report["rows"]["total"] == (
+        report["rows"]["imported"] + report["rows"]["failed"] + report["rows"]["rejected"])
     leads = {lead["email"] for lead in app[SIMULATOR_KEY].default_instance.store.export_leads()}
     for control in controls:
         (report,) = reports[control.path.name]
