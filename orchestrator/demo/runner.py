@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -236,6 +237,13 @@ async def keep_running(settings: Settings, console: Console) -> None:
         await task
 
 
+def _console() -> Console:
+    """A console for people; on a pipe or file, wide enough that table rows do not wrap."""
+    probe = Console()
+    wide = not probe.is_terminal and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=160 if wide else None)
+
+
 def _absolute(path: Path | str) -> Path:
     return Path(path).expanduser().absolute()
 
@@ -271,7 +279,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     from orchestrator.logging import configure
 
     started = time.monotonic()
-    console = Console(highlight=False)
+    console = _console()
     demo_dir = _absolute(args.dir)
     time_scale = float(args.time_scale or DEFAULT_TIME_SCALE)
     if time_scale <= 0:
@@ -320,6 +328,7 @@ async def _run(
         )
         summary["time_scale"] = time_scale
         summary["small"] = bool(args.small)
+        summary["keep_running"] = bool(args.keep_running)
         _write_json(demo_dir / "summary.json", summary)
         log.info("demo_finished", ok=summary["ok"], problems=len(summary["problems"]),
                  elapsed_s=summary["elapsed_s"])

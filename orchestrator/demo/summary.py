@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -59,6 +60,7 @@ def _check_file(
     }
     entry: dict[str, Any] = {
         "file": demo.name,
+        "file_id": None,
         "shows": demo.shows,
         "size_bytes": demo.size_bytes,
         "expected": {"status": exp.status, "rows": expected_rows, "min_uploads": exp.min_uploads},
@@ -77,6 +79,7 @@ def _check_file(
         rows = report.get("rows") or {}
         uploads = report.get("uploads") or []
         entry.update(
+            file_id=report.get("file_id"),
             status=report.get("status"),
             rows={k: int(rows.get(k) or 0) for k in _ROWS},
             uploads=len(uploads),
@@ -195,13 +198,14 @@ def _n(value: Any) -> str:
 
 def render_summary(summary: Mapping[str, Any]) -> RenderableType:
     """Render the summary as a table, the simulator's figures and where to look next."""
-    table = Table(title="leadflow demo: results", title_justify="left", expand=False)
+    table = Table(title="leadflow demo: results", title_justify="left", expand=False,
+                  box=box.SIMPLE_HEAD)
     table.add_column("", width=1)
-    table.add_column("file")
+    table.add_column("file", overflow="fold")
     table.add_column("status")
     for head in ("imported", "failed", "warned", "rejected", "batches"):
         table.add_column(head, justify="right")
-    table.add_column("report")
+    table.add_column("report", overflow="fold")
     demo_dir = Path(summary["where"].get("demo_dir", "."))
     for e in summary["files"]:
         rows = e["rows"] or {}
@@ -252,14 +256,16 @@ def render_next_steps(summary: Mapping[str, Any]) -> RenderableType:
     if bad and bad["report"]:
         folder = Path(bad["report"]).parent
         lines.append(Text(f"  rejected and warned rows: {folder}/failures.csv, warnings.csv"))
+    first = next((e["file_id"] for e in summary["files"] if e["file_id"] is not None), 1)
     lines += [
         Text(f"  summary:   {w['summary']}"),
         Text(f"  log:       {w['log']} (JSON lines; follow one file with "
-             f"grep '\"file_id\": 1' {w['log']})"),
+             f"grep '\"file_id\": {first}' {w['log']})"),
         Text(f"  status:    leadflow status --set paths.database={w['database']}"),
         Text(f"  archived:  {w['archive']}   rejected: {w['rejected']}"),
-        Text("  your own files: leadflow demo --keep-running, then drop files into "
-             f"{w['inbox']}"),
-        Text("  real Marketo: docs/real-marketo.md"),
     ]
+    if not summary.get("keep_running"):
+        lines.append(Text("  your own files: leadflow demo --keep-running, then drop files into "
+                          f"{w['inbox']}"))
+    lines.append(Text("  real Marketo: docs/real-marketo.md"))
     return Group(*lines)
