@@ -191,13 +191,18 @@ def write_hostile_files(inbox: Path, outside: Path, *, big: bool = True) -> list
         lead = write_lead_file(
             inbox, name, tag="hostile-name", index=index, rows=2, rng=rng
         )
-        made.append(Hostile(name, "report", good=lead.good,
-                            statuses=frozenset({"complete"})))
+        if name.startswith("."):
+            # Documented (intake/watcher.py): names starting with "." are hidden, ignored.
+            made.append(Hostile(name, "ignored"))
+        else:
+            made.append(Hostile(name, "report", good=lead.good,
+                                statuses=frozenset({"complete"})))
 
     target = outside / "outside-secret.csv"
     target.write_text("email,firstName\r\noutside@example.com,Eve\r\n", encoding="utf-8")
     os.symlink(target, inbox / "symlink-outside.csv")
-    made.append(Hostile("symlink-outside.csv", "either"))
+    # Documented (intake/watcher.py): symlinks are not followed, they are left alone.
+    made.append(Hostile("symlink-outside.csv", "ignored"))
 
     folder = inbox / "a-directory.csv"
     folder.mkdir()
