@@ -24,9 +24,18 @@ WARNING_REASON = "Import Warning Reason"
 #: Field delimiter of each Marketo ``format`` value (contract 2.1).
 DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
 
-# Marketo's and our own CSV files may hold very long values (a 10 MB upload is allowed);
-# the csv module refuses fields over 128 KiB by default.
-csv.field_size_limit(2**31 - 1)
+#: Longest field the CSV readers here accept, in characters (an upload is under 10 MB).
+MAX_FIELD_CHARS = 1 << 26
+
+
+def allow_long_fields() -> None:
+    """Raise the csv module's field limit (128 KiB by default) to ``MAX_FIELD_CHARS``.
+
+    The limit is process-wide; it is only ever raised, at the moment a file is read, so it
+    never lowers a limit another module set.
+    """
+    if csv.field_size_limit() < MAX_FIELD_CHARS:
+        csv.field_size_limit(MAX_FIELD_CHARS)
 
 
 def delimiter_for(fmt: str | None) -> str:
@@ -74,6 +83,7 @@ def read_reported_rows(
         OSError: the file cannot be read.
         csv.Error: the file is not parseable CSV.
     """
+    allow_long_fields()
     with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
@@ -102,6 +112,7 @@ def read_upload(path: Path, delimiter: str = ",") -> tuple[list[str], list[tuple
         OSError: the file cannot be read.
         csv.Error: the file is not parseable CSV.
     """
+    allow_long_fields()
     with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None) or []

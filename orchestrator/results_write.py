@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.models import FileRecord, FileStatus, UploadRecord, UploadStatus
-from orchestrator.results_map import MappedRow
+from orchestrator.results_map import MappedRow, allow_long_fields
 
 #: Longest file-name part (bytes, UTF-8) kept in results folder and archive names.
 MAX_NAME_BYTES = 180
@@ -224,6 +224,7 @@ def write_spill(path: Path, rows: Iterable[OutRow]) -> int:
 
 def read_spill(path: Path) -> Iterator[OutRow]:
     """Read back a spill file written by ``write_spill``."""
+    allow_long_fields()
     with path.open("r", encoding="utf-8", newline="") as handle:
         for record in csv.reader(handle):
             if not record:
@@ -297,6 +298,7 @@ def read_rejections(path: Path, width: int, delimiter: str) -> list[OutRow]:
     if not path.is_file():
         return []
     out: list[OutRow] = []
+    allow_long_fields()
     with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.reader(handle)
         next(reader, None)

@@ -146,3 +146,15 @@ def test_matched_row_keeps_values_as_sent_even_if_column_dropped(tmp_path: Path)
     (m,) = map_rows(read_reported_rows(path, HEADER, FAILURE_REASON), RowIndex(upload, 3), [2, 3])
     assert m.source_row == 3
     assert m.values == ("Bo", "Kim", "2", "")
+
+
+def test_values_longer_than_the_csv_default_limit(tmp_path: Path) -> None:
+    old = csv.field_size_limit(131072)
+    try:
+        long = "x" * 300_000
+        path = write(tmp_path / "f.csv", f"email,note,{FAILURE_REASON}\na@x,{long},why\n")
+        (row,) = read_reported_rows(path, ["email", "note"], FAILURE_REASON)
+        assert row.values == ("a@x", long)
+        assert csv.field_size_limit() >= 300_000
+    finally:
+        csv.field_size_limit(old)
