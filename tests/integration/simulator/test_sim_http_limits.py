@@ -38,7 +38,7 @@ async def test_101st_call_in_20_s_gets_606_and_window_slides(
 
 
 async def test_11th_concurrent_call_gets_615(make_sim: MakeSim) -> None:
-    sim: Sim = await make_sim(faults={"latency_s": 0.3})
+    sim: Sim = await make_sim(faults={"latency_s": 0.5})
     await sim.token()
     bodies = await asyncio.gather(*(_describe(sim) for _ in range(11)))
     errors = [b for b in bodies if b["success"] is False]

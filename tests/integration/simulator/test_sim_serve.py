@@ -15,7 +15,7 @@ from orchestrator.simulator import serve
 
 
 async def _started(logs: list[MutableMapping[str, Any]]) -> MutableMapping[str, Any]:
-    for _ in range(200):
+    for _ in range(1000):
         for entry in logs:
             if entry["event"] == "simulator_started":
                 return entry
