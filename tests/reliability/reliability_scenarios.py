@@ -54,6 +54,18 @@ def _drop_into(inbox: Path, lead: LeadFile) -> None:
     lead.path = target
 
 
+def wait_for_event(lf: Leadflow, name: str, proc: Any, timeout: float = 20.0) -> None:
+    """Wait until the daemon's current run logged ``name``."""
+    log = lf.logs / f"run-{lf.runs:03d}.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and f'"{name}"'.encode() in log.read_bytes():
+            return
+        assert proc.poll() is None, ("the daemon exited", lf.stderr_text()[-3000:])
+        time.sleep(0.01)
+    raise AssertionError(f"no {name} within {timeout} s")
+
+
 def crash_soak(
     workdir: Path,
     *,
@@ -61,10 +73,13 @@ def crash_soak(
     files: int = 30,
     kills: int = 15,
     time_scale: float = 10.0,
-    run_s: tuple[float, float] = (0.25, 1.4),
+    run_s: tuple[float, float] = (0.0, 1.0),
 ) -> dict[str, Any]:
     """Kill the daemon ``kills`` times while ``files`` files (one over the upload limit) flow.
 
+    Each kill comes a seeded random ``run_s`` after the daemon logged ``daemon_started``
+    (recovery, intake, uploads and polls are all under way then); the simulator adds 20 to
+    120 ms of latency to every call so that kills land in the middle of calls.
     Small files have distinct row counts (3, 5, 7, ...) so the simulator's batches can be
     matched to uploads; some carry bad rows. Uploads are limited to 6,000 bytes and the
     simulator refuses bodies over 8,000 bytes, so the big file (about 16 KB) must be split.
@@ -77,7 +92,8 @@ def crash_soak(
     rng = random.Random(seed)
     sim = SimulatorProcess(
         workdir / "sim",
-        _sim_config(seed, max_body_bytes=8000, rows_per_second=200.0, token_lifetime_s=360_000),
+        _sim_config(seed, max_body_bytes=8000, rows_per_second=200.0, token_lifetime_s=360_000,
+                    faults={"latency_s": 0.02, "latency_jitter_s": 0.1}),
         time_scale,
     ).start()
     lf = Leadflow(
@@ -109,6 +125,7 @@ def crash_soak(
                 if pending:
                     _drop_into(lf.inbox, pending.pop())
             proc = lf.start()
+            wait_for_event(lf, "daemon_started", proc)
             time.sleep(rng.uniform(*run_s))
             code = lf.kill(proc)
             assert code is None, (f"the daemon exited by itself with {code}",
