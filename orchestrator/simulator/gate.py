@@ -63,6 +63,7 @@ class CallGate:
             inst.token_expires_at = now + cfg.token_lifetime_s
             inst.token_dies_at = inst.token_expires_at - cfg.faults.token_early_expiry_s
             inst.tokens_minted += 1
+            inst.recent_tokens.append(inst.token)
         body = {
             "access_token": inst.token,
             "token_type": "bearer",

@@ -16,6 +16,8 @@ from orchestrator.simulator.leadstore import LeadStore
 
 #: Requests kept in each instance's request log (oldest dropped first).
 REQUEST_LOG_SIZE = 10_000
+#: Tokens the request log looks for in each request (the newest ones).
+RECENT_TOKENS = 4
 #: First batchId handed out by an instance.
 FIRST_BATCH_ID = 1001
 
@@ -41,6 +43,8 @@ class Instance:
         self.token_dies_at = 0.0
         self.tokens_minted = 0
         self.expired_tokens: set[str] = set()
+        #: The last few tokens minted, newest last (scanned for the request log).
+        self.recent_tokens: deque[str] = deque(maxlen=RECENT_TOKENS)
         self.rate_calls: deque[float] = deque()
         self.inflight = 0
         self.quota_used = 0

@@ -104,11 +104,8 @@ def log_request(
 
 
 def known_tokens(inst: Instance) -> list[str]:
-    """Every token the instance has minted (current and expired)."""
-    tokens = list(inst.expired_tokens)
-    if inst.token:
-        tokens.append(inst.token)
-    return tokens
+    """The instance's newest tokens (the current one and a few expired ones)."""
+    return list(inst.recent_tokens)
 
 
 def token_places(inst: Instance, request: web.Request) -> list[str]:
