@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -244,6 +245,20 @@ def _console() -> Console:
     return Console(highlight=False, width=160 if wide else None)
 
 
+def leadflow_command() -> str:
+    """How the user can type ``leadflow`` again: ``.venv/bin/leadflow`` when it is not on PATH."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "leadflow":
+        return "leadflow"
+    found = shutil.which("leadflow")
+    if found and Path(found).resolve() == argv0.resolve():
+        return "leadflow"
+    try:
+        return str(argv0.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(argv0.absolute())
+
+
 def _absolute(path: Path | str) -> Path:
     return Path(path).expanduser().absolute()
 
@@ -324,6 +339,7 @@ async def _run(
                 "rejected": str(settings.paths.rejected), "log": log_file.name,
                 "database": str(settings.paths.database),
                 "summary": str(demo_dir / "summary.json"), "simulator": base_url,
+                "leadflow": leadflow_command(),
             },
         )
         summary["time_scale"] = time_scale

@@ -248,6 +248,7 @@ def render_summary(summary: Mapping[str, Any]) -> RenderableType:
 def render_next_steps(summary: Mapping[str, Any]) -> RenderableType:
     """Where to look next: reports, failures, the log, status, and the real Marketo guide."""
     w = summary["where"]
+    cmd = w.get("leadflow", "leadflow")
     bad = next((e for e in summary["files"] if e["file"] == "newsletter-signups.csv"), None)
     lines = [
         Text("Where to look next", style="bold"),
@@ -261,11 +262,11 @@ def render_next_steps(summary: Mapping[str, Any]) -> RenderableType:
         Text(f"  summary:   {w['summary']}"),
         Text(f"  log:       {w['log']} (JSON lines; follow one file with "
              f"grep '\"file_id\": {first}' {w['log']})"),
-        Text(f"  status:    leadflow status --set paths.database={w['database']}"),
+        Text(f"  status:    {cmd} status --set paths.database={w['database']}"),
         Text(f"  archived:  {w['archive']}   rejected: {w['rejected']}"),
     ]
     if not summary.get("keep_running"):
-        lines.append(Text("  your own files: leadflow demo --keep-running, then drop files into "
+        lines.append(Text(f"  your own files: {cmd} demo --keep-running, then drop files into "
                           f"{w['inbox']}"))
     lines.append(Text("  real Marketo: docs/real-marketo.md"))
     return Group(*lines)
