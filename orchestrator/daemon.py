@@ -25,6 +25,7 @@ import asyncio
 import importlib
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -204,7 +205,12 @@ class Daemon:
         started = self.clock()
         log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
         try:
-            await self.recover()
+            try:
+                await self.recover()
+            except (OrchestratorError, OSError, sqlite3.Error) as exc:
+                log.exception("daemon_crashed", loop="recovery",
+                              error=f"{type(exc).__name__}: {exc}")
+                raise DaemonCrashed(f"recovery failed: {type(exc).__name__}: {exc}") from exc
             await self._run_loops(once)
         except BaseException as exc:
             if self.stop_reason == "running":

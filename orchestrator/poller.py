@@ -40,7 +40,7 @@ from orchestrator.errors import (
     QuotaExhausted,
 )
 from orchestrator.models import UploadRecord, UploadStatus
-from orchestrator.scheduler import wait_any
+from orchestrator.scheduler import FileNames, wait_any
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -110,6 +110,7 @@ class Poller:
         self.poke = asyncio.Event()
         self.rate: float | None = None
         self._last_seen: dict[int, tuple[int, float]] = {}
+        self._names = FileNames(store)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set.
@@ -149,6 +150,7 @@ class Poller:
         assert upload.batch_id is not None
         context = {
             "file_id": upload.file_id,
+            "file": await self._names.get(upload.file_id),
             "upload_id": upload.id,
             "seq": upload.seq,
             "batch_id": upload.batch_id,

@@ -59,6 +59,25 @@ class Submitter(Protocol):
         ...
 
 
+class FileNames:
+    """Remembers file names by id, so log lines about an upload carry ``file`` too."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._names: dict[int, str] = {}
+
+    async def get(self, file_id: int) -> str | None:
+        """Return the file's name (None if the file is unknown)."""
+        if file_id not in self._names:
+            record = await self._store.get_file(file_id)
+            if record is None:
+                return None
+            if len(self._names) > 10_000:
+                self._names.clear()
+            self._names[file_id] = record.name
+        return self._names[file_id]
+
+
 async def wait_any(events: Iterable[asyncio.Event], timeout: float | None) -> None:
     """Return when any of ``events`` is set or ``timeout`` seconds have passed (None: never).
 
@@ -117,6 +136,7 @@ class Scheduler:
         self._paused_until = 0.0
         self._transient_streak: dict[int, int] = {}
         self._announced: set[int] = set()
+        self._names = FileNames(store)
 
     def allowed(self, now: float) -> int:
         """Return how many of our jobs may be at Marketo now (see ``policy``)."""
@@ -167,7 +187,12 @@ class Scheduler:
         return 0.0
 
     async def _submit(self, upload: UploadRecord, outstanding: int) -> None:
-        context = {"file_id": upload.file_id, "upload_id": upload.id, "seq": upload.seq}
+        context = {
+            "file_id": upload.file_id,
+            "file": await self._names.get(upload.file_id),
+            "upload_id": upload.id,
+            "seq": upload.seq,
+        }
         with structlog.contextvars.bound_contextvars(**context):
             if upload.error_code == UNCERTAIN_CODE and upload.id not in self._announced:
                 self._announced.add(upload.id)

@@ -58,6 +58,7 @@ async def test_fifo_up_to_the_configured_slots(
     events = [e for e in logs if e["event"] == "import_submitted"]
     assert len(events) == 10 and events[0]["batch_id"] == submitted[0].batch_id
     assert events[0]["upload_id"] == first[0] and events[0]["seq"] == 1
+    assert events[0]["file"] == "f1.csv" and events[-1]["file"] == "f2.csv"
 
 
 async def test_configured_slots_below_ten_are_respected(
