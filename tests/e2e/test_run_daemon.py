@@ -271,3 +271,26 @@ def test_sigkill_while_queued_importing_and_reporting_loses_nothing(
     submitted = {e["batch_id"] for e in events if e["event"] == "import_submitted"}
     finished = {e["batch_id"] for e in events if e["event"] == "import_finished"}
     assert finished <= submitted
+
+
+def test_sigterm_stops_gracefully_and_a_restart_finishes(tmp_path: Path, simulator: str) -> None:
+    config = _config(tmp_path, simulator)
+    db = tmp_path / "var" / "leadflow.db"
+    made = _write_files(tmp_path / "var" / "inbox", count=3, rows=120)
+    log = tmp_path / "run.log"
+    proc = _start(config, log)
+    assert _wait_for(
+        lambda: bool(_query(db, "SELECT 1 FROM uploads WHERE status = 'queued'"))
+        and bool(_query(db, "SELECT 1 FROM uploads WHERE batch_id IS NOT NULL")), 20
+    ), log.read_text()[-3000:]
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - started < 1.0 + 3  # shutdown_grace_s + process exit
+    stopped = [e for e in _events(log) if e["event"] == "daemon_stopped"]
+    assert stopped and stopped[-1]["reason"] == "SIGTERM"
+    # Nothing is mid-submit after a graceful stop, and the rest is finished by a restart.
+    assert not _query(db, "SELECT 1 FROM uploads WHERE status = 'submitting'")
+    proc = _start(config, log, once=True)
+    assert proc.wait(40) == 0, log.read_text()[-3000:]
+    _check_outcome(tmp_path, simulator, made)
