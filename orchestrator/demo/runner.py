@@ -36,7 +36,7 @@ from orchestrator.demo.summary import (
     render_next_steps,
     render_summary,
 )
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import Store
 
@@ -67,9 +67,9 @@ DEMO_DEFAULTS: dict[str, Any] = {
 
 
 def find_demo_config() -> Path | None:
-    """Return ``config/demo.toml`` from the working directory or the source checkout."""
+    """Return ``config/demo.toml`` from the source checkout, else the working directory."""
     here = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
-    for candidate in (Path.cwd() / "config" / "demo.toml", here):
+    for candidate in (here, Path.cwd() / "config" / "demo.toml"):
         if candidate.is_file():
             return candidate
     return None
@@ -200,19 +200,31 @@ async def _watch(settings: Settings, view: ProgressView, stop: asyncio.Event) ->
         view.update(await read_progress(store), final=True)
 
 
-async def drain(settings: Settings, console: Console, expected: int) -> None:
-    """Run the daemon with ``--once`` while showing progress; return when it has drained."""
+async def drain(settings: Settings, console: Console, expected: int) -> str | None:
+    """Run the daemon with ``--once`` while showing progress, until it has drained.
+
+    Returns:
+        None when it drained; otherwise why it stopped early (a signal, or a crash with its
+        cause, which is also in the log).
+    """
     from orchestrator.daemon import Daemon
 
     stop = asyncio.Event()
     with ProgressView(console, expected) as view:
-        async with Daemon(settings) as daemon:
-            watcher = asyncio.create_task(_watch(settings, view, stop))
-            try:
-                await daemon.run(once=True)
-            finally:
-                stop.set()
-                await watcher
+        try:
+            async with Daemon(settings) as daemon:
+                watcher = asyncio.create_task(_watch(settings, view, stop))
+                try:
+                    await daemon.run(once=True)
+                finally:
+                    stop.set()
+                    await watcher
+        except OrchestratorError as exc:
+            cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+            return f"the daemon stopped: {exc}{cause}"
+    if daemon.stop_reason != "drained":
+        return f"the daemon stopped before every file was done ({daemon.stop_reason})"
+    return None
 
 
 async def keep_running(settings: Settings, console: Console) -> None:
@@ -328,7 +340,7 @@ async def _run(
         total = sum(f.size_bytes for f in files)
         console.print(f"  wrote {len(files)} lead files ({total / 1e6:.1f} MB) into "
                       f"{settings.paths.inbox}")
-        await drain(settings, console, len(files))
+        stopped = await drain(settings, console, len(files))
         stats, leads = await simulator_view(base_url, files)
         summary = build_summary(
             files, read_reports(settings.paths.results), stats, leads,
@@ -342,6 +354,9 @@ async def _run(
                 "leadflow": leadflow_command(),
             },
         )
+        if stopped:
+            summary["ok"] = False
+            summary["problems"].insert(0, stopped)
         summary["time_scale"] = time_scale
         summary["small"] = bool(args.small)
         summary["keep_running"] = bool(args.keep_running)

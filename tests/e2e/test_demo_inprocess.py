@@ -1,0 +1,53 @@
+"""`leadflow demo` in-process: when the daemon fails, the demo still summarises and exits 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import daemon as daemon_module
+from orchestrator.cli import cli
+
+
+async def test_demo_reports_a_crashed_daemon_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def crash(self: Any, once: bool = False) -> None:
+        raise daemon_module.DaemonCrashed("daemon crashed: OSError: disk full") from OSError(
+            "disk full"
+        )
+
+    monkeypatch.setattr(daemon_module.Daemon, "run", crash)
+    demo_dir = tmp_path / "demo"
+    assert await cli(["demo", "--small", "--dir", str(demo_dir)]) == 1
+
+    summary = json.loads((demo_dir / "summary.json").read_text())
+    assert summary["ok"] is False
+    assert summary["problems"][0].startswith("the daemon stopped: daemon crashed")
+    assert "disk full" in summary["problems"][0]
+    # Nothing was imported, and the summary says so for every file rather than hiding it.
+    assert summary["simulator"]["leads"] == 0
+    assert all("no report.json was written" in " ".join(e["problems"])
+               for e in summary["files"])
+    out = capsys.readouterr().out
+    assert "Problems:" in out and "disk full" in out
+
+
+async def test_demo_interrupted_before_draining_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT during the drain: the daemon stops cleanly; the demo says it did not finish."""
+
+    async def interrupted(self: Any, once: bool = False) -> None:
+        self.stop("SIGINT")
+
+    monkeypatch.setattr(daemon_module.Daemon, "run", interrupted)
+    demo_dir = tmp_path / "demo"
+    assert await cli(["demo", "--small", "--dir", str(demo_dir)]) == 1
+    summary = json.loads((demo_dir / "summary.json").read_text())
+    assert summary["problems"][0] == (
+        "the daemon stopped before every file was done (SIGINT)"
+    )
