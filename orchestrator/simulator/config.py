@@ -295,6 +295,9 @@ class SimulatorConfig(BaseModel):
     def from_toml(cls, path: Path) -> SimulatorConfig:
         """Load a configuration from a TOML file whose keys are this model's fields.
 
+        When the file has a ``[simulator]`` table (a file shared with the daemon's settings),
+        only that table is read.
+
         Args:
             path: A TOML file, e.g. ``instances = ["123-ABC-456"]`` and a ``[faults]`` table.
 
@@ -303,9 +306,10 @@ class SimulatorConfig(BaseModel):
             tomllib.TOMLDecodeError: The file is not TOML.
             pydantic.ValidationError: A value is invalid.
         """
-        with path.open("rb") as fh:
+        with Path(path).open("rb") as fh:
             data = tomllib.load(fh)
-        return cls.model_validate(data)
+        section = data.get("simulator")
+        return cls.model_validate(section if isinstance(section, dict) else data)
 
     def merged(self, patch: dict[str, Any]) -> SimulatorConfig:
         """Return a validated copy with ``patch`` deep-merged into this configuration.

@@ -84,3 +84,14 @@ def test_merged_deep_merges_and_validates() -> None:
     assert cfg.faults.job_failure_reason == "Internal server error"
     with pytest.raises(ValidationError):
         SimulatorConfig().merged({"instances": ["not-a-munchkin"]})
+
+
+def test_config_from_a_simulator_table_of_a_shared_file(tmp_path: Path) -> None:
+    path = tmp_path / "leadflow.toml"
+    path.write_text(
+        "[marketo]\nbase_url = 'http://127.0.0.1:8780'\n"
+        "[simulator]\nmax_queued = 4\n[simulator.faults]\nhttp_500_probability = 0.1\n"
+    )
+    cfg = SimulatorConfig.from_toml(path)
+    assert cfg.max_queued == 4
+    assert cfg.faults.http_500_probability == 0.1
