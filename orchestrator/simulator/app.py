@@ -186,7 +186,10 @@ def _upload(kind: JobKind) -> _Impl:
                       "objectApiName": job.target.object_api_name}
         else:
             result = {"batchId": job.batch_id, "importId": str(job.batch_id), "status": "Queued"}
-        return ok(sim, [result])
+        response = ok(sim, [result])
+        if dropped:
+            response[CODE_KEY] = "dropped"  # the request log shows the answer never left
+        return response
 
     return impl
 

@@ -176,6 +176,8 @@ async def test_dropped_upload_response_queues_the_job_but_client_gets_no_answer(
     assert len(stats["batches"]) == 1
     assert stats["errors"] == {"dropped": 1}
     assert stats["drop_next_upload_responses_remaining"] == 0
+    log = await sim.admin("GET", "/_sim/requests")
+    assert [e["code"] for e in log if e["endpoint"] == "import_lead"] == ["dropped"]
     assert await _upload(sim)  # the next one is answered
 
 
