@@ -1,7 +1,31 @@
 """The simulator-only admin API under ``/_sim/`` (contract 8.10).
 
-Admin calls need no token and count toward no limit. Every endpoint that concerns one
-instance takes ``?instance=<munchkinId>`` (default: the root instance). Bodies are JSON.
+Admin calls need no token and count toward no limit. Endpoints about one instance take
+``?instance=<munchkinId>`` (default: the root instance). Bodies are JSON; times are simulated
+epoch seconds (floats).
+
+==========================================  ==================================================
+``POST /_sim/reset`` ``{"settings": false}``  forget tokens, queue, batches, leads, statistics
+                                              (every instance); ``true`` also restores the
+                                              start-up settings -> ``{"ok": true}``
+``GET /_sim/settings``                        the `SimulatorConfig` as JSON
+``PATCH /_sim/settings`` ``{...}``            deep-merge (``{"faults": {"latency_s": 1}}``);
+                                              -> new settings, or 400 ``{"error", "detail"}``
+``POST /_sim/foreign-jobs``                   ``{"count": N, "duration_s": T}``: queue up to N
+                                              foreign jobs (within the 10 limit), each importing
+                                              T s -> ``{"added": n, "batchIds": [...]}``
+``GET /_sim/stats``                           ``{"now", "iso", "time_scale", "instances":
+                                              {munchkinId: Simulator.stats(...)}}``
+``GET /_sim/leads[?email=]``                  ``[{"id", <fields>, "partitionName", "listIds"}]``
+``GET /_sim/program-members/{programId}``     ``[{"leadId", "email", "status", <fields>}]``
+``GET /_sim/custom-objects/{apiName}``        ``[{<fields>}]``
+``GET /_sim/requests``                        ``[{"t", "method", "path", "instance", "endpoint",
+                                              "query_keys", "form_keys", "auth_header",
+                                              "auth_scheme", "token_in_query", "token_in",
+                                              "status", "code"}]`` (last 10,000)
+``GET /_sim/clock``                           ``{"now", "iso", "time_scale"}``
+``POST /_sim/clock/advance``                  ``{"seconds": S}``: jump forward (any clock)
+==========================================  ==================================================
 """
 
 from __future__ import annotations
