@@ -307,7 +307,24 @@ class Simulator(CallGate):
     # ----- statistics (8.10) ------------------------------------------------------------
 
     def stats(self, inst: Instance) -> dict[str, Any]:
-        """The admin statistics of one instance (see the admin module for the shape)."""
+        """The admin statistics of one instance (contract 8.10), brought up to date.
+
+        Returns:
+            ``munchkinId``, ``now``; queue: ``queued``, ``importing``, ``queued_or_importing``,
+            ``peak_queued_or_importing``, ``slot_busy_s`` (list, one per import slot, running
+            jobs counted up to now); calls: ``rate_window_s``, ``calls_in_window``,
+            ``peak_calls_per_window`` (refused calls included), ``inflight``,
+            ``peak_concurrent_calls``, ``calls_total`` and ``calls_by_endpoint`` (identity
+            included), ``errors`` (count per code: ``"606"``, ``"1016"``, ``"413"``,
+            ``"500"``, ``"401"``, ``"dropped"``...); ``quota_used_today``,
+            ``quota_resets_at``; ``tokens_minted``, ``token_expires_at``;
+            ``fail_next_jobs_remaining``, ``drop_next_upload_responses_remaining``; ``leads``
+            (count), ``expired_batches``; ``batches``: every live batch (foreign ones too) as
+            `Job.timeline` — ``batchId``, ``kind``, ``status``, ``created_at``,
+            ``importing_at``, ``finished_at``, ``slot``, ``rows``, ``processed``,
+            ``imported``, ``failed``, ``warned``, ``message``, ``objectApiName``,
+            ``programId``.
+        """
         self.advance(inst)
         now = self.now()
         busy = list(inst.slot_busy)
