@@ -54,6 +54,7 @@ VALUES (:name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :
 RETURNING *
 """
 SELECT_FILE = "SELECT * FROM files WHERE id = ?"
+SET_FILE_WORK_PATH = "UPDATE files SET work_path = ? WHERE id = ? RETURNING *"
 SELECT_FILES_BY_STATUS = "SELECT * FROM files WHERE status = ? ORDER BY id"
 SELECT_FILE_BY_WORK_PATH = "SELECT * FROM files WHERE work_path = ?"
 SELECT_IMPORTED_BY_SHA = """
@@ -312,20 +313,30 @@ class Store:
         route: str | None,
         size_bytes: int | None,
     ) -> FileRecord:
-        """Record a newly found file in status ``received``; returns it with its id."""
-        async with self._transaction() as conn, conn.execute(
-            INSERT_FILE,
-            {
-                "name": name,
-                "inbox_path": inbox_path,
-                "work_path": work_path,
-                "route": route,
-                "size_bytes": size_bytes,
-                "now": self._clock(),
-            },
-        ) as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
+        """Record a newly found file in status ``received``; returns it with its id.
+
+        A ``{id}`` in ``work_path`` is replaced by the new id in the same transaction
+        (intake's ``work/{id}/source/<name>``).
+        """
+        async with self._transaction() as conn:
+            async with conn.execute(
+                INSERT_FILE,
+                {
+                    "name": name,
+                    "inbox_path": inbox_path,
+                    "work_path": work_path,
+                    "route": route,
+                    "size_bytes": size_bytes,
+                    "now": self._clock(),
+                },
+            ) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            if "{id}" in work_path:
+                filled = work_path.replace("{id}", str(row["id"]), 1)
+                async with conn.execute(SET_FILE_WORK_PATH, (filled, row["id"])) as cursor:
+                    row = await cursor.fetchone()
+                assert row is not None
         return FileRecord.from_row(row)
 
     async def get_file(self, file_id: int) -> FileRecord | None:

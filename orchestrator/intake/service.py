@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from orchestrator.errors import StoreError
-from orchestrator.intake.encoding import scan_source
+from orchestrator.intake.encoding import SourceScan, scan_source
 from orchestrator.intake.fields import Catalogue, LeadFieldLike
 from orchestrator.intake.prepare import (
     Prepared,
@@ -41,6 +41,10 @@ from orchestrator.store import Store
 log = structlog.get_logger(__name__)
 
 Describe = Callable[[], Awaitable[Sequence[LeadFieldLike]]]
+#: Files up to this size (bytes) are prepared before the duplicate check, in one thread hop.
+EAGER_PREPARE_BYTES = 1 << 20
+#: Files prepared at once in one scan (their I/O and database waits overlap).
+CONCURRENT_FILES = 4
 Clock = Callable[[], float]
 
 
@@ -68,6 +72,7 @@ class Intake:
         self.tracker = StabilityTracker(settings.intake.stable_s)
         self._catalogue: Catalogue | None = None
         self._catalogue_at = 0.0
+        self._describe_failed_at = float("-inf")
         self._waiting: dict[int, FileRecord] = {}
         self._logged: set[tuple[str, str]] = set()
         self._on_enqueued: Callable[[], None] | None = None
@@ -106,9 +111,11 @@ class Intake:
         return len(files)
 
     async def scan_once(self) -> int:
-        """List the inbox once; claim and prepare every stable file (oldest name first).
+        """List the inbox once; claim and prepare every stable file.
 
-        Also retries files that wait for the field catalogue.
+        Files are claimed in name order and prepared up to ``CONCURRENT_FILES`` at a time,
+        so their uploads are enqueued as they finish. Files waiting for the field catalogue
+        are retried first.
 
         Returns:
             How many files were claimed.
@@ -119,18 +126,23 @@ class Intake:
         for path, why in listing.ignored:
             self._log_once("inbox_entry_ignored", str(path), reason=why)
         self.tracker.retain(str(c.path) for c in listing.candidates)
+        waiting = list(self._waiting.values())
+        self._waiting.clear()
+        for record in waiting:
+            await self._process(record)
         now = self.clock()
-        taken = 0
+        ready: list[Candidate] = []
         for candidate in listing.candidates:
             key = str(candidate.path)
             if self.tracker.observe(key, candidate.size, candidate.mtime_ns, now):
                 self.tracker.forget(key)
-                if await self._take(candidate):
-                    taken += 1
-        for file_id in list(self._waiting):
-            record = self._waiting.pop(file_id)
-            await self._process(record)
-        return taken
+                ready.append(candidate)
+        if not ready:
+            return 0
+        limit = asyncio.Semaphore(CONCURRENT_FILES)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._take_guarded(c, limit)) for c in ready]
+        return sum(1 for task in tasks if task.result())
 
     async def run(
         self, stop: asyncio.Event, on_enqueued: Callable[[], None] | None = None
@@ -153,6 +165,14 @@ class Intake:
             self._logged.add((event, key))
             log.warning(event, path=key, **data)
 
+    async def _take_guarded(self, candidate: Candidate, limit: asyncio.Semaphore) -> bool:
+        async with limit:
+            try:
+                return await self._take(candidate)
+            except Exception:  # never let one file cancel the others
+                log.exception("file_take_failed", file=candidate.path.name)
+                return False
+
     async def _take(self, candidate: Candidate) -> bool:
         """Claim one candidate and prepare it; return whether it was claimed."""
         path = candidate.path
@@ -160,7 +180,7 @@ class Intake:
             record = await self.store.add_file(
                 name=path.name,
                 inbox_path=str(path),
-                work_path="",
+                work_path=str(self.settings.paths.work / "{id}" / "source" / path.name),
                 route=candidate.route.name if candidate.route else None,
                 size_bytes=candidate.size,
             )
@@ -187,9 +207,10 @@ class Intake:
         """Record the work path, then rename the inbox file there; None if it vanished."""
         target = self.settings.paths.work / str(record.id) / "source" / path.name
         try:
-            record = await self.store.transition_file(
-                record.id, FileStatus.RECEIVED, FileStatus.RECEIVED, work_path=str(target)
-            )
+            if record.work_path != str(target):
+                record = await self.store.transition_file(
+                    record.id, FileStatus.RECEIVED, FileStatus.RECEIVED, work_path=str(target)
+                )
             await asyncio.to_thread(_claim, path, target)
         except FileNotFoundError:
             await self._end(
@@ -211,14 +232,23 @@ class Intake:
         return next((r for r in self.settings.routes if r.name == record.route), None)
 
     async def _catalogue_now(self) -> Catalogue:
-        """The cached catalogue, refreshed every ``intake.describe_refresh_s``."""
+        """The cached catalogue, refreshed every ``intake.describe_refresh_s``.
+
+        A failed describe is not retried before ``intake.rescan_interval_s`` has passed; a
+        stale catalogue is used meanwhile. Without any catalogue, files wait in ``received``.
+        """
         now = self.clock()
         fresh = now - self._catalogue_at < self.settings.intake.describe_refresh_s
         if self._catalogue is not None and fresh:
             return self._catalogue
+        if now - self._describe_failed_at < self.settings.intake.rescan_interval_s:
+            if self._catalogue is not None:
+                return self._catalogue
+            raise CatalogueUnavailable("describe failed moments ago")
         try:
             fields = await self.describe()
         except Exception as exc:
+            self._describe_failed_at = now
             log.warning("describe_failed", error=f"{type(exc).__name__}: {exc}")
             if self._catalogue is not None:
                 return self._catalogue
@@ -235,14 +265,8 @@ class Intake:
         lookup = (route or self.settings.import_).lookup_field
         source = Path(record.work_path)
         work_dir = source.parent.parent
-        scan = None
+        scan: SourceScan | None = None
         try:
-            limit = max_line_bytes(self.settings.limits.max_upload_bytes)
-            scan = await asyncio.to_thread(scan_source, source, limit)
-            twin = await self.store.imported_file_with_sha(scan.sha256)
-            if twin is not None:
-                await self._duplicate(record, scan.sha256, scan.size_bytes, twin)
-                return
             catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self._catalogue_now()
             spec = PrepareSpec(
                 catalogue=catalogue,
@@ -251,13 +275,24 @@ class Intake:
                 null_tokens=self.settings.intake.null_tokens,
                 allow_encoding_guess=self.settings.intake.allow_encoding_guess,
             )
-            prepared = await asyncio.to_thread(prepare_file, source, work_dir, scan, spec)
+            scanned, early = await asyncio.to_thread(_scan_and_prepare_small, source, spec)
+            scan = scanned
+            twin = await self.store.imported_file_with_sha(scanned.sha256)
+            if twin is not None:
+                if early is not None:
+                    await asyncio.to_thread(clean_work_dir, work_dir)
+                await self._duplicate(record, scanned.sha256, scanned.size_bytes, twin)
+                return
+            prepared = early or await asyncio.to_thread(
+                prepare_file, source, work_dir, scanned, spec
+            )
         except CatalogueUnavailable:
             self._waiting[record.id] = record
             log.warning("file_waiting_for_describe", file_id=record.id, file=record.name)
             return
         except Unimportable as exc:
-            await self._end(record, exc, sha256=scan.sha256 if scan else None)
+            known = scan or getattr(exc, "scan", None)
+            await self._end(record, exc, sha256=known.sha256 if known else None)
             return
         except OSError as exc:
             await self._end(
@@ -274,7 +309,7 @@ class Intake:
                 record, Unimportable(f"Preparation failed: {type(exc).__name__}: {exc}.")
             )
             return
-        assert scan is not None
+        assert scan is not None and prepared is not None
         await self._enqueue(record, route, kind, lookup, prepared, scan.sha256)
 
     async def _enqueue(
@@ -376,6 +411,25 @@ class Intake:
             status=outcome.status.value,
             reason=outcome.reason,
         )
+
+
+def _scan_and_prepare_small(source: Path, spec: PrepareSpec) -> tuple[SourceScan, Prepared | None]:
+    """Scan the source; prepare it at once when it is small (one thread hop instead of two).
+
+    A large file is prepared only after the duplicate check, so a repeated 1 GB file is not
+    prepared for nothing; for a small one the wasted work is negligible.
+
+    Raises:
+        Unimportable: with ``scan`` attached when the scan succeeded.
+    """
+    scan = scan_source(source, max_line_bytes(spec.max_upload_bytes))
+    if scan.size_bytes > EAGER_PREPARE_BYTES:
+        return scan, None
+    try:
+        return scan, prepare_file(source, source.parent.parent, scan, spec)
+    except Unimportable as exc:
+        exc.scan = scan  # type: ignore[attr-defined]
+        raise
 
 
 def _claim(source: Path, target: Path) -> None:

@@ -1,0 +1,302 @@
+"""Intake with a real Store and real files: claiming, routes, duplicates, recovery, describe."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from intake_support import Clock, FakeDescribe, uploads_of
+
+from orchestrator.intake import Intake
+from orchestrator.models import FileStatus, UploadStatus
+from orchestrator.store import Store
+
+GOOD = b"email,firstName\r\na@example.com,Ana\r\nb@example.com,Bo\r\n"
+
+
+def drop(intake: Intake, name: str, data: bytes = GOOD) -> Path:
+    path = intake.settings.paths.inbox / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+async def test_stable_file_is_taken_only_after_stable_s(
+    make_intake: Callable[..., Intake], store: Store, clock: Clock
+) -> None:
+    intake = make_intake(intake={"stable_s": 5.0})
+    path = drop(intake, "a.csv")
+    assert await intake.scan_once() == 0
+    clock.now += 4.0
+    with path.open("ab") as out:  # still being written
+        out.write(b"c@example.com,Cy\r\n")
+    assert await intake.scan_once() == 0
+    clock.now += 4.9
+    assert await intake.scan_once() == 0
+    clock.now += 0.1
+    assert await intake.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.QUEUED)
+    assert record.rows_total == 3
+    assert record.work_path == str(intake.settings.paths.work / str(record.id) / "source" / "a.csv")
+    assert not path.exists()
+
+
+async def test_moved_in_file_is_taken_at_once(
+    make_intake: Callable[..., Intake], store: Store, clock: Clock
+) -> None:
+    intake = make_intake(intake={"stable_s": 5.0})
+    path = drop(intake, "a.csv")
+    intake.tracker.moved_in(str(path))  # what the watch loop does on an `added` event
+    assert await intake.scan_once() == 1
+    assert len(await store.files_in(FileStatus.QUEUED)) == 1
+
+
+async def test_logs_received_queued_and_prepared(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    drop(intake, "a.csv")
+    with structlog.testing.capture_logs() as logs:
+        assert await intake.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.QUEUED)
+    (upload,) = await store.uploads_of_file(record.id)
+    events = {e["event"]: e for e in logs}
+    assert events["file_received"]["file_id"] == record.id
+    assert events["file_received"]["file"] == "a.csv"
+    queued = events["upload_queued"]
+    assert (queued["file_id"], queued["upload_id"], queued["seq"], queued["rows"], queued["bytes"]) == (
+        record.id, upload.id, 1, 2, upload.size_bytes
+    )
+    assert events["file_prepared"]["encoding"] == "utf-8"
+
+
+async def test_routes_give_their_options_and_unknown_folders_are_rejected(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake(
+        routes=[
+            {"name": "events", "list_id": 1001, "partition_name": "EU", "lookup_field": "email"},
+            {"name": "webinar", "kind": "program_members", "program_id": 77,
+             "program_member_status": "Registered"},
+        ],
+        **{"import": {"list_id": 5}},
+    )
+    drop(intake, "root.csv", GOOD)
+    drop(intake, "events/e.csv", GOOD + b"c@example.com,Cy\r\n")
+    drop(intake, "webinar/w.csv", GOOD + b"d@example.com,Di\r\n")
+    drop(intake, "typo/t.csv", GOOD + b"e@example.com,Ed\r\n")
+    with structlog.testing.capture_logs() as logs:
+        assert await intake.scan_once() == 4
+    by_name = {f.name: f for f in await store.files_in(FileStatus.QUEUED)}
+    assert sorted(by_name) == ["e.csv", "root.csv", "w.csv"]
+    options = {
+        name: (u.kind, u.options)
+        for name, f in by_name.items()
+        for u in await store.uploads_of_file(f.id)
+    }
+    assert options == {
+        "root.csv": ("leads", {"format": "csv", "lookupField": "email", "listId": 5}),
+        "e.csv": ("leads", {"format": "csv", "lookupField": "email", "listId": 1001,
+                            "partitionName": "EU"}),
+        "w.csv": ("program_members", {"format": "csv", "programId": 77,
+                                      "programMemberStatus": "Registered"}),
+    }
+    assert by_name["e.csv"].route == "events" and by_name["root.csv"].route is None
+    (typo,) = await store.files_in(FileStatus.REJECTED)
+    assert typo.error == (
+        "The inbox folder 'typo' is not a route (no [[routes]] entry has folder 'typo'); "
+        "drop files at the inbox root or in a route folder."
+    )
+    rejected = [e for e in logs if e["event"] == "file_rejected"]
+    assert [(e["file_id"], e["reason"]) for e in rejected] == [(typo.id, typo.error)]
+
+
+async def test_same_content_as_an_imported_file_is_a_duplicate(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    drop(intake, "first.csv")
+    assert await intake.scan_once() == 1
+    (first,) = await store.files_in(FileStatus.QUEUED)
+    drop(intake, "again.csv")
+    assert await intake.scan_once() == 1
+    (again,) = await store.files_in(FileStatus.DUPLICATE)
+    assert again.error == (
+        f"Same content (SHA-256) as file {first.id} 'first.csv', which is already imported or "
+        "being imported; not sent again."
+    )
+    assert again.sha256 == first.sha256
+    assert await store.uploads_of_file(again.id) == []
+    assert len(await store.uploads_in(UploadStatus.QUEUED)) == 1
+
+
+async def test_all_rows_rejected_goes_to_reporting(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    drop(intake, "bad.csv", b"email,leadScore\r\na@example.com,high\r\n,3\r\n")
+    assert await intake.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.REPORTING)
+    assert (record.rows_total, record.rows_rejected) == (2, 2)
+    assert await store.uploads_of_file(record.id) == []
+    assert Path(record.info["rejections_path"]).read_bytes() == (
+        b"sourceRow,email,leadScore,Import Failure Reason\r\n"
+        b"2,a@example.com,high,Invalid data type in field Lead Score\r\n"
+        b"3,,3,Value for lookup field 'email' not found\r\n"
+    )
+
+
+async def test_info_holds_the_design_keys(make_intake: Callable[..., Intake], store: Store) -> None:
+    intake = make_intake()
+    drop(intake, "d.csv", b"Email Address;First Name\r\na@x.com;A\r\nA@X.com;B\r\n")
+    assert await intake.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.QUEUED)
+    info = record.info
+    assert info["header"] == ["email", "firstName"]
+    assert info["source_header"] == ["Email Address", "First Name"]
+    assert (info["delimiter"], info["format"], info["lookup_field"]) == (";", "ssv", "email")
+    assert info["duplicates"] == [{"value": "a@x.com", "rows": [2, 3], "count": 2}]
+    assert record.duplicates == 1
+    assert info["work_dir"] == str(Path(record.work_path).parent.parent)
+    assert info["source_path"] == record.work_path
+    assert info["rejections_path"] is None
+    assert info["route"] == {"name": None, "kind": "leads", "format": "csv", "lookupField": "email"}
+    assert await uploads_of(store, record) == [
+        (b"email,firstName\r\na@x.com,A\r\nA@X.com,B\r\n", [2, 3])
+    ]
+
+
+async def test_unreadable_or_crashing_file_is_rejected_and_the_scan_goes_on(
+    make_intake: Callable[..., Intake], store: Store, monkeypatch: object
+) -> None:
+    import orchestrator.intake.service as service
+
+    intake = make_intake()
+    drop(intake, "a.csv", b"email\r\na@x.com\r\n")
+    drop(intake, "b.csv", b"email\r\nb@x.com\r\n")
+    real = service.prepare_file
+    calls: list[str] = []
+
+    def flaky(source: Path, *args: object) -> object:
+        calls.append(source.name)
+        if source.name == "a.csv":
+            raise RuntimeError("boom")
+        return real(source, *args)  # type: ignore[arg-type]
+
+    setattr(service, "prepare_file", flaky)
+    try:
+        assert await intake.scan_once() == 2
+    finally:
+        setattr(service, "prepare_file", real)
+    (bad,) = await store.files_in(FileStatus.REJECTED)
+    assert bad.name == "a.csv"
+    assert bad.error == "Preparation failed: RuntimeError: boom."
+    assert [f.name for f in await store.files_in(FileStatus.QUEUED)] == ["b.csv"]
+
+
+async def test_describe_cached_refreshed_and_files_wait_when_unavailable(
+    make_intake: Callable[..., Intake], store: Store, describe: FakeDescribe, clock: Clock
+) -> None:
+    intake = make_intake(intake={"describe_refresh_s": 100.0})
+    describe.fail = True
+    drop(intake, "a.csv")
+    assert await intake.scan_once() == 1
+    (waiting,) = await store.files_in(FileStatus.RECEIVED)
+    assert Path(waiting.work_path).is_file()
+    describe.fail = False
+    assert await intake.scan_once() == 0  # no new describe call right after a failure
+    assert describe.calls == 1 and len(await store.files_in(FileStatus.RECEIVED)) == 1
+    clock.now += 1.0  # past intake.rescan_interval_s
+    assert await intake.scan_once() == 0  # the waiting file is retried
+    assert [f.name for f in await store.files_in(FileStatus.QUEUED)] == ["a.csv"]
+    drop(intake, "b.csv", GOOD + b"x@x.com,X\r\n")
+    assert await intake.scan_once() == 1
+    assert describe.calls == 2  # one failure, then cached
+    clock.now += 100.0
+    describe.fail = True  # a failed refresh keeps the stale catalogue
+    drop(intake, "c.csv", GOOD + b"y@x.com,Y\r\n")
+    assert await intake.scan_once() == 1
+    assert describe.calls == 3
+    assert len(await store.files_in(FileStatus.QUEUED)) == 3
+
+
+async def test_symlink_out_of_the_inbox_is_ignored_and_logged_once(
+    make_intake: Callable[..., Intake], store: Store, tmp_path: Path
+) -> None:
+    intake = make_intake()
+    secret = tmp_path / "secret.csv"
+    secret.write_bytes(b"email\r\nsecret@x.com\r\n")
+    (intake.settings.paths.inbox / "link.csv").symlink_to(secret)
+    with structlog.testing.capture_logs() as logs:
+        assert await intake.scan_once() == 0
+        assert await intake.scan_once() == 0
+    ignored = [e for e in logs if e["event"] == "inbox_entry_ignored"]
+    assert [(e["path"], e["reason"]) for e in ignored] == [
+        (str(intake.settings.paths.inbox / "link.csv"), "symlink (not followed)")
+    ]
+    assert secret.exists() and (await store.counts_by_status())["files"]["received"] == 0
+
+
+async def test_ignored_names_stay_in_the_inbox(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    for name in [".x.csv", "y.csv.tmp", "z.part", "~$w.csv"]:
+        drop(intake, name)
+    assert await intake.scan_once() == 0
+    assert sorted(os.listdir(intake.settings.paths.inbox)) == [".x.csv", "y.csv.tmp", "z.part", "~$w.csv"]
+
+
+async def test_recover_resumes_received_files(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    work = intake.settings.paths.work
+    inbox = intake.settings.paths.inbox
+    # 1: claimed into work, not prepared (stale outputs from the crash are cleaned)
+    one = await store.add_file(name="one.csv", inbox_path=str(inbox / "one.csv"),
+                               work_path=str(work / "1" / "source" / "one.csv"), route=None,
+                               size_bytes=None)
+    (work / "1" / "source").mkdir(parents=True)
+    (work / "1" / "source" / "one.csv").write_bytes(GOOD)
+    (work / "1" / "upload-0001.csv").write_bytes(b"stale")
+    (work / "1" / "upload-0009.csv").write_bytes(b"stale")
+    # 2: recorded but never moved out of the inbox
+    two = await store.add_file(name="two.csv", inbox_path=str(inbox / "two.csv"), work_path="",
+                               route=None, size_bytes=None)
+    (inbox / "two.csv").write_bytes(GOOD + b"c@x.com,C\r\n")
+    # 3: gone from both places
+    three = await store.add_file(name="three.csv", inbox_path=str(inbox / "three.csv"),
+                                 work_path="", route=None, size_bytes=None)
+    assert await intake.recover() == 3
+    assert (await store.get_file(one.id)).status is FileStatus.QUEUED  # type: ignore[union-attr]
+    assert not (work / "1" / "upload-0009.csv").exists()
+    assert (work / "1" / "upload-0001.csv").read_bytes().startswith(b"email,firstName\r\n")
+    moved = await store.get_file(two.id)
+    assert moved is not None and moved.status is FileStatus.QUEUED
+    assert moved.work_path == str(work / str(two.id) / "source" / "two.csv")
+    assert not (inbox / "two.csv").exists()
+    gone = await store.get_file(three.id)
+    assert gone is not None and gone.status is FileStatus.REJECTED
+    assert gone.error == (
+        "The file vanished before it was prepared: it is neither in the inbox nor in the work "
+        "folder."
+    )
+
+
+async def test_thousand_small_files_dropped_at_once(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    inbox = intake.settings.paths.inbox
+    for i in range(1000):
+        (inbox / f"f{i:04d}.csv").write_bytes(f"email,firstName\r\nu{i}@x.com,N{i}\r\n".encode())
+    assert await intake.scan_once() == 1000
+    queued = await store.files_in(FileStatus.QUEUED)
+    assert len(queued) == 1000
+    assert sorted(f.name for f in queued) == [f"f{i:04d}.csv" for i in range(1000)]
+    assert os.listdir(inbox) == []
+    counts = await store.counts_by_status()
+    assert counts["uploads"]["queued"] == 1000
