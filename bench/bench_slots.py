@@ -8,7 +8,7 @@ poller (`bench.naive_poller`, same client, polls every outstanding batch every 5
 - ``big``: 5 sources of 50 MB, each split into 6 equal uploads of 8.3 MB (30 uploads,
   240 simulated seconds of import each).
 
-Quick mode shrinks both (12 small uploads; 2 sources of 16 MB, 4 uploads).
+Quick mode shrinks both (12 small uploads; 2 sources of 4 MB, 1 upload each).
 Figures: busy fraction of Marketo's 2 importing slots while we have a backlog, makespan over
 the ideal (total import work / 2 slots), status calls and total calls per upload beside the
 naive poller's (target: at most a third, with the same makespan).
@@ -33,7 +33,7 @@ from bench.workload import big_uploads, small_uploads
 #: 5 ms is 1 simulated second.
 SCALE = {"small": 200.0, "big": 100.0}
 #: Quick mode only checks that the benchmark still runs: faster clocks, noisier figures.
-QUICK_SCALE = {"small": 400.0, "big": 200.0}
+QUICK_SCALE = {"small": 400.0, "big": 100.0}
 #: Simulated seconds of import per upload (the simulator's rate is set to match).
 IMPORT_S = {"small": 60.0, "big": 240.0}
 
@@ -69,7 +69,7 @@ async def _run(quick: bool) -> dict[str, Any]:
         root = Path(tmp)
         t = time.perf_counter()
         small = small_uploads(root / "small", 12 if quick else 100, rows=600)
-        big = big_uploads(root / "big", 2 if quick else 5, 16_000_000 if quick else 50_000_000)
+        big = big_uploads(root / "big", 2 if quick else 5, 4_000_000 if quick else 50_000_000)
         details["generate_s"] = round(time.perf_counter() - t, 2)
         for label, uploads in (("small", small), ("big", big)):
             rate = max(u.rows for u in uploads) / IMPORT_S[label]
