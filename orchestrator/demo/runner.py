@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -167,9 +168,16 @@ async def start_simulator(
     return url, app
 
 
-async def simulator_view(base_url: str, files: list[DemoFile]) -> tuple[dict[str, Any],
-                                                                         dict[str, Any]]:
+async def simulator_view(
+    base_url: str, files: list[DemoFile], *, whole_store: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read the simulator's statistics and the spot-check leads through its admin API.
+
+    Args:
+        base_url: the simulator.
+        files: the demo files (their spot-check emails are looked up).
+        whole_store: also read every lead (small runs only) to count static list members
+            into ``stats["list_members"]`` (``{list id: leads}``).
 
     Returns:
         (the default instance's ``/_sim/stats`` entry, ``{email: lead or None}``).
@@ -187,6 +195,13 @@ async def simulator_view(base_url: str, files: list[DemoFile]) -> tuple[dict[str
                     r.raise_for_status()
                     found = await r.json()
                 leads[f.spot["email"]] = found[0] if found else None
+        if whole_store:
+            async with session.get("/_sim/leads") as resp:
+                resp.raise_for_status()
+                members: Counter[int] = Counter()
+                for lead in await resp.json():
+                    members.update(lead.get("listIds") or [])
+            stats["list_members"] = dict(members)
     return stats, leads
 
 
@@ -294,7 +309,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     """Run ``leadflow demo`` with the parsed arguments of the ``demo`` command.
 
     Args:
-        args: ``dir`` (Path), ``keep_running``, ``small``, ``time_scale`` (None: 60),
+        args: ``dir`` (Path), ``keep_running``, ``small``, ``time_scale`` (None: 60, or 120
+            with ``small``),
             ``config`` (Path or None), ``overrides`` (``--set`` values), ``log_format``,
             ``log_level``.
 
@@ -343,7 +359,7 @@ async def _run(
         console.print(f"  wrote {len(files)} lead files ({total / 1e6:.1f} MB) into "
                       f"{settings.paths.inbox}")
         stopped = await drain(settings, console, len(files))
-        stats, leads = await simulator_view(base_url, files)
+        stats, leads = await simulator_view(base_url, files, whole_store=args.small)
         summary = build_summary(
             files, read_reports(settings.paths.results), stats, leads,
             elapsed_s=time.monotonic() - started,

@@ -137,7 +137,34 @@ def simulator_figures(stats: Mapping[str, Any]) -> dict[str, Any]:
         "calls_by_endpoint": dict(stats.get("calls_by_endpoint") or {}),
         "errors": dict(stats.get("errors") or {}),
         "tokens_minted": int(stats.get("tokens_minted") or 0),
+        "batch_list": [
+            {k: b.get(k) for k in ("batchId", "status", "rows", "imported", "failed", "warned")}
+            for b in batches
+        ],
+        "list_members": {str(k): v for k, v in (stats.get("list_members") or {}).items()},
     }
+
+
+def _check_batches(entries: list[dict[str, Any]], reports: Mapping[str, Mapping[str, Any]],
+                   sim: Mapping[str, Any]) -> list[str]:
+    """Every upload's figures in a report must be those of its batch at the simulator."""
+    by_id = {b["batchId"]: b for b in sim["batch_list"]}
+    problems: list[str] = []
+    for entry in entries:
+        report = reports.get(Path(entry["file"]).name) or {}
+        for upload in report.get("uploads") or []:
+            batch = by_id.get(upload.get("batchId"))
+            if batch is None:
+                problems.append(f"{entry['file']}: batch {upload.get('batchId')} is unknown "
+                                "to the simulator")
+                continue
+            ours = (upload.get("numOfLeadsProcessed"), upload.get("numOfRowsFailed"),
+                    upload.get("numOfRowsWithWarning"))
+            theirs = (batch["imported"], batch["failed"], batch["warned"])
+            if ours != theirs:
+                problems.append(f"{entry['file']}: batch {batch['batchId']} reported "
+                                f"{ours}, the simulator says {theirs}")
+    return problems
 
 
 def build_summary(
@@ -174,6 +201,14 @@ def build_summary(
     totals["uploads"] = sum(e["uploads"] for e in entries)
     sim = simulator_figures(stats)
     problems = [f"{e['file']}: {p}" for e in entries for p in e["problems"]]
+    problems += _check_batches(entries, reports, sim)
+    route = next((e for e in entries if e["file"].startswith(f"{ROUTE_FOLDER}/")), None)
+    members = sim["list_members"].get(str(ROUTE_LIST_ID))
+    if route is not None and members is not None and members != (route["rows"] or {}).get(
+        "imported"
+    ):
+        problems.append(f"static list {ROUTE_LIST_ID} has {members} members; "
+                        f"{route['file']} imported {(route['rows'] or {}).get('imported')}")
     if sim["leads"] != totals["imported"]:
         problems.append(
             f"the simulator holds {sim['leads']} leads; the reports say {totals['imported']} "

@@ -44,6 +44,8 @@ def test_demo_small_every_figure_matches_reports_and_lead_store(tmp_path: Path) 
     files = summary["files"]
     assert len(files) == 8
 
+    sim = summary["simulator"]
+    sim_batches = {b["batchId"]: b for b in sim["batch_list"]}
     imported = batches = 0
     for entry in files:
         report = json.loads(Path(entry["report"]).read_text())
@@ -57,6 +59,16 @@ def test_demo_small_every_figure_matches_reports_and_lead_store(tmp_path: Path) 
         assert len(report["uploads"]) >= entry["expected"]["min_uploads"]
         imported += rows["imported"]
         batches += len(report["uploads"])
+        # Each upload's figures are those of its batch in the simulator.
+        for upload in report["uploads"]:
+            batch = sim_batches[upload["batchId"]]
+            assert batch["status"] == "Complete"
+            assert (batch["imported"], batch["failed"], batch["warned"]) == (
+                upload["numOfLeadsProcessed"], upload["numOfRowsFailed"],
+                upload["numOfRowsWithWarning"],
+            )
+        assert sum(u["numOfLeadsProcessed"] for u in report["uploads"]) == rows["imported"]
+        assert sum(u["numOfRowsWithWarning"] for u in report["uploads"]) == rows["warned"]
         # ...and the printed line shows the same numbers.
         line = next(ln for ln in done.stdout.splitlines() if f" {entry['file']} " in ln)
         numbers = [int(n.replace(",", "")) for n in re.findall(r"(?<=\s)[\d,]+(?=\s)", line)]
@@ -76,7 +88,7 @@ def test_demo_small_every_figure_matches_reports_and_lead_store(tmp_path: Path) 
     assert by_name["messe-muenchen-leads.csv"]["encoding"] not in (None, "utf-8")
 
     # The simulator's lead store holds exactly the imported rows, from exactly our batches.
-    sim = summary["simulator"]
+    assert sim["list_members"] == {str(ROUTE_LIST_ID): route["rows"]["imported"]}
     assert sim["leads"] == imported == summary["totals"]["imported"]
     assert sim["batches"] == batches
     assert sim["rows_imported_by_batches"] == imported

@@ -31,7 +31,10 @@ def _report(name: str, fid: int, status: str, total: int, imported: int, rejecte
         "file": name, "file_id": fid, "status": status,
         "rows": {"total": total, "imported": imported, "failed": 0, "warned": warned,
                  "rejected": rejected},
-        "uploads": [{"seq": i + 1, "batchId": 1000 + fid * 10 + i} for i in range(uploads)],
+        "uploads": [{"seq": i + 1, "batchId": 1000 + fid * 10 + i,
+                     "numOfLeadsProcessed": imported // uploads if uploads else 0,
+                     "numOfRowsFailed": 0, "numOfRowsWithWarning": warned}
+                    for i in range(uploads)],
         "_path": f"/d/results/{name}.{fid}/report.json",
     }
 
@@ -43,8 +46,13 @@ def _good() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         "w.csv": _report("w.csv", 3, "complete", 3, 3),
         "empty.csv": _report("empty.csv", 4, "empty", 0, 0, uploads=0),
     }
-    stats = {"leads": 16, "peak_queued_or_importing": 3, "batches": [{"imported": 16}],
-             "calls_by_endpoint": {"import": 4}, "errors": {}, "slot_busy_s": [1.0, 2.0]}
+    batches = [
+        {"batchId": bid, "status": "Complete", "imported": n, "failed": 0, "warned": w}
+        for bid, n, w in ((1010, 5, 0), (1011, 5, 0), (1020, 3, 1), (1030, 3, 0))
+    ]
+    stats = {"leads": 16, "peak_queued_or_importing": 3, "batches": batches,
+             "calls_by_endpoint": {"import": 4}, "errors": {}, "slot_busy_s": [1.0, 2.0],
+             "list_members": {1001: 3}}
     leads = {
         "a@x.com": {"firstName": "Ann", "lastName": "Lee", "listIds": []},
         "b@x.com": {"firstName": "Bo", "lastName": "Ek", "listIds": []},
@@ -75,6 +83,8 @@ def test_every_kind_of_mismatch_is_reported() -> None:
     leads["a@x.com"] = None  # type: ignore[assignment]
     stats["leads"] = 99
     stats["peak_queued_or_importing"] = 11
+    stats["batches"][2]["warned"] = 0
+    stats["list_members"] = {1001: 2}
     summary = build_summary(FILES, reports, stats, leads, elapsed_s=1.0, where=WHERE)
     assert not summary["ok"]
     text = "\n".join(summary["problems"])
@@ -88,6 +98,8 @@ def test_every_kind_of_mismatch_is_reported() -> None:
         "empty.csv: no report.json was written",
         "the simulator holds 99 leads",
         "queue peaked at 11",
+        "bad.csv: batch 1020 reported (3, 0, 1), the simulator says (3, 0, 0)",
+        "static list 1001 has 2 members; webinar/w.csv imported 3",
     ]:
         assert needle in text
 
