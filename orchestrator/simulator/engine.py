@@ -40,7 +40,7 @@ class Simulator(CallGate):
     ) -> None:
         self.initial_config = config or SimulatorConfig()
         self.config = self.initial_config
-        self.clock: Clock = clock or ScaledClock(time_scale or 1.0)
+        self.clock: Clock = clock or ScaledClock(1.0 if time_scale is None else time_scale)
         self.rng = random.Random(self.config.seed)
         #: Ids and tokens draw from their own generator so fault rolls stay reproducible.
         #: Not re-seeded by `reset`, so tokens from before a reset stay unknown after it.

@@ -64,7 +64,7 @@ async def serve(
             instances=list(sim.config.instances),
             client_id=sim.config.client_id,
             client_secret=sim.config.client_secret,
-            time_scale=time_scale or 1.0,
+            time_scale=1.0 if time_scale is None else time_scale,
         )
         await stop.wait()
     finally:

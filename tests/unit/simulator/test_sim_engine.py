@@ -47,3 +47,9 @@ def test_store_can_be_turned_off_for_large_runs() -> None:
     sim.advance(inst)
     assert job.imported == 10
     assert inst.store.leads == {}
+
+
+def test_time_scale_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Simulator(time_scale=0)
+    assert Simulator(time_scale=60).clock.time_scale == 60  # type: ignore[attr-defined]
