@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.adapters import adapt
-from bench.common import cpu_count
+from bench.common import cpu_count, figure
 
 HERE = Path(__file__).resolve().parent
 
@@ -139,6 +139,45 @@ def render_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_headroom(results: dict[str, Any]) -> None:
+    """Add to the simulator's figures what the scheduling runs asked of it (issue 8, item 6).
+
+    Demand is the average real-time rate of the busiest leadflow or naive run (calls per real
+    second, upload MB per real second); capacity is what the simulator benchmark measured.
+    """
+    benches = results["benchmarks"]
+    sim = benches.get("simulator")
+    if not sim or sim["status"] != "ok":
+        return
+    capacity = {f["name"]: f["value"] for f in sim["figures"]}
+    calls = mb = 0.0
+    for name in ("slots", "pressure"):
+        bench = benches.get(name)
+        if not bench or bench["status"] != "ok":
+            continue
+        details = bench["details"]
+        runs = [details[k] for k in ("leadflow", "naive") if k in details]
+        for label in ("small", "big"):
+            if label in details:
+                runs += [details[label]["leadflow"], details[label]["naive"]]
+                wall = min(details[label][k]["run"]["wall_s"] for k in ("leadflow", "naive"))
+                mb = max(mb, details[label]["upload_mb"] / wall)
+        for run in runs:
+            calls = max(calls, (run["api_calls"] + run["identity_calls"]) / run["run"]["wall_s"])
+    if calls and capacity.get("status calls per second"):
+        sim["figures"].append(figure(
+            "busiest run's call rate", calls, "calls/s (real)",
+            baseline=capacity["status calls per second"], baseline_name="simulator capacity",
+            target="<= 0.5", target_on="ratio",
+            note="the simulator never the bottleneck: at most half its measured capacity"))
+    if mb and capacity.get("upload parse+validate speed"):
+        sim["figures"].append(figure(
+            "busiest run's upload rate", mb, "MB/s (real)",
+            baseline=capacity["upload parse+validate speed"], baseline_name="simulator capacity",
+            target="<= 0.5", target_on="ratio",
+            note="upload MB of the big workload / its real duration"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmarks, print the table, write the JSON; exit code."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -173,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = results["benchmarks"][name]
         print(f"  {name}: {bench['status']} in {bench.get('seconds', 0):.1f} s",
               file=sys.stderr, flush=True)
+    add_headroom(results)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     results["host"]["load_average_at_end"] = list(os.getloadavg())
     out.parent.mkdir(parents=True, exist_ok=True)
