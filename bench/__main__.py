@@ -38,7 +38,7 @@ BENCHMARKS: dict[str, str] = {
 }
 
 #: Wall-clock limit of one benchmark's child process, seconds.
-TIMEOUT_S = {"quick": 45.0, "full": 240.0}
+TIMEOUT_S = {"quick": 45.0, "full": 300.0}
 
 
 def _child(name: str, quick: bool, out: Path) -> int:
@@ -139,6 +139,25 @@ def render_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_markdown(results: dict[str, Any]) -> str:
+    """Render the figures as a Markdown table (for docs/performance.md and the README)."""
+    lines = ["| benchmark | figure | value | unit | baseline | ratio | target | met |",
+             "| --- | --- | ---: | --- | --- | ---: | --- | --- |"]
+    for name, bench in results["benchmarks"].items():
+        if bench["status"] != "ok":
+            lines.append(f"| {name} | *{bench['status']}*: {bench.get('error', '')[:80]} "
+                         "| | | | | | |")
+            continue
+        for f in bench["figures"]:
+            base = _fmt(f["baseline"])
+            if f.get("baseline_name") and f["baseline"] is not None:
+                base = f"{base} ({f['baseline_name']})"
+            cells = [name, f["name"], _fmt(f["value"]), f["unit"], base, _fmt(f["ratio"]),
+                     f["target"] or "", _fmt(f["met"])]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def add_headroom(results: dict[str, Any]) -> None:
     """Add to the simulator's figures what the scheduling runs asked of it (issue 8, item 6).
 
@@ -185,11 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
                         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
     parser.add_argument("--out", type=Path, help="JSON results path")
+    parser.add_argument("--markdown", type=Path, metavar="RESULTS",
+                        help="print the figures of a results file as a Markdown table and exit")
     parser.add_argument("--child", choices=sorted(BENCHMARKS), help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args.child, args.quick, args.child_out)
+    if args.markdown:
+        print(render_markdown(json.loads(args.markdown.read_text())))
+        return 0
 
     names = args.only or list(BENCHMARKS)
     out = args.out or HERE / ("results.quick.json" if args.quick else "results.json")
