@@ -35,10 +35,10 @@ async def test_quoted_commas_quotes_newlines(
     assert (record.rows_total, record.rows_rejected, record.duplicates) == (3, 0, 0)
     assert await uploads_of(store, record) == [
         (
-            b"email,firstName,lastName,company,address\r\n"
+            (b"email,firstName,lastName,company,address\r\n"
             b'r12a@example.com,Ana,Lee,"Acme, Inc.",1 Main St\r\n'
             b'r12b@example.com,Bo,"O""Neil",Beta LLC,"Suite 5\nBuilding B"\r\n'
-            b'r12c@example.com,Cy,Diaz,"Gamma ""G"" Co",2 Side St\r\n',
+            b'r12c@example.com,Cy,Diaz,"Gamma ""G"" Co",2 Side St\r\n'),
             [2, 3, 5],
         )
     ]
@@ -60,9 +60,9 @@ async def test_empty_lookup_in_last_column(
     assert (record.rows_total, record.rows_rejected) == (3, 1)
     assert await uploads_of(store, record) == [
         (
-            b"firstName,lastName,phone,email\r\n"
+            (b"firstName,lastName,phone,email\r\n"
             b"Ana,Lee,555-0101,r13a@example.com\r\n"
-            b"Cy,Diaz,555-0103,r13c@example.com\r\n",
+            b"Cy,Diaz,555-0103,r13c@example.com\r\n"),
             [2, 4],
         )
     ]

@@ -171,7 +171,7 @@ async def test_info_holds_the_design_keys(make_intake: Callable[..., Intake], st
 async def test_unreadable_or_crashing_file_is_rejected_and_the_scan_goes_on(
     make_intake: Callable[..., Intake], store: Store, monkeypatch: object
 ) -> None:
-    import orchestrator.intake.service as service
+    from orchestrator.intake import service
 
     intake = make_intake()
     drop(intake, "a.csv", b"email\r\na@x.com\r\n")
@@ -185,11 +185,11 @@ async def test_unreadable_or_crashing_file_is_rejected_and_the_scan_goes_on(
             raise RuntimeError("boom")
         return real(source, *args)  # type: ignore[arg-type]
 
-    setattr(service, "prepare_file", flaky)
+    service.prepare_file = flaky
     try:
         assert await intake.scan_once() == 2
     finally:
-        setattr(service, "prepare_file", real)
+        service.prepare_file = real
     (bad,) = await store.files_in(FileStatus.REJECTED)
     assert bad.name == "a.csv"
     assert bad.error == "Preparation failed: RuntimeError: boom."

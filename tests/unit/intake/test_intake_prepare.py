@@ -171,13 +171,13 @@ def test_header_larger_than_an_upload(tmp_path: Path, catalogue: Catalogue) -> N
         (b"email,first\x00Name\r\n", FileStatus.REJECTED,
          "The file holds NUL bytes (first at byte 11): it is binary, not a CSV text file."),
         (b"PK\x03\x04\x14\x00", FileStatus.REJECTED,
-         "The file is a ZIP archive or an Excel workbook, not a CSV text file; "
-         "save it as CSV UTF-8 and drop it again."),
+         ("The file is a ZIP archive or an Excel workbook, not a CSV text file; "
+         "save it as CSV UTF-8 and drop it again.")),
         (b"firstName,lastName\r\nA,B\r\n", FileStatus.REJECTED,
          "The lookup column 'email' is missing from the header."),
         (b"email,a;b\r\nx,y\r\n", FileStatus.REJECTED,
-         "The delimiter is ambiguous: the header line holds both comma and semicolon; "
-         "use one delimiter (comma, tab or semicolon)."),
+         ("The delimiter is ambiguous: the header line holds both comma and semicolon; "
+         "use one delimiter (comma, tab or semicolon).")),
         (b"\xff\xfee\x00\x00\xd8", FileStatus.REJECTED,
          "The file starts with a utf-16-le byte order mark but is not valid utf-16-le."),
     ],
