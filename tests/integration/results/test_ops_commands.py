@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from results_helpers import FakeClient, end_upload, prepare_file
@@ -162,3 +163,15 @@ async def test_retry_refuses_what_cannot_be_retried(
     assert partial is not None and partial.status is FileStatus.PARTIAL
     assert await retry_command(settings, rowfail.file.id) == 1
     assert "has no failed uploads: nothing to retry" in capsys.readouterr().err
+
+
+async def test_retry_says_so_when_the_prepared_upload_is_gone(
+    store: Store, settings: Settings, clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prep = await _partial_file(store, settings, clock)
+    Path(prep.uploads[1].path).unlink()
+    assert await retry_command(settings, prep.file.id) == 1
+    assert "cannot re-send uploads [2]" in capsys.readouterr().err
+    file = await store.get_file(prep.file.id)
+    assert file is not None and file.status is FileStatus.PARTIAL
+    assert (settings.paths.archive / f"{prep.file.id}-half.csv").is_file()

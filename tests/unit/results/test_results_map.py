@@ -158,3 +158,9 @@ def test_values_longer_than_the_csv_default_limit(tmp_path: Path) -> None:
         assert csv.field_size_limit() >= 300_000
     finally:
         csv.field_size_limit(old)
+
+
+def test_tab_separated_reports_are_read_with_the_uploads_delimiter(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.tsv", f"email\tcity\t{WARNING_REASON}\nA@x\tKöln, DE\tw\n")
+    (row,) = read_reported_rows(path, ["email", "city"], WARNING_REASON, delimiter="\t")
+    assert row.values == ("A@x", "Köln, DE") and row.reason == "w"
