@@ -185,6 +185,9 @@ class PollView:
     queued_polls: int = 0
 
 
+#: A job deep in our queue (position 2 or more) may be left unpolled this many times
+#: ``polling.max_interval_s``: its status cannot change before the jobs ahead of it finish.
+DEEP_QUEUE_FACTOR = 10.0
 #: Growth of the interval for a job found ``Queued`` again (other integrations' jobs we
 #: cannot see may be ahead of it).
 QUEUED_GROWTH = 1.5
@@ -198,15 +201,16 @@ def next_poll_delay(view: PollView, min_s: float, max_s: float) -> float:
     - ``Importing``: the job finishes in about ``(rows - done) / rate`` seconds. Poll at
       that estimate, within ``[min_s, max_s]``; without a rate estimate poll at ``min_s``.
     - ``Queued`` among the first ``MARKETO_IMPORTING_SLOTS`` (2) of ours: it can start as
-      soon as a slot frees, so ``min_s``.
-    - ``Queued`` further back: it cannot start before the jobs ahead of it free a slot.
-      With a rate, the wait is ``rows_ahead / (2 * rate)`` (two slots work in parallel);
-      without one it grows linearly with the position, from ``min_s`` at position 1 to
-      ``max_s`` at position 9 (the back of a 10-job queue).
-    - A job found ``Queued`` again and again is behind jobs we cannot see (other
-      integrations'): its interval also grows by ``QUEUED_GROWTH`` per such poll
-      (``min_s * 1.5 ** queued_polls``); the larger of the two applies.
-    - Always within ``[min_s, max_s]``: a job is never left unpolled longer than ``max_s``.
+      soon as a slot frees, so ``min_s``. A job found ``Queued`` again and again is behind
+      jobs we cannot see (other integrations'): its interval grows by ``QUEUED_GROWTH`` per
+      such poll (``min_s * 1.5 ** queued_polls``), up to ``max_s``.
+    - ``Queued`` further back: its status cannot change while two of our jobs ahead of it
+      are unfinished (FIFO, 2 importing), and we poll those. It is polled when it should
+      start: with a rate, after ``rows_ahead / (2 * rate)`` (two slots work in parallel);
+      without one, at an interval growing linearly with the position from ``min_s`` at
+      position 1 to ``max_s`` at position 9. Here the cap is ``DEEP_QUEUE_FACTOR * max_s``,
+      not ``max_s``: when it moves up to the first 2 (a job ahead finished) the poller pulls
+      its next poll forward (``promoted_poll_at``).
 
     Args:
         view: the job (see ``PollView``).
@@ -219,13 +223,40 @@ def next_poll_delay(view: PollView, min_s: float, max_s: float) -> float:
         return min_s
     stuck = min_s * QUEUED_GROWTH ** min(max(view.queued_polls, 0), 60)
     if view.position < MARKETO_IMPORTING_SLOTS:
-        wait = min_s
-    elif view.rate and view.rate > 0:
+        return _clamp(stuck, min_s, max_s)
+    if view.rate and view.rate > 0:
         wait = view.rows_ahead / (MARKETO_IMPORTING_SLOTS * view.rate)
     else:
         steps = min(view.position - 1, 8)
         wait = min_s + (max_s - min_s) * steps / 8
-    return _clamp(max(wait, stuck), min_s, max_s)
+    return _clamp(max(wait, stuck), min_s, max(max_s * DEEP_QUEUE_FACTOR, min_s))
+
+
+def promoted_poll_at(
+    next_poll_at: float | None, position: int, now: float, min_s: float, max_s: float
+) -> float | None:
+    """Return an earlier poll time for a job that moved up to the front of our queue.
+
+    A job planned while deep in the queue may wait up to ``DEEP_QUEUE_FACTOR * max_s``.
+    Once it is among the first ``MARKETO_IMPORTING_SLOTS`` of ours (a job ahead finished)
+    its status can change at any moment, so a poll planned later than ``now + max_s`` is
+    brought forward to ``now + min_s``.
+
+    Args:
+        next_poll_at: the planned poll, epoch seconds (None: due now anyway).
+        position: 0-based index among our jobs at Marketo in submission order.
+        now: epoch seconds.
+        min_s: ``polling.min_interval_s``.
+        max_s: ``polling.max_interval_s``.
+
+    Returns:
+        The new poll time, or None when the plan stands.
+    """
+    if position >= MARKETO_IMPORTING_SLOTS or next_poll_at is None:
+        return None
+    if next_poll_at > now + max_s:
+        return now + min_s
+    return None
 
 
 def observed_rate(

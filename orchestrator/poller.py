@@ -10,10 +10,14 @@ the next poll with ``policy.next_poll_delay``. Polling policy (contract 2.4, 9.5
   ``min_interval_s`` while no rate is known;
 - the first 2 ``Queued`` jobs in our submission order are polled at ``min_interval_s``: they
   start as soon as an importing slot frees;
-- a ``Queued`` job further back cannot finish before the jobs ahead of it start (Marketo's
-  queue is FIFO with 2 importing), so it is polled rarely: at the time the rows ahead of it
-  need on 2 slots at the observed rate, or, without a rate, at an interval growing linearly
-  with its position up to ``max_interval_s``.
+- a ``Queued`` job further back cannot even start while two of our jobs ahead of it are
+  unfinished (Marketo's queue is FIFO with 2 importing), so it is polled rarely: when the
+  rows ahead of it should be done on 2 slots at the observed rate, or, without a rate, at an
+  interval growing linearly with its position; up to ``policy.DEEP_QUEUE_FACTOR`` (10) times
+  ``max_interval_s``. When it moves up to the first 2 (a job ahead finished), its next poll
+  is brought forward;
+- a job found ``Queued`` poll after poll waits behind jobs we cannot see (other
+  integrations'): its interval grows 1.5 times per such poll.
 
 A batch that ends ``Failed`` is uploaded again (``queued``, ``batch_failures + 1``) until
 ``daemon.max_batch_attempts`` batches failed, then the upload is ``failed`` (dead letter; the
@@ -136,15 +140,32 @@ class Poller:
             How many status calls were made.
         """
         now = self._clock()
+        queue = await self._store.at_marketo()
+        await self._promote(queue, now)
         due = await self._store.due_for_poll(now, MAX_POLLS_PER_PASS)
         if not due:
             return 0
-        queue = await self._store.at_marketo()
-        views = _queue_views(queue)
+        views = _queue_views(await self._store.at_marketo())
         async with asyncio.TaskGroup() as group:
             for upload in due:
                 group.create_task(self._poll_one(upload, views.get(upload.id, (0, 0))))
         return len(due)
+
+    async def _promote(self, queue: list[UploadRecord], now: float) -> None:
+        """Bring forward the next poll of jobs that moved up to the front of our queue."""
+        polling = self._settings.polling
+        for position, upload in enumerate(queue[: policy.MARKETO_IMPORTING_SLOTS]):
+            at = policy.promoted_poll_at(
+                upload.next_poll_at, position, now, polling.min_interval_s,
+                polling.max_interval_s,
+            )
+            if at is not None:
+                try:
+                    await self._store.transition_upload(
+                        upload.id, upload.status, upload.status, next_poll_at=at
+                    )
+                except InvalidTransition:
+                    continue
 
     async def _poll_one(self, upload: UploadRecord, place: tuple[int, int]) -> None:
         assert upload.batch_id is not None

@@ -84,10 +84,27 @@ def test_first_two_queued_are_polled_at_the_minimum_and_later_ones_less_often() 
 def test_queued_with_a_rate_waits_for_the_rows_ahead_on_two_slots() -> None:
     view = PollView(status="Queued", position=4, rows=100, rows_ahead=1000, rate=50.0)
     assert policy.next_poll_delay(view, MIN, MAX) == pytest.approx(10.0)
+    # Deep in the queue the wait may exceed max_s (its status cannot change), up to 10x.
+    deep = PollView(status="Queued", position=6, rows=100, rows_ahead=10_000, rate=50.0)
+    assert policy.next_poll_delay(deep, MIN, MAX) == pytest.approx(100.0)
     far = PollView(status="Queued", position=9, rows=100, rows_ahead=10**6, rate=50.0)
-    assert policy.next_poll_delay(far, MIN, MAX) == MAX
+    assert policy.next_poll_delay(far, MIN, MAX) == MAX * policy.DEEP_QUEUE_FACTOR
     near = PollView(status="Queued", position=2, rows=100, rows_ahead=10, rate=50.0)
     assert policy.next_poll_delay(near, MIN, MAX) == MIN
+    # The first two never wait longer than max_s, however far off their start looks.
+    front = PollView(status="Queued", position=1, rows=100, rows_ahead=10**6, rate=1.0)
+    assert policy.next_poll_delay(front, MIN, MAX) == MIN
+
+
+@pytest.mark.parametrize(
+    ("planned", "position", "expected"),
+    [(1000.0 + 31, 0, 1005.0), (1000.0 + 31, 1, 1005.0), (1000.0 + 30, 1, None),
+     (1000.0 + 300, 2, None), (None, 0, None)],
+)
+def test_a_job_that_moved_up_to_the_front_is_polled_soon(
+    planned: float | None, position: int, expected: float | None
+) -> None:
+    assert policy.promoted_poll_at(planned, position, 1000.0, MIN, MAX) == expected
 
 
 def test_a_job_found_queued_again_and_again_is_polled_less_often() -> None:

@@ -164,3 +164,27 @@ async def test_status_call_failure_tries_again_at_the_longest_interval(
     assert upload is not None and upload.status is UploadStatus.SUBMITTED
     assert upload.next_poll_at == clock.now + settings.polling.max_interval_s
     assert [e["code"] for e in logs if e["event"] == "poll_failed"] == ["608"]
+
+
+async def test_a_deep_job_is_polled_soon_once_the_jobs_ahead_finish(
+    store: Store, add_file: AddFile, clock: Any, marketo: Any,
+    fast_settings: Callable[..., Settings],
+) -> None:
+    settings = fast_settings(polling={"min_interval_s": 1.0, "max_interval_s": 9.0})
+    ids = await add_file(n=4)
+    await submit_all(settings, store, marketo, clock)
+    deep = await store.get_upload(ids[3])
+    assert deep is not None
+    await store.transition_upload(deep.id, deep.status, deep.status,
+                                  next_poll_at=clock.now + 80.0)
+    poller = make_poller(settings, store, marketo, clock)
+    for upload_id in ids[:2]:
+        upload = await store.get_upload(upload_id)
+        marketo.finish(upload.batch_id)  # type: ignore[union-attr]
+    clock.now += 1
+    await poller.poll_due()  # the first two are found Complete
+    assert [u.id for u in await store.at_marketo()] == ids[2:]
+    clock.now += 0.5
+    await poller.poll_due()  # ids[3] is now second in line: its poll comes forward
+    promoted = await store.get_upload(ids[3])
+    assert promoted is not None and promoted.next_poll_at == clock.now + 1.0
