@@ -54,6 +54,8 @@ Clock = Callable[[], float]
 
 #: ``uploads.error_code`` of an upload whose batchId Marketo forgot and that went again.
 LOST_BATCH_CODE = "1013"
+#: Marketo's import statuses (contract 2.3).
+MARKETO_STATUSES = frozenset({"Queued", "Importing", "Complete", "Failed"})
 #: Most status calls started in one pass (the client also limits calls in flight).
 MAX_POLLS_PER_PASS = 20
 
@@ -204,6 +206,11 @@ class Poller:
 
     async def _record(self, upload: UploadRecord, st: Any, place: tuple[int, int]) -> None:
         now = self._clock()
+        if st.status not in MARKETO_STATUSES:
+            # Not one of Marketo's four (contract 2.3): keep the job and ask again later.
+            await self._later(upload, now + self._settings.polling.max_interval_s)
+            log.warning("poll_unexpected_status", marketo_status=str(st.status)[:40])
+            return
         counters = {
             "marketo_status": st.status,
             "num_leads_processed": st.num_leads_processed,

@@ -188,3 +188,23 @@ async def test_a_deep_job_is_polled_soon_once_the_jobs_ahead_finish(
     await poller.poll_due()  # ids[3] is now second in line: its poll comes forward
     promoted = await store.get_upload(ids[3])
     assert promoted is not None and promoted.next_poll_at == clock.now + 1.0
+
+
+async def test_an_unknown_status_string_is_not_recorded_and_asked_again_later(
+    store: Store, add_file: AddFile, clock: Any, marketo: Any,
+    fast_settings: Callable[..., Settings],
+) -> None:
+    settings = fast_settings()
+    (upload_id,) = await add_file(n=1)
+    await submit_all(settings, store, marketo, clock)
+    upload = await store.get_upload(upload_id)
+    marketo.jobs[upload.batch_id].status = "Processing"  # type: ignore[union-attr]
+    poller = make_poller(settings, store, marketo, clock)
+    clock.now += 1
+    with capture_logs() as logs:
+        await poller.poll_due()
+    after = await store.get_upload(upload_id)
+    assert after is not None and after.status is UploadStatus.SUBMITTED
+    assert after.marketo_status == "Queued"
+    assert after.next_poll_at == clock.now + settings.polling.max_interval_s
+    assert [e["event"] for e in logs if e["event"] == "poll_unexpected_status"]
