@@ -276,12 +276,12 @@ def test_sigkill_while_queued_importing_and_reporting_loses_nothing(
 def test_sigterm_stops_gracefully_and_a_restart_finishes(tmp_path: Path, simulator: str) -> None:
     config = _config(tmp_path, simulator)
     db = tmp_path / "var" / "leadflow.db"
-    made = _write_files(tmp_path / "var" / "inbox", count=3, rows=120)
+    made = _write_files(tmp_path / "var" / "inbox", count=4, rows=120)
     log = tmp_path / "run.log"
     proc = _start(config, log)
     assert _wait_for(
-        lambda: bool(_query(db, "SELECT 1 FROM uploads WHERE status = 'queued'"))
-        and bool(_query(db, "SELECT 1 FROM uploads WHERE batch_id IS NOT NULL")), 20
+        lambda: bool(_query(db, "SELECT 1 FROM uploads WHERE batch_id IS NOT NULL"))
+        and bool(_query(db, "SELECT 1 FROM files WHERE reported_at IS NULL")), 20
     ), log.read_text()[-3000:]
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
