@@ -13,7 +13,7 @@ import heapq
 import os
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,25 +66,60 @@ class DuplicateCounter:
         self._buffered = 0
 
     def add(self, key: str, row: int) -> None:
-        """Count one row's (normalised) lookup value."""
-        first = self.first.get(key)
-        if first is not None:
-            self.repeats += 1
-            group = self.groups.get(key)
-            if group is None:
-                self.groups[key] = Group(first, [first, row], 2, key)
-            else:
-                group.count += 1
-                if len(group.rows) < MAX_ROWS_LISTED:
-                    group.rows.append(row)
+        """Count one row's (normalised) lookup value.
+
+        ``prepare`` inlines the common case (a new value while not spilled) and calls
+        ``repeat`` / ``add_spilled`` itself; the three together are this method.
+        """
+        if key in self.first:
+            self.repeat(key, row)
         elif not self.spilled:
             self.first[key] = row
         else:
-            h = hash(key)
-            part = h & self._mask
-            self._hashes[part].append(h)
-            self._rows[part].append(row)
-            self._buffered += 1
+            self.add_spilled(key, row)
+
+    def add_batch(self, keys: list[str], rows: Sequence[int]) -> bool:
+        """Count a batch of values at C speed if none repeats.
+
+        Returns:
+            False, with nothing counted, when a value might repeat: the caller then counts
+            the batch value by value with ``add``.
+        """
+        if not self.spilled:
+            fresh = set(keys)
+            if len(fresh) != len(keys) or not self.first.keys().isdisjoint(fresh):
+                return False
+            self.first.update(zip(keys, rows, strict=True))
+            return True
+        if not self.first.keys().isdisjoint(keys):
+            return False
+        mask, hashes, lines = self._mask, self._hashes, self._rows
+        for h, row in zip(map(hash, keys), rows, strict=True):
+            part = h & mask
+            hashes[part].append(h)
+            lines[part].append(row)
+        self._buffered += len(keys)
+        return True
+
+    def repeat(self, key: str, row: int) -> None:
+        """Count a row whose value is in the exact tier already."""
+        self.repeats += 1
+        group = self.groups.get(key)
+        if group is None:
+            first = self.first[key]
+            self.groups[key] = Group(first, [first, row], 2, key)
+        else:
+            group.count += 1
+            if len(group.rows) < MAX_ROWS_LISTED:
+                group.rows.append(row)
+
+    def add_spilled(self, key: str, row: int) -> None:
+        """Buffer a value not in the exact tier, after spilling, as its hash and row."""
+        h = hash(key)
+        part = h & self._mask
+        self._hashes[part].append(h)
+        self._rows[part].append(row)
+        self._buffered += 1
 
     def checkpoint(self) -> None:
         """Spill or flush when memory limits are reached (call every few hundred rows)."""

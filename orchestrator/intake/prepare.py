@@ -4,11 +4,8 @@ Runs in a worker thread (blocking I/O). Memory is bounded whatever the file size
 stream from the decoder through ``csv`` into the upload files; row numbers go to disk per
 upload; duplicate lookup values spill to disk past a limit (``duplicates``).
 
-Row rules, in Marketo's order (contract 8.5): wrong number of fields; empty lookup value
-(empty or one of ``intake.null_tokens`` after trimming); a value that is not of its field's
-type. Rows whose every field is empty or spaces (``,,,`` left by spreadsheets) are skipped
-like blank lines and counted nowhere. Values pass through unchanged. A row's number is the
-1-based line on which its record starts (the header is line 1).
+Row rules are in ``rows``. Values pass through unchanged. A row's number is the 1-based line
+on which its record starts (the header is line 1).
 """
 
 from __future__ import annotations
@@ -27,15 +24,11 @@ from orchestrator.intake.duplicates import DuplicateCounter
 from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding
 from orchestrator.intake.fields import Catalogue
 from orchestrator.intake.header import HeaderMap, map_header
-from orchestrator.intake.reasons import (
-    WRONG_FIELD_COUNT,
-    Unimportable,
-    empty,
-    lookup_not_found,
-)
+from orchestrator.intake.reasons import Unimportable, empty
+from orchestrator.intake.rows import RowRules, read_batch
 from orchestrator.intake.sniff import DELIMITERS, sniff_delimiter, split_header
 from orchestrator.intake.split import UploadSplitter, WrittenUpload, upload_budget
-from orchestrator.intake.validate import first_bad_value, typed_columns
+from orchestrator.intake.validate import typed_columns
 
 log = structlog.get_logger(__name__)
 
@@ -243,58 +236,32 @@ def _rows(
     rejections: _Rejections,
     dups: DuplicateCounter,
 ) -> int:
-    """The hot loop: classify each record, batch the good ones. Returns data records seen."""
+    """Read records in batches, classify them, write the good ones. Returns data records."""
     width = len(hmap.names)
-    lookup = hmap.lookup_index
-    nulls = frozenset(spec.null_tokens) | {""}
-    no_lookup = lookup_not_found(spec.lookup_field)
-    typed = typed_columns(hmap.fields)
-    batch: list[list[str]] = []
-    lines: list[int] = []
-    add_dup = dups.add
-    total = 0
-    last = header_end
-    try:
-        for row in reader:
-            start = last + 1
-            last = header_end + reader.line_num
-            if len(row) != width:
-                if not row or not any(f.strip() for f in row):
-                    continue
-                total += 1
-                rejections.add(start, row, width, WRONG_FIELD_COUNT)
-                continue
-            key = row[lookup].strip()
-            if key in nulls:
-                if not any(f.strip() for f in row):
-                    continue
-                total += 1
-                rejections.add(start, row, width, no_lookup)
-                continue
-            total += 1
-            if typed:
-                reason = first_bad_value(row, typed)
-                if reason is not None:
-                    rejections.add(start, row, width, reason)
-                    continue
-            add_dup(key.casefold() if fold else key, start)
-            batch.append(row)
-            lines.append(start)
-            if len(batch) >= BATCH_ROWS:
-                for line, record, why in splitter.add(batch, lines):
-                    rejections.add(line, record, width, why)
-                batch = []
-                lines = []
-                dups.checkpoint()
-    except csv.Error as exc:
-        raise Unimportable(
-            f"The file is not well-formed CSV in the record starting on line {last + 1}: {exc} "
-            "(a quoted value that never closes?)."
-        ) from exc
-    if batch:
-        for line, record, why in splitter.add(batch, lines):
-            rejections.add(line, record, width, why)
-    return total
+
+    def reject(line: int, row: list[str], reason: str) -> None:
+        rejections.add(line, row, width, reason)
+
+    rules = RowRules(
+        width=width,
+        lookup=hmap.lookup_index,
+        lookup_field=spec.lookup_field,
+        null_tokens=list(spec.null_tokens),
+        typed=typed_columns(hmap.fields),
+        fold=fold,
+        dups=dups,
+        reject=reject,
+    )
+    start = header_end + 1
+    while True:
+        batch, starts, start = read_batch(reader, start, header_end + 1, BATCH_ROWS)
+        if not batch:
+            return rules.total
+        good, lines = rules.batch(batch, starts)
+        if good:
+            for line, record, why in splitter.add(good, list(lines)):
+                reject(line, record, why)
+        dups.checkpoint()
 
 
 def _values_at(

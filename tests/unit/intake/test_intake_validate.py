@@ -66,7 +66,7 @@ def test_datetimes(value: str) -> None:
 def test_first_bad_value_names_display_name_and_skips_empty(catalogue: Catalogue) -> None:
     fields = [catalogue.get(n) for n in ["email", "leadScore", "unsubscribed", "annualRevenue"]]
     typed = typed_columns(fields)
-    assert [i for i, _, _ in typed] == [1, 2, 3]
+    assert [t[0] for t in typed] == [1, 2, 3]
     assert first_bad_value(["a@b.c", "", " ", "12.5"], typed) is None
     assert first_bad_value(["a@b.c", "12", "perhaps", "x"], typed) == (
         "Invalid data type in field Unsubscribed"
