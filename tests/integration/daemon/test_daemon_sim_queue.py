@@ -38,13 +38,15 @@ def capture_logs() -> Any:
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Daemon]:
-    """A daemon with the real client (short rate window), the test intake and the reporter."""
+async def running(settings: Settings, *, real_intake: bool = False) -> AsyncIterator[Daemon]:
+    """A daemon with the real client (short rate window) and reporter, and the real intake
+    or the test one (``SplitIntake``: a known number of uploads per file)."""
     async with MarketoClient(settings, window_s=1.0) as client:
         daemon = Daemon(
             settings,
             client=client,
-            intake_factory=lambda store, c: SplitIntake(settings, store),
+            intake_factory=None if real_intake else (
+                lambda store, c: SplitIntake(settings, store)),
             reporter_factory=lambda store, c: Reporter(settings, store, c),
             handle_signals=False,
         )
@@ -71,7 +73,7 @@ async def test_25_files_fill_the_queue_but_never_overfill_it(
     settings = daemon_settings(sim.url)
     made = write_lead_files(settings.paths.inbox, 25, lambda n: 150 if n % 5 == 0 else 40)
     with capture_logs() as logs:
-        async with running(settings) as daemon:
+        async with running(settings, real_intake=True) as daemon:
             await asyncio.wait_for(daemon.run(once=True), 50)
             await assert_all_reported(daemon, made, settings)
             uploads = await daemon.store.counts_by_status()
