@@ -120,6 +120,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.report_wake = asyncio.Event()
         self.inbox_taken = asyncio.Event()
+        self._force = asyncio.Event()
         self.stop_reason = "running"
         self._stack = AsyncExitStack()
         self.store: Store
@@ -176,11 +177,19 @@ class Daemon:
         await self._stack.aclose()
 
     def stop(self, reason: str = "requested") -> None:
-        """Ask the loops to stop (what SIGTERM/SIGINT do); safe to call more than once."""
+        """Ask the loops to stop (what SIGTERM/SIGINT do).
+
+        A second call (a second Ctrl-C) cancels calls in flight at once instead of waiting
+        for ``daemon.shutdown_grace_s``.
+        """
         if not self.stop_event.is_set():
             self.stop_reason = reason
-            log.info("daemon_stopping", reason=reason)
+            log.info("daemon_stopping", reason=reason,
+                     grace_s=self.settings.daemon.shutdown_grace_s)
             self.stop_event.set()
+        elif not self._force.is_set():
+            log.warning("daemon_stopping_now", reason=reason)
+            self._force.set()
 
     def on_enqueued(self, *args: Any, **kwargs: Any) -> None:
         """Callback for intake: new uploads or a finished file are in the store."""
@@ -281,7 +290,20 @@ class Daemon:
     async def _shutdown_after_stop(self, tasks: list[asyncio.Task[Any]], grace: float) -> None:
         """After stop: give the loops ``grace`` seconds to finish their call, then cancel."""
         await self.stop_event.wait()
-        _, pending = await asyncio.wait(tasks, timeout=grace)
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + grace
+        force = asyncio.ensure_future(self._force.wait())
+        try:
+            while True:
+                left = [t for t in tasks if not t.done()]
+                remaining = deadline - clock()
+                if not left or force.done() or remaining <= 0:
+                    break
+                await asyncio.wait([*left, force], timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            force.cancel()
+        pending = [t for t in tasks if not t.done()]
         for task in pending:
             log.warning("loop_cancelled_after_grace", loop=task.get_name(), grace_s=grace)
             task.cancel()

@@ -231,3 +231,27 @@ async def test_sigterm_stops_the_daemon_gracefully(settings: Settings, marketo: 
     assert daemon.stop_reason == "SIGTERM"
     # The handler was removed again.
     assert signal.getsignal(signal.SIGTERM) in (before, signal.SIG_DFL)
+
+
+async def test_a_second_stop_cancels_at_once(
+    fast_settings: Callable[..., Settings], marketo: Any
+) -> None:
+    settings = fast_settings(daemon={"shutdown_grace_s": 30.0})
+    marketo.block_create = asyncio.Event()
+    write_inbox(settings, files=1, rows=1)
+    daemon = await open_daemon(settings, marketo)
+    try:
+        task = asyncio.create_task(daemon.run())
+        for _ in range(200):
+            if marketo.create_calls:
+                break
+            await asyncio.sleep(0.01)
+        daemon.stop("SIGINT")
+        await asyncio.sleep(0.1)
+        assert not task.done()  # waiting out the grace period
+        started = time.monotonic()
+        daemon.stop("SIGINT")
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - started < 1.0
+    finally:
+        await daemon.__aexit__(None, None, None)
