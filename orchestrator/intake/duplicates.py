@@ -85,13 +85,18 @@ class DuplicateCounter:
             False, with nothing counted, when a value might repeat: the caller then counts
             the batch value by value with ``add``.
         """
+        first = self.first
         if not self.spilled:
-            fresh = set(keys)
-            if len(fresh) != len(keys) or not self.first.keys().isdisjoint(fresh):
+            if not first.keys().isdisjoint(keys):
                 return False
-            self.first.update(zip(keys, rows, strict=True))
-            return True
-        if not self.first.keys().isdisjoint(keys):
+            before = len(first)
+            first.update(zip(keys, rows, strict=True))
+            if len(first) - before == len(keys):
+                return True
+            for key in keys:  # a value repeats inside the batch: undo, count one by one
+                first.pop(key, None)
+            return False
+        if not first.keys().isdisjoint(keys):
             return False
         mask, hashes, lines = self._mask, self._hashes, self._rows
         for h, row in zip(map(hash, keys), rows, strict=True):

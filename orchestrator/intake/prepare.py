@@ -279,7 +279,7 @@ def _values_at(
                 if line in left:
                     left.discard(line)
                     value = row[lookup].strip()
-                    yield line, value.casefold() if fold else value
+                    yield line, value.lower() if fold else value
 
 
 class _Rejections:

@@ -67,7 +67,7 @@ class RowRules:
         lookup_field: its REST name (for the rejection reason).
         null_tokens: lookup values that count as empty after trimming.
         typed: typed columns (``validate.typed_columns``).
-        fold: compare lookup values case-insensitively (email).
+        fold: compare lookup values case-insensitively (email; ``str.lower``).
         dups: the duplicate counter.
         reject: called with ``(line, record, reason)`` for each rejected record.
     """
@@ -115,7 +115,7 @@ class RowRules:
         for index, fast, _check, _reason in self.typed:
             if not all(map(fast, map(itemgetter(index), batch))):
                 return None
-        return list(map(str.casefold, keys)) if self.fold else keys
+        return list(map(str.lower, keys)) if self.fold else keys
 
     def _slow(
         self, batch: list[list[str]], starts: Sequence[int]
@@ -148,7 +148,7 @@ class RowRules:
             if bad is not None:
                 reject(start, row, bad)
                 continue
-            dups.add(key.casefold() if self.fold else key, start)
+            dups.add(key.lower() if self.fold else key, start)
             good.append(row)
             lines.append(start)
         return good, lines
