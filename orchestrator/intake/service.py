@@ -10,9 +10,7 @@ goes wrong with one file stops the loop.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,13 +20,13 @@ from typing import Any
 import structlog
 
 from orchestrator.errors import StoreError
-from orchestrator.intake.encoding import SourceScan, scan_source
+from orchestrator.intake.claim import claim, scan_and_prepare_small
+from orchestrator.intake.encoding import SourceScan
 from orchestrator.intake.fields import Catalogue, LeadFieldLike
 from orchestrator.intake.prepare import (
     Prepared,
     PrepareSpec,
     clean_work_dir,
-    max_line_bytes,
     prepare_file,
 )
 from orchestrator.intake.reasons import Unimportable
@@ -41,8 +39,6 @@ from orchestrator.store import Store
 log = structlog.get_logger(__name__)
 
 Describe = Callable[[], Awaitable[Sequence[LeadFieldLike]]]
-#: Files up to this size (bytes) are prepared before the duplicate check, in one thread hop.
-EAGER_PREPARE_BYTES = 1 << 20
 #: Files prepared at once in one scan (their I/O and database waits overlap).
 CONCURRENT_FILES = 4
 Clock = Callable[[], float]
@@ -211,7 +207,7 @@ class Intake:
                 record = await self.store.transition_file(
                     record.id, FileStatus.RECEIVED, FileStatus.RECEIVED, work_path=str(target)
                 )
-            await asyncio.to_thread(_claim, path, target)
+            await asyncio.to_thread(claim, path, target)
         except FileNotFoundError:
             await self._end(
                 record,
@@ -275,7 +271,7 @@ class Intake:
                 null_tokens=self.settings.intake.null_tokens,
                 allow_encoding_guess=self.settings.intake.allow_encoding_guess,
             )
-            scanned, early = await asyncio.to_thread(_scan_and_prepare_small, source, spec)
+            scanned, early = await asyncio.to_thread(scan_and_prepare_small, source, spec)
             scan = scanned
             twin = await self.store.imported_file_with_sha(scanned.sha256)
             if twin is not None:
@@ -411,42 +407,3 @@ class Intake:
             status=outcome.status.value,
             reason=outcome.reason,
         )
-
-
-def _scan_and_prepare_small(source: Path, spec: PrepareSpec) -> tuple[SourceScan, Prepared | None]:
-    """Scan the source; prepare it at once when it is small (one thread hop instead of two).
-
-    A large file is prepared only after the duplicate check, so a repeated 1 GB file is not
-    prepared for nothing; for a small one the wasted work is negligible.
-
-    Raises:
-        Unimportable: with ``scan`` attached when the scan succeeded.
-    """
-    scan = scan_source(source, max_line_bytes(spec.max_upload_bytes))
-    if scan.size_bytes > EAGER_PREPARE_BYTES:
-        return scan, None
-    try:
-        return scan, prepare_file(source, source.parent.parent, scan, spec)
-    except Unimportable as exc:
-        exc.scan = scan  # type: ignore[attr-defined]
-        raise
-
-
-def _claim(source: Path, target: Path) -> None:
-    """Atomically rename ``source`` to ``target``; across file systems, copy then unlink.
-
-    Raises:
-        FileNotFoundError: the source vanished.
-        OSError: anything else.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(source, target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        partial = target.with_name(f".{target.name}.claiming")
-        shutil.copy2(source, partial)
-        os.rename(partial, target)
-        os.unlink(source)
-        log.info("file_claimed_by_copy", source=str(source), target=str(target))

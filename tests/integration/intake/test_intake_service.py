@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import structlog
 from intake_support import Clock, FakeDescribe, uploads_of
 
@@ -171,7 +172,7 @@ async def test_info_holds_the_design_keys(make_intake: Callable[..., Intake], st
 async def test_unreadable_or_crashing_file_is_rejected_and_the_scan_goes_on(
     make_intake: Callable[..., Intake], store: Store, monkeypatch: object
 ) -> None:
-    from orchestrator.intake import service
+    from orchestrator.intake import claim as service
 
     intake = make_intake()
     drop(intake, "a.csv", b"email\r\na@x.com\r\n")
@@ -300,3 +301,67 @@ async def test_thousand_small_files_dropped_at_once(
     assert os.listdir(inbox) == []
     counts = await store.counts_by_status()
     assert counts["uploads"]["queued"] == 1000
+
+
+async def test_file_vanishing_while_prepared_is_rejected(
+    make_intake: Callable[..., Intake], store: Store, describe: FakeDescribe
+) -> None:
+    intake = make_intake()
+    describe.fail = True  # claim it, but leave it waiting in `received`
+    drop(intake, "a.csv")
+    assert await intake.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.RECEIVED)
+    Path(record.work_path).unlink()
+    describe.fail = False
+    await intake.recover()  # work copy gone, inbox copy gone
+    gone = await store.get_file(record.id)
+    assert gone is not None and gone.status is FileStatus.REJECTED
+    assert gone.error == (
+        "The file vanished before it was prepared: it is neither in the inbox nor in the work "
+        "folder."
+    )
+
+
+async def test_unreadable_while_prepared_is_rejected(
+    make_intake: Callable[..., Intake], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.intake import claim as service
+
+    def unreadable(path: Path, *args: object) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(service, "scan_source", unreadable)
+    intake = make_intake()
+    drop(intake, "a.csv")
+    assert await intake.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.REJECTED)
+    assert record.error == (
+        "The file vanished or could not be read while it was prepared: Permission denied."
+    )
+
+
+async def test_claim_across_file_systems_copies_then_removes(
+    make_intake: Callable[..., Intake], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from orchestrator.intake import claim as service
+
+    real_rename = os.rename
+    inbox_calls: list[str] = []
+
+    def rename(src: str | Path, dst: str | Path) -> None:
+        if str(src).startswith(str(intake.settings.paths.inbox)):
+            inbox_calls.append(str(src))
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_rename(src, dst)
+
+    intake = make_intake()
+    monkeypatch.setattr(service.os, "rename", rename)
+    path = drop(intake, "a.csv")
+    assert await intake.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.QUEUED)
+    assert inbox_calls == [str(path)]
+    assert not path.exists()
+    assert Path(record.work_path).read_bytes() == GOOD
+    assert not list(Path(record.work_path).parent.glob(".*claiming"))
