@@ -255,3 +255,17 @@ async def test_a_second_stop_cancels_at_once(
         assert time.monotonic() - started < 1.0
     finally:
         await daemon.__aexit__(None, None, None)
+
+
+async def test_a_second_daemon_on_the_same_database_is_refused(
+    settings: Settings, marketo: Any
+) -> None:
+    from orchestrator.daemon import run_daemon
+    from orchestrator.errors import DatabaseLocked
+
+    daemon = await open_daemon(settings, marketo)
+    try:
+        with pytest.raises(DatabaseLocked, match=f"pid {os.getpid()}"):
+            await run_daemon(settings, once=True)
+    finally:
+        await daemon.__aexit__(None, None, None)
