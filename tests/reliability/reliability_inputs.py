@@ -144,10 +144,10 @@ def write_hostile_files(inbox: Path, outside: Path, *, big: bool = True) -> list
     (inbox / "binary.csv").write_bytes(
         b"\x89PNG\r\n\x1a\n" + bytes(rng.getrandbits(8) for _ in range(64 * 1024))
     )
-    made.append(Hostile("binary.csv", "report", statuses=REJECTED_LIKE))
+    made.append(Hostile("binary.csv", "report", statuses=frozenset({"rejected"})))
 
     (inbox / "zero-bytes.csv").write_bytes(b"")
-    made.append(Hostile("zero-bytes.csv", "report", statuses=frozenset({"empty", "rejected"})))
+    made.append(Hostile("zero-bytes.csv", "report", statuses=frozenset({"empty"})))
 
     if big:
         with (inbox / "one-line-50mb.csv").open("wb") as fh:
@@ -161,12 +161,12 @@ def write_hostile_files(inbox: Path, outside: Path, *, big: bool = True) -> list
     (inbox / "ten-thousand-columns.csv").write_text(
         ",".join(header) + "\r\n" + ",".join(row) + "\r\n", encoding="utf-8"
     )
-    made.append(Hostile("ten-thousand-columns.csv", "report", statuses=REJECTED_LIKE))
+    made.append(Hostile("ten-thousand-columns.csv", "report", statuses=frozenset({"rejected"})))
 
     (inbox / "nul-bytes.csv").write_bytes(
         b"email,firstName\r\nnul1@example.com,Al\x00ice\r\nnul2@example.com,B\x00\x00b\r\n"
     )
-    made.append(Hostile("nul-bytes.csv", "report"))
+    made.append(Hostile("nul-bytes.csv", "report", statuses=frozenset({"rejected"})))
 
     if big:
         lines = ["email,firstName,lastName"]

@@ -73,7 +73,7 @@ def crash_soak(
     files: int = 30,
     kills: int = 15,
     time_scale: float = 10.0,
-    run_s: tuple[float, float] = (0.0, 1.0),
+    run_s: tuple[float, float] = (0.0, 0.8),
 ) -> dict[str, Any]:
     """Kill the daemon ``kills`` times while ``files`` files (one over the upload limit) flow.
 
