@@ -199,7 +199,11 @@ def fault_soak(
     """
     started = time.monotonic()
     rng = random.Random(seed)
-    offset = seconds_to_chicago_midnight(time.time()) - before_midnight_s
+    now = time.time()
+    until = seconds_to_chicago_midnight(now)
+    if until < before_midnight_s + 5:  # really close to midnight: aim at the next one
+        until += seconds_to_chicago_midnight(now + until + 1) + 1
+    offset = until - before_midnight_s
     faults = {
         "http_500_probability": 0.034,
         "http_502_probability": 0.033,
