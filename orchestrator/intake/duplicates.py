@@ -1,10 +1,11 @@
 """Repeated lookup values inside one file, counted in bounded memory.
 
-The first ``exact_limit`` distinct values are kept exactly in a dict. Past that, each further
-value goes to disk as a 64-bit hash and its row number, partitioned by hash so that each
-partition fits in memory when it is checked at the end; values of repeats found there are
-read back from the written uploads (``resolve``). Two different values sharing a 64-bit hash
-would count as a repeat; with fewer than 10^9 rows the odds are below 10^-1.
+The first ``exact_limit`` distinct values are kept exactly in a dict. When that fills up, the
+counter spills: every value seen from then on, and every value of the dict, goes to disk as
+a 64-bit hash with its row number, partitioned by hash so that each partition fits in
+memory when it is checked at the end. Values of repeats found there come from the dict when
+their first occurrence is in it, else from the written uploads (``resolve``). Two different
+values sharing a 64-bit hash would count as a repeat; below 10^9 rows the odds are < 10^-1.
 """
 
 from __future__ import annotations
@@ -47,15 +48,15 @@ class DuplicateCounter:
     Args:
         spill_dir: a folder for partition files (created when first needed).
         partitions: partition files used after spilling (a power of two).
-        exact_limit: distinct values kept exactly in memory.
+        exact_limit: distinct values kept exactly in memory (default ``EXACT_LIMIT``).
     """
 
     def __init__(
-        self, spill_dir: Path, partitions: int = 64, exact_limit: int = EXACT_LIMIT
+        self, spill_dir: Path, partitions: int = 64, exact_limit: int | None = None
     ) -> None:
         self.spill_dir = spill_dir
         self.partitions = partitions
-        self.exact_limit = exact_limit
+        self.exact_limit = EXACT_LIMIT if exact_limit is None else exact_limit
         self.first: dict[str, int] = {}
         self.groups: dict[str, Group] = {}
         self.repeats = 0
@@ -66,65 +67,52 @@ class DuplicateCounter:
         self._buffered = 0
 
     def add(self, key: str, row: int) -> None:
-        """Count one row's (normalised) lookup value.
-
-        ``prepare`` inlines the common case (a new value while not spilled) and calls
-        ``repeat`` / ``add_spilled`` itself; the three together are this method.
-        """
-        if key in self.first:
-            self.repeat(key, row)
-        elif not self.spilled:
-            self.first[key] = row
+        """Count one row's (normalised) lookup value."""
+        if self.spilled:
+            self._to_disk([key], [row])
+        elif key in self.first:
+            self.repeats += 1
+            group = self.groups.get(key)
+            if group is None:
+                first = self.first[key]
+                self.groups[key] = Group(first, [first, row], 2, key)
+            else:
+                group.count += 1
+                if len(group.rows) < MAX_ROWS_LISTED:
+                    group.rows.append(row)
         else:
-            self.add_spilled(key, row)
+            self.first[key] = row
 
     def add_batch(self, keys: list[str], rows: Sequence[int]) -> bool:
-        """Count a batch of values at C speed if none repeats.
+        """Count a batch of values, at C speed while no value repeats.
 
         Returns:
             False, with nothing counted, when a value might repeat: the caller then counts
             the batch value by value with ``add``.
         """
+        if self.spilled:
+            self._to_disk(keys, rows)
+            return True
         first = self.first
-        if not self.spilled:
-            if not first.keys().isdisjoint(keys):
-                return False
-            before = len(first)
-            first.update(zip(keys, rows, strict=True))
-            if len(first) - before == len(keys):
-                return True
-            for key in keys:  # a value repeats inside the batch: undo, count one by one
-                first.pop(key, None)
-            return False
         if not first.keys().isdisjoint(keys):
             return False
+        before = len(first)
+        first.update(zip(keys, rows, strict=True))
+        if len(first) - before == len(keys):
+            return True
+        for key in keys:  # a value repeats inside the batch: undo, count one by one
+            first.pop(key, None)
+        return False
+
+    def _to_disk(self, keys: Iterable[str], rows: Iterable[int]) -> None:
         mask, hashes, lines = self._mask, self._hashes, self._rows
+        n = 0
         for h, row in zip(map(hash, keys), rows, strict=True):
             part = h & mask
             hashes[part].append(h)
             lines[part].append(row)
-        self._buffered += len(keys)
-        return True
-
-    def repeat(self, key: str, row: int) -> None:
-        """Count a row whose value is in the exact tier already."""
-        self.repeats += 1
-        group = self.groups.get(key)
-        if group is None:
-            first = self.first[key]
-            self.groups[key] = Group(first, [first, row], 2, key)
-        else:
-            group.count += 1
-            if len(group.rows) < MAX_ROWS_LISTED:
-                group.rows.append(row)
-
-    def add_spilled(self, key: str, row: int) -> None:
-        """Buffer a value not in the exact tier, after spilling, as its hash and row."""
-        h = hash(key)
-        part = h & self._mask
-        self._hashes[part].append(h)
-        self._rows[part].append(row)
-        self._buffered += 1
+            n += 1
+        self._buffered += n
 
     def checkpoint(self) -> None:
         """Spill or flush when memory limits are reached (call every few hundred rows)."""
@@ -133,6 +121,8 @@ class DuplicateCounter:
             self.spill_dir.mkdir(parents=True, exist_ok=True)
             self._hashes = [array("q") for _ in range(self.partitions)]
             self._rows = [array("I") for _ in range(self.partitions)]
+            self._to_disk(self.first.keys(), self.first.values())
+            self._flush()
         elif self._buffered >= FLUSH_ENTRIES:
             self._flush()
 
@@ -180,29 +170,46 @@ class DuplicateCounter:
 
         Args:
             resolve: given row numbers, yields ``(row, value)`` for them (reads the written
-                uploads); needed only for groups found among spilled hashes.
+                uploads); needed only for groups whose first occurrence came after the spill.
 
         Groups are ordered by their first row; each is ``{"value", "rows", "count"}``.
         """
-        listed = heapq.nsmallest(MAX_LISTED, self.groups.values(), key=lambda g: g.first_row)
-        if self.spilled:
-            if self._buffered:
-                self._flush()
-            best: list[tuple[int, int, Group]] = []  # max-heap on first_row, bounded
-            for group in self._spilled_groups():
-                self.repeats += group.count - 1
-                item = (-group.first_row, id(group), group)
-                if len(best) < MAX_LISTED:
-                    heapq.heappush(best, item)
-                elif item > best[0]:
-                    heapq.heapreplace(best, item)
-            spilled = [item[2] for item in best]
-            need = {g.first_row: g for g in spilled}
-            if need and resolve is not None:
-                for row, value in resolve(set(need)):
-                    need[row].value = value
-            listed = heapq.nsmallest(MAX_LISTED, [*listed, *spilled], key=lambda g: g.first_row)
-            for name in os.listdir(self.spill_dir):
-                os.unlink(self.spill_dir / name)
-            os.rmdir(self.spill_dir)
+        unnamed = self._finish_spilled(resolve) if self.spilled else []
+        listed = heapq.nsmallest(
+            MAX_LISTED, [*self.groups.values(), *unnamed], key=lambda g: g.first_row
+        )
         return self.repeats, [g.as_dict() for g in listed]
+
+    def _finish_spilled(
+        self, resolve: Callable[[set[int]], Iterable[tuple[int, str]]] | None
+    ) -> list[Group]:
+        """Count the spilled repeats; merge named ones into ``groups``; return the others."""
+        if self._buffered:
+            self._flush()
+        by_row = {row: key for key, row in self.first.items()}
+        unnamed: list[tuple[int, int, Group]] = []  # max-heap on first_row, bounded
+        for group in self._spilled_groups():
+            self.repeats += group.count - 1
+            key = by_row.get(group.first_row)
+            if key is None:
+                item = (-group.first_row, id(group), group)
+                if len(unnamed) < MAX_LISTED:
+                    heapq.heappush(unnamed, item)
+                elif item > unnamed[0]:
+                    heapq.heapreplace(unnamed, item)
+                continue
+            known = self.groups.get(key)
+            if known is None:  # first seen before the spill, repeated only after it
+                group.value = key
+                self.groups[key] = group
+            else:  # repeated before and after the spill: the first row is in both
+                known.count += group.count - 1
+                known.rows = sorted({*known.rows, *group.rows})[:MAX_ROWS_LISTED]
+        need = {item[2].first_row: item[2] for item in unnamed}
+        if need and resolve is not None:
+            for row, value in resolve(set(need)):
+                need[row].value = value
+        for name in os.listdir(self.spill_dir):
+            os.unlink(self.spill_dir / name)
+        os.rmdir(self.spill_dir)
+        return list(need.values())

@@ -51,3 +51,15 @@ def test_rows_listed_are_capped(tmp_path: Path) -> None:
     assert repeats == MAX_ROWS_LISTED + 49
     assert listed[0]["count"] == MAX_ROWS_LISTED + 50
     assert len(listed[0]["rows"]) == MAX_ROWS_LISTED  # type: ignore[arg-type]
+
+
+def test_repeats_before_and_after_the_spill_merge(tmp_path: Path) -> None:
+    counter = DuplicateCounter(tmp_path / "d", partitions=2, exact_limit=3)
+    feed(counter, ["a", "a", "b", "c", "a", "b", "x", "x"])  # spills after "c" (row 5)
+    repeats, listed = counter.finish(lambda rows: [(r, "x") for r in rows])
+    assert repeats == 4
+    assert listed == [
+        {"value": "a", "rows": [2, 3, 6], "count": 3},
+        {"value": "b", "rows": [4, 7], "count": 2},
+        {"value": "x", "rows": [8, 9], "count": 2},
+    ]

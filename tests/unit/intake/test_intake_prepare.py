@@ -257,3 +257,22 @@ def test_custom_objects_keep_their_header(tmp_path: Path) -> None:
     prepared = prepare(tmp_path, b" vin ,model\nV1,T\n", None, lookup_field="vin")
     assert prepared.header.names == ["vin", "model"]
     assert rows_of(prepared) == [(2, ["V1", "T"])]
+
+
+def test_duplicates_past_the_exact_limit_are_read_back_from_the_uploads(
+    tmp_path: Path, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.intake.duplicates as duplicates
+
+    monkeypatch.setattr(duplicates, "EXACT_LIMIT", 4)
+    emails = [f"u{i}@x.com" for i in range(2000)]
+    emails += ["U1@x.com", "u1500@X.com", "u1500@x.com"]  # one early, one late value repeated
+    data = ("email\r\n" + "".join(f"{e}\r\n" for e in emails)).encode()
+    prepared = prepare(tmp_path, data, catalogue, max_upload_bytes=MULTIPART_OVERHEAD + 5000)
+    assert len(prepared.uploads) > 3
+    assert prepared.duplicates == 3
+    assert prepared.duplicate_list == [
+        {"value": "u1@x.com", "rows": [3, 2002], "count": 2},
+        {"value": "u1500@x.com", "rows": [1502, 2003, 2004], "count": 3},
+    ]
+    assert not (tmp_path / "dups").exists()
