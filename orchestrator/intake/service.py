@@ -13,16 +13,16 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from orchestrator.errors import StoreError
+from orchestrator.intake.catalogue import CatalogueCache, CatalogueUnavailable, Describe
 from orchestrator.intake.claim import claim, scan_and_prepare_small
 from orchestrator.intake.encoding import SourceScan
-from orchestrator.intake.fields import Catalogue, LeadFieldLike
 from orchestrator.intake.prepare import (
     Prepared,
     PrepareSpec,
@@ -38,14 +38,9 @@ from orchestrator.store import Store
 
 log = structlog.get_logger(__name__)
 
-Describe = Callable[[], Awaitable[Sequence[LeadFieldLike]]]
 #: Files prepared at once in one scan (their I/O and database waits overlap).
 CONCURRENT_FILES = 4
 Clock = Callable[[], float]
-
-
-class CatalogueUnavailable(Exception):
-    """The describe call failed and no catalogue is cached: files wait in ``received``."""
 
 
 class Intake:
@@ -66,13 +61,18 @@ class Intake:
         self.describe = describe
         self.clock = clock
         self.tracker = StabilityTracker(settings.intake.stable_s)
-        self._catalogue: Catalogue | None = None
-        self._catalogue_at = 0.0
-        self._describe_failed_at = float("-inf")
+        self.catalogue = CatalogueCache(
+            describe,
+            refresh_s=settings.intake.describe_refresh_s,
+            retry_s=settings.intake.rescan_interval_s,
+            clock=clock,
+        )
         self._waiting: dict[int, FileRecord] = {}
         self._logged: set[tuple[str, str]] = set()
         self._on_enqueued: Callable[[], None] | None = None
-        self._moved_in_now: set[str] = set()
+        #: Inbox files that could not be moved out, by path: (size, mtime_ns) when it failed.
+        #: They are not taken again until they change, so one file makes one rejection.
+        self._unclaimable: dict[str, tuple[int, int]] = {}
 
     # --- public API ------------------------------------------------------------------------
 
@@ -121,7 +121,10 @@ class Intake:
         listing = await asyncio.to_thread(scan_inbox, inbox, self.settings)
         for path, why in listing.ignored:
             self._log_once("inbox_entry_ignored", str(path), reason=why)
-        self.tracker.retain(str(c.path) for c in listing.candidates)
+        present = {str(c.path) for c in listing.candidates}
+        self.tracker.retain(present)
+        for gone in [p for p in self._unclaimable if p not in present]:
+            del self._unclaimable[gone]
         waiting = list(self._waiting.values())
         self._waiting.clear()
         for record in waiting:
@@ -130,6 +133,8 @@ class Intake:
         ready: list[Candidate] = []
         for candidate in listing.candidates:
             key = str(candidate.path)
+            if self._unclaimable.get(key) == (candidate.size, candidate.mtime_ns):
+                continue
             if self.tracker.observe(key, candidate.size, candidate.mtime_ns, now):
                 self.tracker.forget(key)
                 ready.append(candidate)
@@ -183,7 +188,7 @@ class Intake:
         except StoreError as exc:
             log.error("file_claim_failed", file=path.name, error=str(exc))
             return False
-        claimed = await self._move_in(record, path)
+        claimed = await self._move_in(record, path, (candidate.size, candidate.mtime_ns))
         if claimed is None:
             return True
         log.info(
@@ -199,8 +204,15 @@ class Intake:
             await self._process(claimed)
         return True
 
-    async def _move_in(self, record: FileRecord, path: Path) -> FileRecord | None:
-        """Record the work path, then rename the inbox file there; None if it vanished."""
+    async def _move_in(
+        self, record: FileRecord, path: Path, stamp: tuple[int, int] | None = None
+    ) -> FileRecord | None:
+        """Record the work path, then rename the inbox file there.
+
+        Returns:
+            The record, or None when the file vanished or could not be moved (it is then
+            ended ``rejected``; an unmovable file is not taken again until it changes).
+        """
         target = self.settings.paths.work / str(record.id) / "source" / path.name
         try:
             if record.work_path != str(target):
@@ -215,6 +227,8 @@ class Intake:
             )
             return None
         except OSError as exc:
+            if stamp is not None:
+                self._unclaimable[str(path)] = stamp
             await self._end(
                 record,
                 Unimportable(f"The file could not be moved out of the inbox: {exc.strerror}."),
@@ -227,33 +241,6 @@ class Intake:
             return None
         return next((r for r in self.settings.routes if r.name == record.route), None)
 
-    async def _catalogue_now(self) -> Catalogue:
-        """The cached catalogue, refreshed every ``intake.describe_refresh_s``.
-
-        A failed describe is not retried before ``intake.rescan_interval_s`` has passed; a
-        stale catalogue is used meanwhile. Without any catalogue, files wait in ``received``.
-        """
-        now = self.clock()
-        fresh = now - self._catalogue_at < self.settings.intake.describe_refresh_s
-        if self._catalogue is not None and fresh:
-            return self._catalogue
-        if now - self._describe_failed_at < self.settings.intake.rescan_interval_s:
-            if self._catalogue is not None:
-                return self._catalogue
-            raise CatalogueUnavailable("describe failed moments ago")
-        try:
-            fields = await self.describe()
-        except Exception as exc:
-            self._describe_failed_at = now
-            log.warning("describe_failed", error=f"{type(exc).__name__}: {exc}")
-            if self._catalogue is not None:
-                return self._catalogue
-            raise CatalogueUnavailable(str(exc)) from exc
-        self._catalogue = Catalogue(fields)
-        self._catalogue_at = now
-        log.info("describe_refreshed", fields=len(self._catalogue))
-        return self._catalogue
-
     async def _process(self, record: FileRecord) -> None:
         """Prepare a claimed file and enqueue it, or end it with a reason. Never raises."""
         route = self._route(record)
@@ -263,7 +250,7 @@ class Intake:
         work_dir = source.parent.parent
         scan: SourceScan | None = None
         try:
-            catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self._catalogue_now()
+            catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self.catalogue.get()
             spec = PrepareSpec(
                 catalogue=catalogue,
                 lookup_field=lookup,

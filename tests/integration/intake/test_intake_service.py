@@ -365,3 +365,24 @@ async def test_claim_across_file_systems_copies_then_removes(
     assert not path.exists()
     assert Path(record.work_path).read_bytes() == GOOD
     assert not list(Path(record.work_path).parent.glob(".*claiming"))
+
+
+async def test_unmovable_file_is_rejected_once_until_it_changes(
+    make_intake: Callable[..., Intake], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.intake import claim as claim_module
+
+    def refuse(src: str | Path, dst: str | Path) -> None:
+        raise PermissionError(1, "Operation not permitted", str(src))
+
+    monkeypatch.setattr(claim_module.os, "rename", refuse)
+    intake = make_intake()
+    path = drop(intake, "locked.csv")
+    assert await intake.scan_once() == 1
+    assert await intake.scan_once() == 0
+    (record,) = await store.files_in(FileStatus.REJECTED)
+    assert record.error == "The file could not be moved out of the inbox: Operation not permitted."
+    assert path.exists()
+    path.write_bytes(GOOD + b"z@x.com,Z\r\n")  # changed: worth another try
+    assert await intake.scan_once() == 1
+    assert len(await store.files_in(FileStatus.REJECTED)) == 2
