@@ -135,6 +135,7 @@ class Scheduler:
         self.queue_full_answers = 0
         self._paused_until = 0.0
         self._transient_streak: dict[int, int] = {}
+        self._uncertain_streak: dict[int, int] = {}
         self._announced: set[int] = set()
         self._names = FileNames(store)
 
@@ -252,6 +253,7 @@ class Scheduler:
             changes.update(error_code=None, error=None)
         await self._store.transition_upload(upload.id, _U.SUBMITTING, new, **changes)
         self._transient_streak.pop(upload.id, None)
+        self._uncertain_streak.pop(upload.id, None)
         self._announced.discard(upload.id)
         self.state = policy.on_submitted(
             self.state, outstanding + 1, self._settings.limits.import_slots
@@ -289,6 +291,22 @@ class Scheduler:
         )
 
     async def _uncertain(self, upload: UploadRecord, exc: UncertainSubmit) -> None:
+        """Send it again: at once the first time, then after a growing backoff.
+
+        Each lost answer may have left a job we cannot see in Marketo's queue, so repeated
+        losses slow down; nothing behind the upload goes meanwhile (FIFO holds).
+        """
+        streak = self._uncertain_streak.get(upload.id, 0) + 1
+        self._uncertain_streak[upload.id] = streak
+        now = self._clock()
+        not_before: float | None = None
+        if streak > 1:
+            marketo = self._settings.marketo
+            not_before = policy.transient_not_before(
+                streak - 1, now, base_s=marketo.retry_base_s, max_s=marketo.retry_max_s,
+                rand=self._rand(),
+            )
+            self._paused_until = not_before
         await self._store.transition_upload(
             upload.id,
             _U.SUBMITTING,
@@ -296,10 +314,13 @@ class Scheduler:
             uncertain=upload.uncertain + 1,
             error_code=UNCERTAIN_CODE,
             error=f"the answer to the upload was lost: {exc.message}",
-            not_before=None,
+            not_before=not_before,
         )
         self._announced.discard(upload.id)
-        log.warning("uncertain_submit", uncertain=upload.uncertain + 1, error=exc.message)
+        log.warning(
+            "uncertain_submit", uncertain=upload.uncertain + 1, error=exc.message,
+            retry_in_s=round(not_before - now, 3) if not_before is not None else 0.0,
+        )
         self.work.set()
 
     async def _reject(self, upload: UploadRecord, code: str | None, message: str) -> None:

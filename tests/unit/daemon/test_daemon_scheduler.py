@@ -189,3 +189,25 @@ async def test_quota_exhausted_pauses_until_reset(
     clock.now += 1
     await drain_steps(scheduler)
     assert len(marketo.create_calls) == 2
+
+
+async def test_repeated_lost_answers_back_off(
+    store: Store, add_file: AddFile, clock: FakeClock, marketo: FakeMarketo,
+    fast_settings: Callable[..., Settings],
+) -> None:
+    (upload_id,) = await add_file(n=1)
+    lost = UncertainSubmit(None, "connection closed")
+    marketo.create_errors = [lost, lost, lost]
+    scheduler = Scheduler(fast_settings(), store, marketo, clock=clock, rand=lambda: 0.0)
+    await drain_steps(scheduler)
+    # The first loss is sent again at once; the second waits 0.5 s (retry_base_s 1, jitter).
+    assert len(marketo.create_calls) == 2
+    upload = await store.get_upload(upload_id)
+    assert upload is not None and upload.not_before == clock.now + 0.5
+    clock.now += 0.5
+    await drain_steps(scheduler)
+    assert len(marketo.create_calls) == 3
+    clock.now += 1.0
+    await drain_steps(scheduler)
+    final = await store.get_upload(upload_id)
+    assert final is not None and final.status is UploadStatus.SUBMITTED and final.uncertain == 3
