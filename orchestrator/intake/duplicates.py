@@ -28,6 +28,23 @@ MAX_ROWS_LISTED = 100
 FLUSH_ENTRIES = 262_144
 
 
+#: Rows expected per partition when it is checked at the end (bounds that step's memory).
+ROWS_PER_PARTITION = 150_000
+
+
+def partitions_for(size_bytes: int, row_bytes: int = 40) -> int:
+    """Return how many partitions (a power of two, 64 to 4096) a file of ``size_bytes`` needs.
+
+    Each partition then holds about ``ROWS_PER_PARTITION`` rows, rows being assumed at least
+    ``row_bytes`` long, so checking one at the end takes bounded memory.
+    """
+    wanted = size_bytes // row_bytes // ROWS_PER_PARTITION
+    parts = 64
+    while parts < wanted and parts < 4096:
+        parts *= 2
+    return parts
+
+
 @dataclass(slots=True)
 class Group:
     """One repeated value: its rows (first ``MAX_ROWS_LISTED``) and how often it occurs."""
@@ -186,10 +203,12 @@ class DuplicateCounter:
         """Count the spilled repeats; merge named ones into ``groups``; return the others."""
         if self._buffered:
             self._flush()
-        by_row = {row: key for key, row in self.first.items()}
+        by_row: dict[int, str] | None = None  # built only if a spilled repeat needs it
         unnamed: list[tuple[int, int, Group]] = []  # max-heap on first_row, bounded
         for group in self._spilled_groups():
             self.repeats += group.count - 1
+            if by_row is None:
+                by_row = {row: key for key, row in self.first.items()}
             key = by_row.get(group.first_row)
             if key is None:
                 item = (-group.first_row, id(group), group)

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from orchestrator.intake.duplicates import DuplicateCounter
+from orchestrator.intake.duplicates import DuplicateCounter, partitions_for
 from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding
 from orchestrator.intake.fields import Catalogue
 from orchestrator.intake.header import HeaderMap, map_header
@@ -172,7 +172,16 @@ def _read_header(text: TextIO) -> tuple[str, int]:
     return line.rstrip("\r\n"), line_no
 
 
+def scan_size(source: Path) -> int:
+    """Size of the source in bytes (0 if it cannot be read: the open below then fails)."""
+    try:
+        return source.stat().st_size
+    except OSError:
+        return 0
+
+
 def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: PrepareSpec) -> Prepared:
+    size_bytes = scan_size(source)
     catalogue = spec.catalogue
     with open(source, encoding=codec, newline="", errors="strict") as text:
         header_line, header_end = _read_header(text)
@@ -188,7 +197,7 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
         )
         splitter = UploadSplitter(work_dir, hmap.names, spec.max_upload_bytes)
         rejections = _Rejections(work_dir / REJECTIONS_NAME, hmap.names)
-        dups = DuplicateCounter(work_dir / "dups")
+        dups = DuplicateCounter(work_dir / "dups", partitions_for(size_bytes))
         reader = csv.reader(text, delimiter=delimiter)
         try:
             total = _rows(

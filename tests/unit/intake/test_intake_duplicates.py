@@ -63,3 +63,11 @@ def test_repeats_before_and_after_the_spill_merge(tmp_path: Path) -> None:
         {"value": "b", "rows": [4, 7], "count": 2},
         {"value": "x", "rows": [8, 9], "count": 2},
     ]
+
+
+def test_partitions_grow_with_the_file() -> None:
+    from orchestrator.intake.duplicates import partitions_for
+
+    assert partitions_for(10_000) == 64
+    assert partitions_for(1_000_000_000) == 256
+    assert partitions_for(10**13) == 4096

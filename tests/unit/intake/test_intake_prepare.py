@@ -262,7 +262,7 @@ def test_custom_objects_keep_their_header(tmp_path: Path) -> None:
 def test_duplicates_past_the_exact_limit_are_read_back_from_the_uploads(
     tmp_path: Path, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import orchestrator.intake.duplicates as duplicates
+    from orchestrator.intake import duplicates
 
     monkeypatch.setattr(duplicates, "EXACT_LIMIT", 4)
     emails = [f"u{i}@x.com" for i in range(2000)]
