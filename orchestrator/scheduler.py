@@ -231,6 +231,7 @@ class Scheduler:
     async def _accepted(
         self, upload: UploadRecord, batch_id: int, status: str, outstanding: int
     ) -> None:
+        await self._release_reused(upload, batch_id)
         now = self._clock()
         new = _STATUS_AFTER_CREATE.get(status, _U.SUBMITTED)
         changes: dict[str, Any] = {
@@ -268,6 +269,26 @@ class Scheduler:
                 outstanding=outstanding + 1,
             )
         self.submitted.set()
+
+    async def _release_reused(self, upload: UploadRecord, batch_id: int) -> None:
+        """A batchId we still poll for another upload was handed out again.
+
+        Marketo's ids are unique; this happens when the Marketo side lost its state (e.g. a
+        restarted simulator). The older upload's batch is gone: it is uploaded again (an
+        upsert), so the two never share a status.
+        """
+        for other in await self._store.at_marketo():
+            if other.batch_id != batch_id or other.id == upload.id:
+                continue
+            log.warning("batch_id_reused", other_upload_id=other.id, batch_id=batch_id)
+            try:
+                await self._store.transition_upload(
+                    other.id, other.status, _U.QUEUED, batch_id=None, next_poll_at=None,
+                    error=f"batchId {batch_id} was given to another upload; sent again",
+                )
+            except InvalidTransition:
+                continue
+            self.work.set()
 
     async def _queue_full(self, upload: UploadRecord, outstanding: int, exc: QueueFull) -> None:
         await self._requeue(upload)

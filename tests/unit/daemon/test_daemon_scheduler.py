@@ -211,3 +211,22 @@ async def test_repeated_lost_answers_back_off(
     await drain_steps(scheduler)
     final = await store.get_upload(upload_id)
     assert final is not None and final.status is UploadStatus.SUBMITTED and final.uncertain == 3
+
+
+async def test_a_batch_id_handed_out_again_releases_the_older_upload(
+    store: Store, add_file: AddFile, clock: FakeClock, marketo: FakeMarketo,
+    fast_settings: Callable[..., Settings],
+) -> None:
+    first, second = await add_file(n=2)
+    scheduler = Scheduler(fast_settings(), store, marketo, clock=clock)
+    assert await scheduler.step() == 0.0
+    assert (await store.get_upload(first)).batch_id == 101  # type: ignore[union-attr]
+    marketo.next_id = 100  # Marketo lost its state and hands out 101 again
+    with capture_logs() as logs:
+        await drain_steps(scheduler)
+    reused = [e for e in logs if e["event"] == "batch_id_reused"]
+    assert len(reused) == 1 and reused[0]["other_upload_id"] == first
+    again, now_second = await store.get_upload(first), await store.get_upload(second)
+    assert now_second is not None and now_second.batch_id == 101
+    assert again is not None and again.batch_id == 102 and again.attempts == 2
+    assert again.status is UploadStatus.SUBMITTED
