@@ -128,7 +128,7 @@ def prepare_file(source: Path, work_dir: Path, scan: SourceScan, spec: PrepareSp
             ) from exc
     offset = _first_bad_utf8(source)
     codec, label = guess_encoding(source, offset, allow_guess=spec.allow_encoding_guess)
-    log.info("encoding_guessed", file=source.name, encoding=label, first_bad_byte=offset)
+    log.info("encoding_guessed", encoding=label, first_bad_byte=offset)
     try:
         return _prepare(source, work_dir, codec, label, spec)
     except UnicodeDecodeError as exc:

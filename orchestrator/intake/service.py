@@ -242,7 +242,14 @@ class Intake:
         return next((r for r in self.settings.routes if r.name == record.route), None)
 
     async def _process(self, record: FileRecord) -> None:
-        """Prepare a claimed file and enqueue it, or end it with a reason. Never raises."""
+        """Prepare a claimed file and enqueue it, or end it with a reason. Never raises.
+
+        Log lines of the preparation (worker thread included) carry ``file_id`` and ``file``.
+        """
+        with structlog.contextvars.bound_contextvars(file_id=record.id, file=record.name):
+            await self._process_bound(record)
+
+    async def _process_bound(self, record: FileRecord) -> None:
         route = self._route(record)
         kind = route.kind if route is not None else ImportKind.LEADS
         lookup = (route or self.settings.import_).lookup_field
