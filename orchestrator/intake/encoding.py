@@ -8,6 +8,7 @@ encoding is guessed with ``charset-normalizer`` from a bounded sample, unless
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,56 @@ def scan_source(path: Path, max_line_bytes: int | None = None) -> SourceScan:
                 )
             chunk = source.read(CHUNK_BYTES)
     return SourceScan(digest.hexdigest(), size, codec, encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class Utf8Damage:
+    """How a file that is not valid UTF-8 fails to be.
+
+    Attributes:
+        first_bad: byte offset of the first byte that is not UTF-8.
+        bad: byte sequences that are not UTF-8.
+        good: well-formed multi-byte UTF-8 characters.
+    """
+
+    first_bad: int
+    bad: int
+    good: int
+
+    @property
+    def damaged(self) -> bool:
+        """Whether this is UTF-8 text with a few broken bytes rather than another encoding.
+
+        Text in a single-byte code page almost never holds a well-formed multi-byte UTF-8
+        sequence; UTF-8 text holds many. Guessing a code page for damaged UTF-8 would turn
+        every accented letter into mojibake, so such a file is refused instead.
+        """
+        return self.good > 0 and self.good >= self.bad
+
+
+def utf8_damage(path: Path) -> Utf8Damage:
+    """Measure a file that failed strict UTF-8 decoding (streaming; for the rare path)."""
+    strict = codecs.getincrementaldecoder("utf-8")("strict")
+    lenient = codecs.getincrementaldecoder("utf-8")("replace")
+    first_bad = -1
+    offset = bad = good = 0
+    with open(path, "rb") as source:
+        while True:
+            chunk = source.read(CHUNK_BYTES)
+            final = not chunk
+            if first_bad < 0:
+                try:
+                    strict.decode(chunk, final)
+                except UnicodeDecodeError as exc:
+                    first_bad = offset + max(0, exc.start)
+            text = lenient.decode(chunk, final)
+            replaced = text.count("\ufffd")
+            bad += replaced
+            good += len(text) - len(text.encode("ascii", "ignore")) - replaced
+            offset += len(chunk)
+            if final:
+                break
+    return Utf8Damage(max(first_bad, 0), bad, good)
 
 
 def _first_break(chunk: bytes) -> int:

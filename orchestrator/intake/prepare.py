@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import structlog
 
 from orchestrator.intake.duplicates import DuplicateCounter, partitions_for
-from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding
+from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding, utf8_damage
 from orchestrator.intake.fields import Catalogue
 from orchestrator.intake.header import HeaderMap, map_header
 from orchestrator.intake.reasons import Unimportable, empty
@@ -126,7 +126,14 @@ def prepare_file(source: Path, work_dir: Path, scan: SourceScan, spec: PrepareSp
             raise Unimportable(
                 f"The file starts with a {label} byte order mark but is not valid {label}."
             ) from exc
-    offset = _first_bad_utf8(source)
+    damage = utf8_damage(source)
+    offset = damage.first_bad
+    if damage.damaged:
+        noun = "sequence is" if damage.bad == 1 else "sequences are"
+        raise Unimportable(
+            f"The file is UTF-8 but {damage.bad} byte {noun} not (first at offset {offset}): "
+            "it looks damaged; fix those bytes or save it as UTF-8 again."
+        )
     codec, label = guess_encoding(source, offset, allow_guess=spec.allow_encoding_guess)
     log.info("encoding_guessed", encoding=label, first_bad_byte=offset)
     try:
@@ -136,21 +143,6 @@ def prepare_file(source: Path, work_dir: Path, scan: SourceScan, spec: PrepareSp
         raise Unimportable(
             f"The file is neither UTF-8 nor {label} (the guessed encoding); save it as UTF-8."
         ) from exc
-
-
-def _first_bad_utf8(source: Path) -> int:
-    import codecs
-
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset = 0
-    with open(source, "rb") as raw:
-        while chunk := raw.read(CHUNK_BYTES):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                return offset + max(0, exc.start)
-            offset += len(chunk)
-    return offset
 
 
 def _read_header(text: TextIO) -> tuple[str, int]:

@@ -276,3 +276,23 @@ def test_duplicates_past_the_exact_limit_are_read_back_from_the_uploads(
         {"value": "u1500@x.com", "rows": [1502, 2003, 2004], "count": 3},
     ]
     assert not (tmp_path / "dups").exists()
+
+
+def test_damaged_utf8_is_refused_not_guessed(tmp_path: Path, catalogue: Catalogue) -> None:
+    rows = "".join(f"u{i}@x.com,Zoë,Müller\r\n" for i in range(50)).encode()
+    data = b"email,firstName,lastName\r\n" + rows + b"bad@x.com,Zo\xeb,M\r\n" + rows
+    err = reject(tmp_path, data, catalogue)
+    offset = data.index(b"\xeb")
+    assert err.reason == (
+        f"The file is UTF-8 but 1 byte sequence is not (first at offset {offset}): it looks "
+        "damaged; fix those bytes or save it as UTF-8 again."
+    )
+
+
+def test_single_byte_text_without_utf8_sequences_is_guessed(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    data = "email,lastName\r\n" + "".join(f"u{i}@x.com,Müller\r\n" for i in range(20))
+    prepared = prepare(tmp_path, data.encode("cp1252"), catalogue)
+    assert prepared.encoding == "cp1252"
+    assert rows_of(prepared)[0] == (2, ["u0@x.com", "Müller"])
