@@ -14,7 +14,7 @@ import heapq
 import os
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +81,8 @@ class DuplicateCounter:
         self._mask = partitions - 1
         self._hashes: list[array[int]] = []
         self._rows: list[array[int]] = []
+        self._put_hash: list[Callable[[int], None]] = []
+        self._put_row: list[Callable[[int], None]] = []
         self._buffered = 0
 
     def add(self, key: str, row: int) -> None:
@@ -121,15 +123,13 @@ class DuplicateCounter:
             first.pop(key, None)
         return False
 
-    def _to_disk(self, keys: Iterable[str], rows: Iterable[int]) -> None:
-        mask, hashes, lines = self._mask, self._hashes, self._rows
-        n = 0
+    def _to_disk(self, keys: Collection[str], rows: Iterable[int]) -> None:
+        mask, put_hash, put_row = self._mask, self._put_hash, self._put_row
         for h, row in zip(map(hash, keys), rows, strict=True):
             part = h & mask
-            hashes[part].append(h)
-            lines[part].append(row)
-            n += 1
-        self._buffered += n
+            put_hash[part](h)
+            put_row[part](row)
+        self._buffered += len(keys)
 
     def checkpoint(self) -> None:
         """Spill or flush when memory limits are reached (call every few hundred rows)."""
@@ -138,6 +138,8 @@ class DuplicateCounter:
             self.spill_dir.mkdir(parents=True, exist_ok=True)
             self._hashes = [array("q") for _ in range(self.partitions)]
             self._rows = [array("I") for _ in range(self.partitions)]
+            self._put_hash = [a.append for a in self._hashes]
+            self._put_row = [a.append for a in self._rows]
             self._to_disk(self.first.keys(), self.first.values())
             self._flush()
         elif self._buffered >= FLUSH_ENTRIES:
@@ -150,8 +152,8 @@ class DuplicateCounter:
                     self._hashes[part].tofile(out)
                 with open(self.spill_dir / f"{part:04d}.r", "ab") as out:
                     self._rows[part].tofile(out)
-                self._hashes[part] = array("q")
-                self._rows[part] = array("I")
+                del self._hashes[part][:]  # emptied in place: _put_* stay bound to them
+                del self._rows[part][:]
         self._buffered = 0
 
     def _spilled_groups(self) -> Iterator[Group]:
