@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -210,6 +211,15 @@ def _check_outcome(tmp_path: Path, url: str, made: dict[str, dict[str, Any]]) ->
         assert rows["imported"] == len(info["emails"]), (name, rows)
         assert info["emails"] <= leads, f"rows of {name} are missing at Marketo"
         assert all(u["status"] == "complete" for u in report["uploads"])
+        # Every row that did not get in is in failures.csv once, by its source line.
+        failures = var / "results" / f"{name}.{report['file_id']}" / "failures.csv"
+        lines: list[dict[str, str]] = []
+        if failures.exists():
+            with failures.open(encoding="utf-8", newline="") as fh:
+                lines = list(csv.DictReader(fh))
+        numbers = [int(row["sourceRow"]) for row in lines]
+        assert len(numbers) == len(set(numbers)) == rows["failed"] + rows["rejected"]
+        assert all(2 <= n <= info["rows"] + 1 for n in numbers)
     states = _query(var / "leadflow.db", "SELECT status, COUNT(*) FROM uploads GROUP BY 1")
     assert dict(states) == {"complete": dict(states).get("complete", -1)}
 
@@ -240,7 +250,6 @@ def test_sigkill_while_queued_importing_and_reporting_loses_nothing(
     config = _config(tmp_path, simulator)
     db = tmp_path / "var" / "leadflow.db"
     made = _write_files(tmp_path / "var" / "inbox", count=6, rows=120)
-    log = tmp_path / "run.log"
 
     def at_marketo_and_queued() -> bool:
         rows = dict(_query(db, "SELECT status, COUNT(*) FROM uploads GROUP BY 1"))
@@ -254,7 +263,8 @@ def test_sigkill_while_queued_importing_and_reporting_loses_nothing(
         return bool(done and 0 < done[0][0] < len(made))
 
     kills = []
-    for moment in (at_marketo_and_queued, reporting, some_reported):
+    logs = [tmp_path / f"run-{n}.log" for n in range(4)]  # one per process: a line cut
+    for moment, log in zip((at_marketo_and_queued, reporting, some_reported), logs, strict=False):
         proc = _start(config, log)
         seen = _wait_for(lambda m=moment, p=proc: m() or p.poll() is not None, 20)
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -263,10 +273,10 @@ def test_sigkill_while_queued_importing_and_reporting_loses_nothing(
         kills.append((moment.__name__, seen))
     assert kills[0][1], "never caught uploads queued and at Marketo at once"
     # The restart drains what is left.
-    proc = _start(config, log, once=True)
-    assert proc.wait(40) == 0, log.read_text()[-3000:]
+    proc = _start(config, logs[3], once=True)
+    assert proc.wait(40) == 0, logs[3].read_text()[-3000:]
     _check_outcome(tmp_path, simulator, made)
-    events = _events(log)
+    events = [e for log in logs for e in _events(log)]
     assert sum(e["event"] == "daemon_started" for e in events) == 4
     submitted = {e["batch_id"] for e in events if e["event"] == "import_submitted"}
     finished = {e["batch_id"] for e in events if e["event"] == "import_finished"}
