@@ -25,7 +25,7 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
     """Gather what ``leadflow status`` shows, as a JSON-ready dict.
 
     Keys: ``counts`` {files, uploads}; ``batches`` [{upload_id, file_id, seq, batchId,
-    status, age_s}]; ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget,
+    status, age_s, next_poll_in_s}]; ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget,
     by_endpoint}; ``recent_errors`` [...].
     """
     counts = await store.counts_by_status()
@@ -42,6 +42,9 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
                 "batchId": u.batch_id,
                 "status": u.marketo_status,
                 "age_s": round(now - (u.submitted_at or u.created_at), 1),
+                "next_poll_in_s": (
+                    round(max(u.next_poll_at - now, 0.0), 1) if u.next_poll_at else None
+                ),
             }
             for u in outstanding
         ],
@@ -73,6 +76,8 @@ def render_status(data: dict[str, Any]) -> str:
             lines.append(
                 f"  batchId {b['batchId']}  {b['status'] or '?':<9}  file {b['file_id']}"
                 f" upload {b['seq']}  age {b['age_s']:.0f}s"
+                + (f"  next poll in {b['next_poll_in_s']:.0f}s"
+                   if b.get("next_poll_in_s") is not None else "")
             )
     if data["recent_errors"]:
         lines.append("recent errors:")
