@@ -180,29 +180,33 @@ class Poller:
         }
         with structlog.contextvars.bound_contextvars(**context):
             try:
-                status = await self._client.get_status(
-                    upload.batch_id, kind=upload.kind, options=dict(upload.options)
-                )
-            except AuthError:
-                raise
-            except QuotaExhausted as exc:
-                await self._later(upload, exc.resume_at)
-                log.warning("quota_paused", resume_at=exc.resume_at, code=exc.code)
-                return
-            except ApiPermanentError as exc:
-                if exc.code == LOST_BATCH_CODE:
-                    await self._lost(upload, exc)
-                else:
-                    await self._poll_error(upload, exc)
-                return
-            except ApiError as exc:
-                await self._poll_error(upload, exc)
-                return
-            try:
-                await self._record(upload, status, place)
+                await self._poll_and_record(upload, place)
             except InvalidTransition as exc:
                 # Someone else moved it (e.g. ``leadflow retry``); nothing to record.
                 log.warning("poll_result_dropped", actual=exc.actual)
+
+    async def _poll_and_record(self, upload: UploadRecord, place: tuple[int, int]) -> None:
+        assert upload.batch_id is not None
+        try:
+            status = await self._client.get_status(
+                upload.batch_id, kind=upload.kind, options=dict(upload.options)
+            )
+        except AuthError:
+            raise
+        except QuotaExhausted as exc:
+            await self._later(upload, exc.resume_at)
+            log.warning("quota_paused", resume_at=exc.resume_at, code=exc.code)
+            return
+        except ApiPermanentError as exc:
+            if exc.code == LOST_BATCH_CODE:
+                await self._lost(upload, exc)
+            else:
+                await self._poll_error(upload, exc)
+            return
+        except ApiError as exc:
+            await self._poll_error(upload, exc)
+            return
+        await self._record(upload, status, place)
 
     async def _record(self, upload: UploadRecord, st: Any, place: tuple[int, int]) -> None:
         now = self._clock()

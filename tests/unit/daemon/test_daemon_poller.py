@@ -208,3 +208,28 @@ async def test_an_unknown_status_string_is_not_recorded_and_asked_again_later(
     assert after.marketo_status == "Queued"
     assert after.next_poll_at == clock.now + settings.polling.max_interval_s
     assert [e["event"] for e in logs if e["event"] == "poll_unexpected_status"]
+
+
+async def test_an_upload_moved_meanwhile_is_left_alone(
+    store: Store, add_file: AddFile, clock: Any, marketo: Any,
+    fast_settings: Callable[..., Settings],
+) -> None:
+    settings = fast_settings()
+    (upload_id,) = await add_file(n=1)
+    await submit_all(settings, store, marketo, clock)
+    marketo.jobs.clear()  # the next status call answers 1013 ...
+
+    class Racing:
+        """... while another process (``leadflow retry``) already moved the upload."""
+
+        async def get_status(self, batch_id: int, **kw: Any) -> Any:
+            await store.transition_upload(upload_id, UploadStatus.SUBMITTED,
+                                          UploadStatus.COMPLETE)
+            return await marketo.get_status(batch_id, **kw)
+
+    poller = Poller(settings, store, Racing(), clock=clock)
+    clock.now += 1
+    with capture_logs() as logs:
+        await poller.poll_due()
+    assert (await store.get_upload(upload_id)).status is UploadStatus.COMPLETE  # type: ignore[union-attr]
+    assert [e["actual"] for e in logs if e["event"] == "poll_result_dropped"] == ["complete"]
