@@ -30,8 +30,13 @@ from orchestrator.intake.prepare import (
     prepare_file,
 )
 from orchestrator.intake.reasons import Unimportable
-from orchestrator.intake.uploads import LazyUploads, upload_options
-from orchestrator.intake.watcher import Candidate, StabilityTracker, scan_inbox
+from orchestrator.intake.uploads import LazyUploads, file_info, upload_options
+from orchestrator.intake.watcher import (
+    Candidate,
+    StabilityTracker,
+    scan_inbox,
+    unknown_folder_reason,
+)
 from orchestrator.models import FileRecord, FileStatus
 from orchestrator.settings import ImportKind, Route, Settings
 from orchestrator.store import Store
@@ -86,10 +91,14 @@ class Intake:
             How many files were resumed (whatever their outcome).
         """
         files = await self.store.files_in(FileStatus.RECEIVED)
+        inbox = self.settings.paths.inbox
         for record in files:
             log.info("file_recovered", file_id=record.id, file=record.name)
             work = Path(record.work_path) if record.work_path else None
-            if work is not None and await asyncio.to_thread(os.path.isfile, work):
+            folder = Path(record.inbox_path).parent
+            if record.route is None and folder != inbox:  # it came from a folder with no route
+                await self._end(record, Unimportable(unknown_folder_reason(folder.name)))
+            elif work is not None and await asyncio.to_thread(os.path.isfile, work):
                 await asyncio.to_thread(clean_work_dir, work.parent.parent)
                 await self._process(record)
             elif await asyncio.to_thread(os.path.isfile, record.inbox_path):
@@ -312,20 +321,7 @@ class Intake:
         sha256: str,
     ) -> None:
         options = upload_options(route or self.settings.import_, kind, lookup)
-        work_dir = Path(record.work_path).parent.parent
-        info: dict[str, Any] = {
-            "work_dir": str(work_dir),
-            "source_path": record.work_path,
-            "header": prepared.header.names,
-            "source_header": prepared.header.source,
-            "delimiter": prepared.delimiter,
-            "format": prepared.format,
-            "encoding": prepared.encoding,
-            "lookup_field": lookup,
-            "duplicates": prepared.duplicate_list,
-            "rejections_path": str(prepared.rejections_path) if prepared.rejections_path else None,
-            "route": {"name": route.name if route else None, "kind": kind.value, **options},
-        }
+        info = file_info(record.work_path, prepared, lookup, route, kind, options)
         uploads = LazyUploads(prepared.uploads, kind.value, options)
         status = FileStatus.QUEUED if prepared.uploads else FileStatus.REPORTING
         try:

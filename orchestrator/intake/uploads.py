@@ -8,8 +8,10 @@ are always written comma-separated, so ``format`` is always ``csv``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, overload
 
+from orchestrator.intake.prepare import Prepared
 from orchestrator.intake.split import WrittenUpload
 from orchestrator.models import NewUpload
 from orchestrator.settings import ImportKind, ImportSettings, Route
@@ -34,6 +36,30 @@ def upload_options(source: ImportSettings, kind: ImportKind, lookup_field: str) 
     elif isinstance(source, Route) and kind is ImportKind.CUSTOM_OBJECTS:
         options["objectApiName"] = source.object_api_name
     return {k: v for k, v in options.items() if v is not None}
+
+
+def file_info(
+    source_path: str,
+    prepared: Prepared,
+    lookup_field: str,
+    route: Route | None,
+    kind: ImportKind,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """Return ``files.info`` of a prepared file (keys listed in ``docs/design.md``, Intake)."""
+    return {
+        "work_dir": str(Path(source_path).parent.parent),
+        "source_path": source_path,
+        "header": prepared.header.names,
+        "source_header": prepared.header.source,
+        "delimiter": prepared.delimiter,
+        "format": prepared.format,
+        "encoding": prepared.encoding,
+        "lookup_field": lookup_field,
+        "duplicates": prepared.duplicate_list,
+        "rejections_path": str(prepared.rejections_path) if prepared.rejections_path else None,
+        "route": {"name": route.name if route else None, "kind": kind.value, **options},
+    }
 
 
 class LazyUploads(Sequence[NewUpload]):

@@ -94,6 +94,14 @@ def _files_in(folder: Path, route: Route | None, error: str | None, out: InboxSc
             out.ignored.append((path, "not a regular file"))
 
 
+def unknown_folder_reason(name: str) -> str:
+    """The rejection reason of a file dropped in inbox folder ``name``, which is no route."""
+    return (
+        f"The inbox folder '{name}' is not a route (no [[routes]] entry has folder "
+        f"'{name}'); drop files at the inbox root or in a route folder."
+    )
+
+
 def scan_inbox(inbox: Path, settings: Settings) -> InboxScan:
     """List the inbox root and its route folders (no symlink is followed).
 
@@ -110,11 +118,7 @@ def scan_inbox(inbox: Path, settings: Settings) -> InboxScan:
             continue
         if name in route_dirs or name in prefixes:
             continue
-        error = (
-            f"The inbox folder '{name}' is not a route (no [[routes]] entry has folder "
-            f"'{name}'); drop files at the inbox root or in a route folder."
-        )
-        _files_in(Path(entry.path), None, error, out)
+        _files_in(Path(entry.path), None, unknown_folder_reason(name), out)
     for sub, route in sorted(route_dirs.items()):
         folder = inbox / sub
         if folder.is_symlink():

@@ -271,7 +271,16 @@ async def test_recover_resumes_received_files(
     # 3: gone from both places
     three = await store.add_file(name="three.csv", inbox_path=str(inbox / "three.csv"),
                                  work_path="", route=None, size_bytes=None)
-    assert await intake.recover() == 3
+    # 4: from a folder that is no route, claimed just before a crash
+    four = await store.add_file(name="four.csv", inbox_path=str(inbox / "typo" / "four.csv"),
+                                work_path=str(work / "4" / "source" / "four.csv"), route=None,
+                                size_bytes=None)
+    (work / "4" / "source").mkdir(parents=True)
+    (work / "4" / "source" / "four.csv").write_bytes(GOOD)
+    assert await intake.recover() == 4
+    unrouted = await store.get_file(four.id)
+    assert unrouted is not None and unrouted.status is FileStatus.REJECTED
+    assert unrouted.error is not None and unrouted.error.startswith("The inbox folder 'typo'")
     assert (await store.get_file(one.id)).status is FileStatus.QUEUED  # type: ignore[union-attr]
     assert not (work / "1" / "upload-0009.csv").exists()
     assert (work / "1" / "upload-0001.csv").read_bytes().startswith(b"email,firstName\r\n")
