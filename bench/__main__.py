@@ -9,10 +9,12 @@ The parent prints one table and writes the JSON results (``bench/results.json`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,16 +72,15 @@ def _run_one(name: str, quick: bool) -> dict[str, Any]:
         if quick:
             cmd.append("--quick")
         t0 = time.perf_counter()
+        # Own process group: on a timeout the child's own children (simulator, daemon) go too.
+        proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            proc = subprocess.run(
-                cmd,
-                cwd=HERE.parent,
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S["quick" if quick else "full"],
-            )
+            _, stderr = proc.communicate(timeout=TIMEOUT_S["quick" if quick else "full"])
         except subprocess.TimeoutExpired as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             return {
                 "status": "timeout",
                 "error": f"no result after {exc.timeout:.0f} s",
@@ -96,7 +97,7 @@ def _run_one(name: str, quick: bool) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - t0, 2),
             }
         if proc.returncode != 0 or result["status"] != "ok":
-            result["stderr_tail"] = proc.stderr[-3000:]
+            result["stderr_tail"] = stderr[-3000:]
         return result
 
 
