@@ -190,9 +190,10 @@ def fault_soak(
     and the daemon's agree (contract 6). The quota (``daily_quota`` calls) runs out first;
     once the simulator has answered ``607`` it is raised for the new day, which starts at
     midnight for both. Faults: 10% HTTP 5xx with HTML bodies, 5% each of 604, 608, 611 and
-    713, 2% of dropped upload responses (and the first one for sure), tokens dying 10 s
-    early (6 s after they are minted, so the first token is dead when the quota pause
-    ends), foreign jobs standing at a random 0 to 8 slots, changed every half second.
+    713, 2% of dropped upload responses (and the first one for sure), tokens dying 3 s
+    after they are minted though ``expires_in`` promises ``before_midnight_s + 4`` (so the
+    first token is dead, yet not due for a refresh, when the quota pause ends), foreign jobs
+    standing at a random 0 to 8 slots, changed every half second.
 
     Returns:
         Figures from the simulator's statistics and the daemon's logs.
@@ -204,6 +205,7 @@ def fault_soak(
     if until < before_midnight_s + 5:  # really close to midnight: aim at the next one
         until += seconds_to_chicago_midnight(now + until + 1) + 1
     offset = until - before_midnight_s
+    token_lifetime = int(before_midnight_s) + 4
     faults = {
         "http_500_probability": 0.034,
         "http_502_probability": 0.033,
@@ -214,11 +216,14 @@ def fault_soak(
         "error_713_probability": 0.05,
         "drop_upload_response_probability": 0.02,
         "drop_next_upload_responses": 1,
-        "token_early_expiry_s": 10.0,
+        # A token dies 3 s after it is minted, long before the client's refresh margin
+        # (2 s before expires_in), and before the quota pause ends: a 602 is certain.
+        "token_early_expiry_s": float(token_lifetime - 3),
     }
     sim = SimulatorProcess(
         workdir / "sim",
-        _sim_config(seed, daily_quota=daily_quota, token_lifetime_s=16, rows_per_second=500.0,
+        _sim_config(seed, daily_quota=daily_quota, token_lifetime_s=token_lifetime,
+                    rows_per_second=500.0,
                     faults=faults),
         1.0,
     ).start()
@@ -249,7 +254,7 @@ def fault_soak(
             level = rng.randint(0, 8)
             foreign_levels.append(level)
             sim.patch_settings({"faults": {"foreign_standing_jobs": level,
-                                           "foreign_job_duration_s": rng.uniform(0.2, 1.5)}})
+                                           "foreign_job_duration_s": rng.uniform(0.1, 0.8)}})
             stats = sim.stats()
             if not quota_raised and stats["errors"].get("607"):
                 sim.patch_settings({"daily_quota": 50_000})
