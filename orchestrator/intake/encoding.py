@@ -87,7 +87,6 @@ def scan_source(path: Path, max_line_bytes: int | None = None) -> SourceScan:
         check_nul = codec != "utf-16"
         limit = max_line_bytes if max_line_bytes is not None else 1 << 62
         run = 0  # bytes since the last line break
-        line = 1
         chunk = first
         while chunk:
             if check_nul and b"\x00" in chunk:
@@ -104,9 +103,10 @@ def scan_source(path: Path, max_line_bytes: int | None = None) -> SourceScan:
             else:
                 run += first_break
                 if run <= limit:
-                    line += chunk.count(b"\n")
                     run = len(chunk) - 1 - max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
             if run > limit:
+                end = size if first_break < 0 else size - len(chunk) + first_break
+                line = _line_at(path, end - run)
                 raise Unimportable(
                     f"Line {line} is longer than {limit} bytes: no record that long fits in "
                     "an upload (is it a CSV file with line breaks?)."
@@ -163,6 +163,19 @@ def utf8_damage(path: Path) -> Utf8Damage:
             if final:
                 break
     return Utf8Damage(max(first_bad, 0), bad, good)
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """Return the 1-based line holding byte ``offset`` (counts line feeds; error path only)."""
+    lines = 1
+    with open(path, "rb") as source:
+        while offset > 0:
+            chunk = source.read(min(CHUNK_BYTES, offset))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            offset -= len(chunk)
+    return lines
 
 
 def _first_break(chunk: bytes) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 from operator import itemgetter
 
 from orchestrator.intake.duplicates import DuplicateCounter
@@ -44,12 +45,10 @@ def read_batch(
     starts: list[int] = []
     keep, mark = batch.append, starts.append
     try:
-        for row in reader:
+        for row in islice(reader, size):
             keep(row)
             mark(start)
             start = reader.line_num + offset  # type: ignore[attr-defined]
-            if len(batch) >= size:
-                break
     except csv.Error as exc:
         raise Unimportable(
             f"The file is not well-formed CSV in the record starting on line {start}: {exc} "
