@@ -3,6 +3,24 @@
 Public API: ``Intake`` (``recover``, ``scan_once``, ``run``), the field catalogue
 (``Catalogue``, ``LeadFieldLike``, ``Field``), ``prepare_file`` with ``PrepareSpec`` and
 ``Prepared``, and ``Unimportable``.
+
+Decisions (each is documented where it is made):
+
+- ``watcher``: a file is taken when its size and mtime have not changed for
+  ``intake.stable_s`` in our own observations, or at once when a watch event shows it was
+  moved in complete; dot files, ``*.tmp``, ``*.part``, ``~$*`` are ignored; symlinks and
+  special files are ignored and logged once; a file in an inbox folder that is no route is
+  rejected with a reason naming the folder (a silent ignore would look like a loss).
+- ``split``: 1024 bytes are reserved for the multipart framing, so an upload file is at most
+  ``limits.max_upload_bytes - 1024`` bytes.
+- ``encoding``: BOM, then strict UTF-8, then a guess from a bounded sample (Windows-1252
+  preferred among Western code pages that read the sample alike); a file that is UTF-8 with
+  a few broken bytes is refused rather than guessed (mojibake).
+- ``rows``: rows whose every field is empty (``,,,``) are skipped like blank lines.
+- ``duplicates``: lookup values are compared trimmed, and lower-cased for email; every row is
+  still sent (Marketo upserts in file order); repeats are counted and the first 1000 listed.
+- ``service``: files of one scan are prepared up to four at a time; a describe failure keeps
+  files ``received`` until the catalogue is back; an unmovable inbox file is rejected once.
 """
 
 from __future__ import annotations
