@@ -159,8 +159,9 @@ class LimitSettings(_Section):
 
     #: Most of our import jobs queued-or-importing at Marketo at once (Marketo's queue: 10).
     import_slots: int = Field(default=10, ge=1, le=10)
-    #: Whole multipart body of one upload must stay under this many bytes.
-    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1024, le=10_485_760)
+    #: Whole multipart body of one upload must stay under this many bytes (1024 of them are
+    #: kept for the multipart framing, so at least 1500).
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1500, le=10_485_760)
     #: Calls in any sliding 20-second window (Marketo allows 100 for all integrations).
     calls_per_20s: int = Field(default=DEFAULT_CALLS_PER_20S, ge=1, le=100)
     #: Calls in flight at once (Marketo allows 10 for all integrations).
