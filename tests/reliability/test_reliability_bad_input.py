@@ -187,12 +187,6 @@ def test_big_hostile_files_end_with_reports(
     assert_never_crashed(lf)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in orchestrator/intake/encoding.py guess_encoding: a UTF-8 file with one bad "
-    "byte in its middle is decoded with a guessed single-byte code page, so every row "
-    "reaches Marketo as mojibake (see docs/reliability.md, known issues)",
-)
 @pytest.mark.xdist_group("reliability-bad-utf8")
 def test_utf8_file_with_one_bad_byte_is_not_imported_as_mojibake(
     tmp_path: Path, simulator_factory: Any, leadflow_factory: Any
