@@ -7,6 +7,7 @@ simulator's lead store, batch timelines and request log, and the daemon's JSON l
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import sqlite3
@@ -61,6 +62,32 @@ def assert_one_report_each(lf: Leadflow, names: list[str]) -> dict[str, dict[str
     leftovers = [p.name for p in lf.results.iterdir() if p.name.endswith((".tmp", ".old"))]
     assert not leftovers, leftovers
     return {name: found[0] for name, found in reports.items()}
+
+
+def assert_sources_moved_once(
+    lf: Leadflow, names: list[str], digests: dict[str, str] | None = None
+) -> None:
+    """Each source left the inbox and sits exactly once in archive or rejected; work is empty.
+
+    With ``digests`` (``{name: sha256 hex}``), each moved copy must be byte for byte the file
+    that was dropped.
+
+    The reporter moves a source to ``<file id>-<name>``; a crash between the move and the
+    final transition must not leave a second copy, nor a stray file in the inbox or work.
+    """
+    paths = lf.settings["paths"]
+    moved = [p.name for key in ("archive", "rejected") for p in Path(paths[key]).iterdir()]
+    for name in names:
+        copies = [m for m in moved if m.endswith(f"-{name}") and m[: -len(name) - 1].isdigit()]
+        assert len(copies) == 1, (name, copies)
+        if digests is not None:
+            found = [p for key in ("archive", "rejected") for p in Path(paths[key]).iterdir()
+                     if p.name == copies[0]]
+            assert hashlib.sha256(found[0].read_bytes()).hexdigest() == digests[name], name
+    left = [p.name for p in lf.inbox.iterdir()]
+    assert not left, left
+    work = [str(p) for p in Path(paths["work"]).rglob("*") if p.is_file()]
+    assert not work, work[:10]
 
 
 def assert_leads_arrived(sim: SimulatorProcess, files: list[LeadFile]) -> int:

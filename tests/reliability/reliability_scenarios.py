@@ -12,6 +12,7 @@ Each returns a dict of figures; every assertion lives in `reliability_checks`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
@@ -28,6 +29,7 @@ from reliability_checks import (
     assert_one_report_each,
     assert_repeats_bounded_and_logged,
     assert_reports_match_simulator,
+    assert_sources_moved_once,
     current_token,
     events_named,
 )
@@ -116,6 +118,7 @@ def crash_soak(
                               index=999, rows=250, rng=rng)
         assert big.path.stat().st_size > 8000 * 2, big.path.stat().st_size
         made.append(big)
+        digests = {m.path.name: hashlib.sha256(m.path.read_bytes()).hexdigest() for m in made}
         pending = list(made)
         rng.shuffle(pending)
         waves = max(1, (kills * 2) // 3)
@@ -137,6 +140,7 @@ def crash_soak(
 
         assert_never_crashed(lf)
         reports = assert_one_report_each(lf, [m.path.name for m in made])
+        assert_sources_moved_once(lf, [m.path.name for m in made], digests)
         by_name = {m.path.name: m for m in made}
         big_report = reports[big.path.name]
         assert len(big_report["uploads"]) >= 2, big_report
@@ -270,6 +274,7 @@ def fault_soak(
 
         assert_never_crashed(lf)
         reports = assert_one_report_each(lf, names)
+        assert_sources_moved_once(lf, names)
         for name, report in reports.items():
             assert report["status"] == "complete", (name, report["status"], report.get("error"))
         by_name = {m.path.name: m for m in made}
