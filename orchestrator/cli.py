@@ -146,9 +146,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulator":
         from orchestrator.logging import configure
-        from orchestrator.simulator import serve
+        from orchestrator.simulator import SimulatorConfig, serve
 
         configure(args.log_format or "auto", args.log_level or "info")
+        if args.config is not None:
+            _check_simulator_config(args.config, SimulatorConfig)
         await serve(
             host=args.host, port=args.port, config_path=args.config, time_scale=args.time_scale
         )
@@ -183,6 +185,28 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
         return await retry_command(settings, args.file_id)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+
+
+def _check_simulator_config(path: Path, config_cls: Any) -> None:
+    """Load the simulator's TOML file once so a bad one is one clear line, not a traceback.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or holds an invalid value.
+    """
+    import tomllib
+
+    from pydantic import ValidationError
+
+    try:
+        config_cls.from_toml(path)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "simulator"
+        raise ConfigError(f"simulator.{key}", first["msg"]) from None
 
 
 def _causes(exc: BaseException) -> list[str]:
