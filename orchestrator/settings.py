@@ -103,8 +103,13 @@ class MarketoSettings(_Section):
         """Return the client secret from ``client_secret`` or ``client_secret_file``.
 
         Raises:
-            ConfigError: neither is set, or the file cannot be read or is empty.
+            ConfigError: no ``client_id``; neither secret setting is set; or the file cannot
+                be read or is empty.
         """
+        if not self.client_id.strip():
+            raise ConfigError(
+                "marketo.client_id", "missing: set LEADFLOW_MARKETO__CLIENT_ID or marketo.client_id"
+            )
         if self.client_secret is not None and self.client_secret.get_secret_value():
             return self.client_secret.get_secret_value()
         if self.client_secret_file is not None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from daemon_sim import SimHandle
+from daemon_sim import MakeSim, SimHandle
 
 from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorConfig, create_app
 
 #: Simulated seconds per real second in these tests.
 TIME_SCALE = 20.0
-
-MakeSim = Callable[..., Awaitable[SimHandle]]
 
 
 @pytest.fixture

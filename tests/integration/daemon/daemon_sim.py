@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,3 +168,7 @@ def slot_utilisation(batches: list[dict[str, Any]], start: float, end: float) ->
         hi = min(b["finished_at"] if b["finished_at"] is not None else end, end)
         busy += max(0.0, hi - lo)
     return busy / (2 * (end - start))
+
+
+#: The ``make_sim`` fixture's type: builds a simulator on a loopback TestServer.
+MakeSim = Callable[..., Awaitable[SimHandle]]

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import MakeSim
-from daemon_sim import SplitIntake, ours, write_lead_files
+from daemon_sim import MakeSim, SplitIntake, ours, write_lead_files
 from structlog.testing import capture_logs as _capture_logs
 
 from orchestrator.daemon import Daemon, DaemonCrashed

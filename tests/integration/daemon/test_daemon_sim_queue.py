@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from conftest import MakeSim
 from daemon_sim import (
+    MakeSim,
     SimHandle,
     SplitIntake,
     max_outstanding,

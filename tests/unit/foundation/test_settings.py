@@ -91,14 +91,19 @@ def test_invalid_setting_names_the_key(overrides: dict[str, object], key: str) -
     assert info.value.key == key
 
 
-def test_missing_secret_and_secret_file(tmp_path: Path) -> None:
+def test_missing_client_id_secret_and_secret_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load_settings().marketo.secret()
+        load_settings(None, {"marketo": {"client_secret": "x"}}).marketo.secret()
+    assert info.value.key == "marketo.client_id"
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"marketo": {"client_id": "id"}}).marketo.secret()
     assert info.value.key == "marketo.client_secret"
     secret_file = write(tmp_path / "secret", "s3cr3t-value\n")
-    s = load_settings(None, {"marketo": {"client_secret_file": str(secret_file)}})
+    s = load_settings(None, {"marketo": {"client_id": "id", "client_secret_file": str(secret_file)}})
     assert s.marketo.secret() == "s3cr3t-value"
-    s = load_settings(None, {"marketo": {"client_secret_file": str(tmp_path / "missing")}})
+    s = load_settings(
+        None, {"marketo": {"client_id": "id", "client_secret_file": str(tmp_path / "missing")}}
+    )
     with pytest.raises(ConfigError) as info:
         s.marketo.secret()
     assert info.value.key == "marketo.client_secret_file"
