@@ -21,7 +21,7 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 
 
-def _parse_set(values: list[str]) -> dict[str, Any]:
+def parse_set_flags(values: list[str]) -> dict[str, Any]:
     """Turn ``--set section.key=value`` flags into a nested dict of overrides."""
     overrides: dict[str, Any] = {}
     for item in values:
@@ -135,7 +135,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     Raises:
         ConfigError: an invalid or missing setting.
     """
-    overrides = _parse_set(args.overrides)
+    overrides = parse_set_flags(args.overrides)
     if args.log_format:
         overrides.setdefault("log", {})["format"] = args.log_format
     if args.log_level:

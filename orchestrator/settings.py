@@ -368,11 +368,12 @@ class _AliasEnvSource(PydanticBaseSettingsSource):
         return {"import": found} if found else {}
 
 
-def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``extra`` merged in, nested mappings key by key (extra wins)."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -424,7 +425,7 @@ def load_settings(
             raise ConfigError("config", f"{path} is not valid TOML: {exc}") from exc
     token = _config_file.set(path)
     try:
-        return Settings(**_deep_merge({}, overrides or {}))
+        return Settings(**deep_merge({}, overrides or {}))
     except ValidationError as exc:
         raise _describe_error(exc) from None
     finally:

@@ -38,7 +38,7 @@ from orchestrator.demo.summary import (
     render_summary,
 )
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import Settings, deep_merge, load_settings
 from orchestrator.store import Store
 
 log = structlog.get_logger(__name__)
@@ -98,16 +98,6 @@ def prepare_dir(demo_dir: Path) -> None:
     (demo_dir / MARKER).write_text("created by `leadflow demo`; deleted on its next run\n")
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def demo_settings(
     demo_dir: Path,
     base_url: str,
@@ -129,8 +119,8 @@ def demo_settings(
     path = config or find_demo_config()
     overrides: dict[str, Any] = {} if path is not None else dict(DEMO_DEFAULTS)
     if small and "max_upload_bytes" not in user.get("limits", {}):
-        overrides = _merge(overrides, {"limits": {"max_upload_bytes": SMALL_MAX_UPLOAD_BYTES}})
-    overrides = _merge(overrides, user)
+        overrides = deep_merge(overrides, {"limits": {"max_upload_bytes": SMALL_MAX_UPLOAD_BYTES}})
+    overrides = deep_merge(overrides, user)
     forced = {
         "marketo": {
             "base_url": base_url, "identity_url": None, "client_id": "leadflow-sim",
@@ -143,7 +133,7 @@ def demo_settings(
         },
     }
     # environ={}: a LEADFLOW_CONFIG meant for production must not leak into the demo.
-    return load_settings(path, _merge(overrides, forced), environ={})
+    return load_settings(path, deep_merge(overrides, forced), environ={})
 
 
 async def start_simulator(
@@ -297,9 +287,9 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _user_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from orchestrator.cli import _parse_set
+    from orchestrator.cli import parse_set_flags
 
-    user = _parse_set(list(getattr(args, "overrides", None) or []))
+    user = parse_set_flags(list(getattr(args, "overrides", None) or []))
     if getattr(args, "log_level", None):
         user.setdefault("log", {})["level"] = args.log_level
     return user
