@@ -78,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser(
         "status", parents=[common], help="show files, batches, slots and calls from the database"
     )
-    status.add_argument("--json", action="store_true", help="print JSON")
+    fmt = status.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="print Prometheus metrics (e.g. for node_exporter's textfile collector)",
+    )
 
     submit = sub.add_parser(
         "submit", parents=[common], help="copy a file into the inbox (optionally a route's folder)"
@@ -171,7 +177,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         from orchestrator.status import status_command
 
-        return await status_command(settings, as_json=args.json)
+        return await status_command(settings, as_json=args.json, prometheus=args.prometheus)
     if args.command == "run":
         from orchestrator.daemon import run_daemon
 

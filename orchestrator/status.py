@@ -87,9 +87,21 @@ def render_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def status_command(settings: Settings, *, as_json: bool = False) -> int:
-    """Print the status of the database in ``settings``. Returns the exit code."""
+async def status_command(
+    settings: Settings, *, as_json: bool = False, prometheus: bool = False
+) -> int:
+    """Print the status of the database in ``settings``. Returns the exit code.
+
+    Args:
+        as_json: print one JSON object instead of lines for a person.
+        prometheus: print Prometheus exposition text (``orchestrator.metrics``).
+    """
     async with Store.open(settings.paths.database) as store:
         data = await collect_status(store, settings, time.time())
-    print_out(json.dumps(data, indent=2) if as_json else render_status(data))
+    if prometheus:
+        from orchestrator.metrics import render_prometheus
+
+        print_out(render_prometheus(data).rstrip("\n"))
+    else:
+        print_out(json.dumps(data, indent=2) if as_json else render_status(data))
     return 0

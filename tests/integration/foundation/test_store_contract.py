@@ -230,3 +230,8 @@ async def test_status_and_migrate_commands(
     assert data["slots"] == {"in_use": 0, "budget": 10}
     assert await cli(["status"]) == 0
     assert "uploads:  queued 2" in capsys.readouterr().out
+    assert await cli(["status", "--prometheus"]) == 0
+    metrics = capsys.readouterr().out
+    assert 'leadflow_uploads{status="queued"} 2.0' in metrics
+    assert "leadflow_import_slots_budget 10.0" in metrics
+    assert "leadflow_oldest_batch_age_seconds 0.0" in metrics

@@ -1,0 +1,62 @@
+"""Metrics: the status figures in Prometheus' text format (``leadflow status --prometheus``).
+
+Built with ``prometheus_client`` from the dict that ``status.collect_status`` returns, so a
+node_exporter textfile collector (or any scraper of a file) can watch leadflow without the
+daemon serving HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+
+def render_prometheus(data: dict[str, Any]) -> str:
+    """Return Prometheus exposition text for a ``collect_status`` dict.
+
+    Metrics: ``leadflow_files{status}``, ``leadflow_uploads{status}``,
+    ``leadflow_import_slots_in_use``, ``leadflow_import_slots_budget``,
+    ``leadflow_api_calls_today{endpoint}``, ``leadflow_api_errors_today{endpoint}``,
+    ``leadflow_daily_call_budget``, ``leadflow_oldest_batch_age_seconds`` (0 when none).
+    """
+    registry = CollectorRegistry()
+    files = Gauge("leadflow_files", "Input files by status", ["status"], registry=registry)
+    for status, count in data["counts"]["files"].items():
+        files.labels(status=status).set(count)
+    uploads = Gauge("leadflow_uploads", "Uploads by status", ["status"], registry=registry)
+    for status, count in data["counts"]["uploads"].items():
+        uploads.labels(status=status).set(count)
+    Gauge(
+        "leadflow_import_slots_in_use",
+        "Our jobs queued-or-importing at Marketo",
+        registry=registry,
+    ).set(data["slots"]["in_use"])
+    Gauge(
+        "leadflow_import_slots_budget", "limits.import_slots", registry=registry
+    ).set(data["slots"]["budget"])
+    calls = Gauge(
+        "leadflow_api_calls_today",
+        "API calls on the current Marketo day (America/Chicago)",
+        ["endpoint"],
+        registry=registry,
+    )
+    errors = Gauge(
+        "leadflow_api_errors_today",
+        "API calls answered with an error on the current Marketo day",
+        ["endpoint"],
+        registry=registry,
+    )
+    for endpoint, usage in data["calls_today"]["by_endpoint"].items():
+        calls.labels(endpoint=endpoint).set(usage["calls"])
+        errors.labels(endpoint=endpoint).set(usage["errors"])
+    Gauge(
+        "leadflow_daily_call_budget", "limits.daily_call_budget", registry=registry
+    ).set(data["calls_today"]["budget"])
+    ages = [b["age_s"] for b in data["batches"]]
+    Gauge(
+        "leadflow_oldest_batch_age_seconds",
+        "Age of the oldest batch still at Marketo, seconds",
+        registry=registry,
+    ).set(max(ages, default=0.0))
+    return generate_latest(registry).decode("utf-8")
