@@ -24,6 +24,7 @@ from orchestrator.intake.duplicates import DuplicateCounter, partitions_for
 from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding, utf8_damage
 from orchestrator.intake.fields import Catalogue
 from orchestrator.intake.header import HeaderMap, map_header
+from orchestrator.intake.lines import LineFeed, canonical
 from orchestrator.intake.reasons import Unimportable, empty
 from orchestrator.intake.rows import RowRules, read_batch
 from orchestrator.intake.sniff import DELIMITERS, sniff_delimiter, split_header
@@ -145,7 +146,7 @@ def prepare_file(source: Path, work_dir: Path, scan: SourceScan, spec: PrepareSp
         ) from exc
 
 
-def _read_header(text: TextIO) -> tuple[str, int]:
+def _read_header(text: LineFeed) -> tuple[str, int]:
     """Return the first non-blank record's text (without its line break) and its last line."""
     line_no = 0
     while True:
@@ -175,7 +176,8 @@ def scan_size(source: Path) -> int:
 def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: PrepareSpec) -> Prepared:
     size_bytes = scan_size(source)
     catalogue = spec.catalogue
-    with open(source, encoding=codec, newline="", errors="strict") as text:
+    with open(source, "rb") as binary:
+        text = LineFeed(binary, codec)
         header_line, header_end = _read_header(text)
 
         def all_known(columns: list[str]) -> bool:
@@ -194,6 +196,7 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
         try:
             total = _rows(
                 reader,
+                text if delimiter == "," else None,
                 header_end,
                 hmap,
                 spec,
@@ -229,6 +232,7 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
 
 def _rows(
     reader: Any,
+    feed: LineFeed | None,
     header_end: int,
     hmap: HeaderMap,
     spec: PrepareSpec,
@@ -237,7 +241,12 @@ def _rows(
     rejections: _Rejections,
     dups: DuplicateCounter,
 ) -> int:
-    """Read records in batches, classify them, write the good ones. Returns data records."""
+    """Read records in batches, classify them, write the good ones. Returns data records.
+
+    ``feed`` (comma-separated sources only) gives the source text of a batch whose every
+    record is accepted; when that text is already what the writer would write, it is
+    written as it is.
+    """
     width = len(hmap.names)
 
     def reject(line: int, row: list[str], reason: str) -> None:
@@ -255,12 +264,21 @@ def _rows(
     )
     start = header_end + 1
     while True:
+        first = start - 1  # lines are numbered from 0 in the feed, from 1 in reports
         batch, starts, start = read_batch(reader, start, header_end + 1, BATCH_ROWS)
         if not batch:
             return rules.total
         good, lines = rules.batch(batch, starts)
+        raw = None
+        if feed is not None:
+            if good is batch:
+                raw = feed.text(first, start - 1)
+                if not canonical(raw):
+                    raw = None
+            else:
+                feed.forget(start - 1)
         if good:
-            for line, record, why in splitter.add(good, list(lines)):
+            for line, record, why in splitter.add(good, list(lines), raw):
                 reject(line, record, why)
         dups.checkpoint()
 

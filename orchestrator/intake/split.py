@@ -95,16 +95,27 @@ class UploadSplitter:
         self._size = 0
         self._lines: array[int] = array("I")
 
-    def add(self, rows: list[list[str]], lines: list[int]) -> list[tuple[int, list[str], str]]:
+    def add(
+        self, rows: list[list[str]], lines: list[int], raw: str | None = None
+    ) -> list[tuple[int, list[str], str]]:
         """Write a batch of records (with their source line numbers) in order.
+
+        Args:
+            rows: the records.
+            lines: the source line on which each starts.
+            raw: the records' text exactly as the CSV writer would write it, if known
+                (``lines.canonical``): written as it is, which saves writing them again.
 
         Returns:
             ``(line, record, reason)`` for each record too large for any upload (not written).
         """
         buf = self._buf
-        self._writer.writerows(rows)
+        if raw is None:
+            self._writer.writerows(rows)
+            data = "".join(buf).encode("utf-8")
+        else:
+            data = raw.encode("utf-8")
         rejected: list[tuple[int, list[str], str]] = []
-        data = "".join(buf).encode("utf-8")
         if self._out is None and len(self.header_bytes) + len(data) <= self.budget:
             self._open()
         if self._out is not None and self._size + len(data) <= self.budget:
@@ -112,6 +123,8 @@ class UploadSplitter:
             self._size += len(data)
             self._lines.extend(lines)
         else:
+            if raw is not None:
+                self._writer.writerows(rows)
             for text, row, line in zip(buf, rows, lines, strict=True):
                 record = text.encode("utf-8")
                 if len(self.header_bytes) + len(record) > self.budget:
