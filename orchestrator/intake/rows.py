@@ -86,6 +86,7 @@ class RowRules:
         self.width = width
         self.lookup = lookup
         self.nulls = frozenset(null_tokens) | {""}
+        self._folded_nulls = frozenset(map(str.lower, self.nulls))
         self.no_lookup = lookup_not_found(lookup_field)
         self.typed = typed
         self.fold = fold
@@ -109,12 +110,16 @@ class RowRules:
         if set(map(len, batch)) != {self.width}:
             return None
         keys = list(map(str.strip, map(self._key, batch)))
-        if not self.nulls.isdisjoint(keys):
+        if self.fold:  # lower-cased first: a key that is a null token is one lower-cased too
+            keys = list(map(str.lower, keys))
+            if not self._folded_nulls.isdisjoint(keys):
+                return None
+        elif not self.nulls.isdisjoint(keys):
             return None
         for index, fast, _check, _reason in self.typed:
             if not all(map(fast, map(itemgetter(index), batch))):
                 return None
-        return list(map(str.lower, keys)) if self.fold else keys
+        return keys
 
     def _slow(
         self, batch: list[list[str]], starts: Sequence[int]
