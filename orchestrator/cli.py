@@ -157,9 +157,15 @@ async def _dispatch(args: argparse.Namespace) -> int:
         configure(args.log_format or "auto", args.log_level or "info")
         if args.config is not None:
             _check_simulator_config(args.config, SimulatorConfig)
-        await serve(
-            host=args.host, port=args.port, config_path=args.config, time_scale=args.time_scale
-        )
+        try:
+            await serve(
+                host=args.host, port=args.port, config_path=args.config, time_scale=args.time_scale
+            )
+        except OSError as exc:
+            raise OrchestratorError(
+                f"the simulator cannot listen on {args.host}:{args.port}: "
+                f"{exc.strerror or exc} (another process uses it? try --port)"
+            ) from exc
         return EXIT_OK
     if args.command == "demo":
         from orchestrator.demo import run_demo

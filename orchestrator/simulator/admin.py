@@ -93,9 +93,16 @@ async def reset(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+def _public_settings(config: Any) -> dict[str, Any]:
+    """The configuration as JSON, with the client secret masked (it is a credential)."""
+    data: dict[str, Any] = config.model_dump(mode="json")
+    data["client_secret"] = "***"
+    return data
+
+
 async def get_settings(request: web.Request) -> web.Response:
-    """``GET /_sim/settings``: the current `SimulatorConfig` as JSON."""
-    return _json(_sim(request).config.model_dump(mode="json"))
+    """``GET /_sim/settings``: the current `SimulatorConfig` as JSON (secret masked)."""
+    return _json(_public_settings(_sim(request).config))
 
 
 async def patch_settings(request: web.Request) -> web.Response:
@@ -105,7 +112,7 @@ async def patch_settings(request: web.Request) -> web.Response:
         config = _sim(request).update_settings(body)
     except ValidationError as exc:
         return _bad("invalid settings", json.loads(exc.json(include_url=False)))
-    return _json(config.model_dump(mode="json"))
+    return _json(_public_settings(config))
 
 
 async def foreign_jobs(request: web.Request) -> web.Response:

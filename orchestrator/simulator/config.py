@@ -60,7 +60,7 @@ STRING_TYPES = frozenset(
 class FieldSpec(BaseModel):
     """One field of the catalogue, as returned by Describe (contract 8.7)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: REST API name, matched exactly (case-sensitive) against upload headers.
     name: str
@@ -131,7 +131,7 @@ STANDARD_LOOKUP_FIELDS = frozenset(
 class CustomObjectSpec(BaseModel):
     """A custom object type that accepts bulk imports (contract 4.2)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Fields of the object; unknown header columns are ignored, as in ADOC-co.
     fields: tuple[FieldSpec, ...]
@@ -158,7 +158,7 @@ def _default_custom_objects() -> dict[str, CustomObjectSpec]:
 class FaultConfig(BaseModel):
     """Injected faults (contract 8.9); all off by default. Probabilities are in [0, 1]."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Probability of an HTTP 500 with an HTML body on an API call (not identity).
     http_500_probability: float = Field(0.0, ge=0, le=1)

@@ -35,3 +35,22 @@ async def test_bad_simulator_config_is_one_line_exit_2(
     path.write_text("max_queued = [\n", encoding="utf-8")
     assert await cli(["simulator", "--config", str(path)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_typo_in_faults_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sim.toml"
+    path.write_text("[faults]\nhttp_500_probabilty = 0.1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="http_500_probabilty"):
+        SimulatorConfig.from_toml(path)
+
+
+async def test_port_in_use_is_one_line_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert await cli(["simulator", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot listen on 127.0.0.1:" in err and "Traceback" not in err
