@@ -6,6 +6,7 @@ for every file. A failed refresh keeps the stale catalogue; with none at all, fi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -42,16 +43,22 @@ class CatalogueCache:
         self._catalogue: Catalogue | None = None
         self._fetched_at = 0.0
         self._failed_at = float("-inf")
+        self._lock = asyncio.Lock()
 
     async def get(self) -> Catalogue:
         """Return the catalogue, fetching it when missing or older than ``refresh_s``.
 
-        A failed fetch is not retried before ``retry_s`` has passed; a stale catalogue is
-        returned meanwhile.
+        Concurrent callers share one fetch (a lock), so preparing several files at once costs
+        one describe call. A failed fetch is not retried before ``retry_s`` has passed; a
+        stale catalogue is returned meanwhile.
 
         Raises:
             CatalogueUnavailable: no catalogue yet and the fetch failed (now or moments ago).
         """
+        async with self._lock:
+            return await self._get()
+
+    async def _get(self) -> Catalogue:
         now = self.clock()
         if self._catalogue is not None and now - self._fetched_at < self.refresh_s:
             return self._catalogue
