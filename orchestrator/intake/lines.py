@@ -38,9 +38,11 @@ _CANONICAL = re.compile(rf"(?:{_FIELD}(?:,{_FIELD})*+\r\n)*+")
 def split_lines(text: str) -> list[str]:
     """Split ``text`` where a text file opened with ``newline=""`` ends its lines."""
     lines = text.splitlines(keepends=True)
-    breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+    # splitlines breaks at least where the file would (CRLF, CR, LF: at least max(LFs, CRs)
+    # breaks); when it made no more breaks than that, it made exactly the same ones.
+    breaks = max(text.count("\n"), text.count("\r"))
     if len(lines) == breaks + (not text.endswith(("\n", "\r"))):
-        return lines  # splitlines broke the text at CR and LF only
+        return lines
     return _LINE.findall(text)
 
 
