@@ -16,7 +16,10 @@ then cancelled; every state change is already committed, so nothing else needs s
 loops wait on "new work, tick or stop" (asyncio events), never on fixed sleeps.
 
 ``--once`` drains: it takes what is in the inbox, waits until every upload is terminal and
-every file has its report (``reported_at`` set), then returns.
+every file has its report (``reported_at`` set), then returns. It first gets a token
+(``daemon_auth.check_credentials``): refused credentials or an unreachable identity endpoint
+end it with exit 1 and one line. Without ``--once`` a refusal pauses work instead
+(``daemon_auth.AuthGate``) until identity grants a token again.
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ from typing import Any, Protocol, Self
 
 import structlog
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.daemon_auth import (
+    AUTH_RETRY_FACTOR,
+    AuthGate,
+    CredentialsRefused,
+    MarketoUnreachable,
+    check_credentials,
+    refused_message,
+)
+from orchestrator.errors import ApiError, AuthError, OrchestratorError
 from orchestrator.models import FileStatus, UploadStatus
 from orchestrator.poller import Poller
 from orchestrator.scheduler import UNCERTAIN_CODE, Scheduler, wait_any
@@ -94,6 +105,8 @@ class Daemon:
         reporter_factory: builds the reporter from ``(store, client)`` (tests); by default
             ``Reporter(settings, store, client, clock)``.
         handle_signals: install SIGTERM/SIGINT handlers while ``run`` runs.
+        auth_retry_s: seconds between identity calls while the credentials are refused
+            (default ``polling.max_interval_s * 10``).
 
     Raises:
         DatabaseLocked: from ``__aenter__`` when another daemon uses the database.
@@ -108,6 +121,7 @@ class Daemon:
         intake_factory: Callable[[Store, Any], IntakeLike] | None = None,
         reporter_factory: Callable[[Store, Any], ReporterLike] | None = None,
         handle_signals: bool = True,
+        auth_retry_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -122,6 +136,12 @@ class Daemon:
         self.inbox_taken = asyncio.Event()
         self._force = asyncio.Event()
         self.stop_reason = "running"
+        self.once = False
+        self.auth_retry_s = (
+            auth_retry_s if auth_retry_s is not None
+            else settings.polling.max_interval_s * AUTH_RETRY_FACTOR
+        )
+        self.gate: AuthGate
         self._stack = AsyncExitStack()
         self.store: Store
         self.scheduler: Scheduler
@@ -130,6 +150,8 @@ class Daemon:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             self.settings.paths.ensure()
+            for route in self.settings.routes:
+                (self.settings.paths.inbox / route.subfolder).mkdir(parents=True, exist_ok=True)
             self.store = await stack.enter_async_context(
                 Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
             )
@@ -139,14 +161,18 @@ class Daemon:
                 self.client = await stack.enter_async_context(
                     MarketoClient(self.settings, store=self.store, clock=self.clock)
                 )
+            self.gate = AuthGate(
+                self.client, self.store, retry_s=self.auth_retry_s,
+                database=self.settings.paths.database, on_refused=self._refused,
+            )
+            stack.callback(self.gate.close)
             if self._intake_factory is not None:
                 self.intake = self._intake_factory(self.store, self.client)
             else:
                 # Imported by name: the daemon only needs the interface in docs/design.md.
                 intake_cls = importlib.import_module("orchestrator.intake").Intake
                 self.intake = intake_cls(
-                    self.settings, self.store, describe=self.client.describe_leads,
-                    clock=self.clock,
+                    self.settings, self.store, describe=self._describe, clock=self.clock,
                 )
             if self._reporter_factory is not None:
                 self.reporter = self._reporter_factory(self.store, self.client)
@@ -191,6 +217,44 @@ class Daemon:
             log.warning("daemon_stopping_now", reason=reason)
             self._force.set()
 
+    def _refused(self) -> None:
+        """The gate closed: ``--once`` stops (exit 1); the daemon pauses and retries."""
+        if self.once:
+            self.stop("auth_failed")
+
+    async def _describe(self) -> Any:
+        """``client.describe_leads`` for intake, waiting while the credentials are refused."""
+        while True:
+            if not await self.gate.wait_open(self.stop_event):
+                raise AuthError("401", "stopped while the credentials are refused")
+            try:
+                return await self.client.describe_leads()
+            except AuthError as exc:
+                await self.gate.refused(exc)
+
+    async def _check_start(self, once: bool) -> None:
+        """Get a token before any work: fatal with ``once``, a pause otherwise."""
+        if getattr(self.client, "tokens", None) is None:
+            return  # a test double without a token manager
+        if once:
+            await check_credentials(self.client)
+            return
+        try:
+            await self.client.tokens.get()
+        except AuthError as exc:
+            await self.gate.refused(exc)
+        except ApiError as exc:
+            log.warning("auth_check_failed", error=exc.message)
+
+    async def _supervised(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run a loop; after a refusal, wait for the gate to open again and restart it."""
+        while await self.gate.wait_open(self.stop_event):
+            try:
+                await make()
+                return
+            except AuthError as exc:
+                await self.gate.refused(exc)
+
     def on_enqueued(self, *args: Any, **kwargs: Any) -> None:
         """Callback for intake: new uploads or a finished file are in the store."""
         self.scheduler.work.set()
@@ -212,8 +276,11 @@ class Daemon:
                 except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
                     pass
         started = self.clock()
+        self.once = once
         log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
+        gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
         try:
+            await self._check_start(once)
             try:
                 await self.recover()
             except (OrchestratorError, OSError, sqlite3.Error) as exc:
@@ -221,11 +288,18 @@ class Daemon:
                               error=f"{type(exc).__name__}: {exc}")
                 raise DaemonCrashed(f"recovery failed: {type(exc).__name__}: {exc}") from exc
             await self._run_loops(once)
+            if once and self.gate.refusal is not None:
+                self.stop_reason = "auth_failed"
+                raise CredentialsRefused(refused_message(self.gate.refusal, self.gate.url))
         except BaseException as exc:
+            if self.stop_reason == "running" and isinstance(exc, (CredentialsRefused,
+                                                                   MarketoUnreachable)):
+                self.stop_reason = "auth_failed"
             if self.stop_reason == "running":
                 self.stop_reason = "crashed" if isinstance(exc, Exception) else "cancelled"
             raise
         finally:
+            gate_task.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
             counts = await _safe_counts(self.store)
@@ -266,14 +340,16 @@ class Daemon:
 
     async def _run_loops(self, once: bool) -> None:
         grace = self.settings.daemon.shutdown_grace_s
-        loops: dict[str, Coroutine[Any, Any, Any]] = {
-            "scheduler": self.scheduler.run(self.stop_event),
-            "poller": self.poller.run(self.stop_event),
-            "reporter": self._report_loop(),
-            "intake": self._drain_inbox() if once else self.intake.run(
-                self.stop_event, on_enqueued=self.on_enqueued
+        stop = self.stop_event
+        makers: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+            "scheduler": lambda: self.scheduler.run(stop),
+            "poller": lambda: self.poller.run(stop),
+            "reporter": self._report_loop,
+            "intake": self._drain_inbox if once else lambda: self.intake.run(
+                stop, on_enqueued=self.on_enqueued
             ),
         }
+        loops = {name: self._supervised(make) for name, make in makers.items()}
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
@@ -291,7 +367,8 @@ class Daemon:
         """After stop: give the loops ``grace`` seconds to finish their call, then cancel."""
         await self.stop_event.wait()
         clock = asyncio.get_running_loop().time
-        deadline = clock() + grace
+        began = clock()
+        deadline = began + grace
         force = asyncio.ensure_future(self._force.wait())
         try:
             while True:
@@ -304,13 +381,15 @@ class Daemon:
         finally:
             force.cancel()
         pending = [t for t in tasks if not t.done()]
+        used = round(min(clock() - began, grace), 3)
         for task in pending:
-            log.warning("loop_cancelled_after_grace", loop=task.get_name(), grace_s=grace)
+            log.warning("loop_cancelled_after_grace", loop=task.get_name(), grace_s=used,
+                        configured_grace_s=grace, cut_short=self._force.is_set())
             task.cancel()
 
     async def _report_loop(self) -> None:
         tick = self.settings.daemon.idle_tick_s
-        while not self.stop_event.is_set():
+        while await self.gate.wait_open(self.stop_event):
             ok = await self._report_pass()
             timeout = tick if ok else self.settings.daemon.results_retry_s
             await wait_any((self.stop_event, self.report_wake), timeout)
@@ -319,6 +398,9 @@ class Daemon:
     async def _report_pass(self) -> bool:
         try:
             await self.reporter.report_ready()
+        except AuthError as exc:
+            await self.gate.refused(exc)
+            return False
         except (asyncio.CancelledError, OrchestratorError):
             raise
         except Exception as exc:

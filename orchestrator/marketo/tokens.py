@@ -213,6 +213,7 @@ class TokenManager:
                 log.info("token_expiring", expires_in=answer.expires_in)
                 await self._sleep(answer.expires_in + WAIT_PAD_S)
                 continue
+            self._auth_logged = False  # a later refusal is logged again
             now = self._clock()
             same = answer.token == self._token
             self._token = answer.token
