@@ -7,6 +7,7 @@ Every duration is in seconds and accepts fractions, so tests and the demo can ru
 
 from __future__ import annotations
 
+import codecs
 import contextvars
 import os
 import re
@@ -201,10 +202,23 @@ class IntakeSettings(_Section):
     rescan_interval_s: PositiveFloat = 10.0
     #: Detect the encoding of a file that is neither BOM-marked nor UTF-8; if false, reject it.
     allow_encoding_guess: bool = True
+    #: Encoding of files that are neither BOM-marked nor valid UTF-8 (a Python codec name such
+    #: as ``cp1252`` or ``cp1250``); None detects it (Windows-1252 preferred among Latin pages).
+    encoding: str | None = None
     #: Values that count as empty in the lookup column (compared after trimming).
     null_tokens: tuple[str, ...] = ("NULL", "null", "undefined", "#N/A", "N/A", "None")
     #: Seconds the lead describe (field catalogue) is cached before it is fetched again.
     describe_refresh_s: PositiveFloat = 86_400.0
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return codecs.lookup(value.strip()).name
+        except LookupError:
+            raise ValueError(f"not a known encoding: {value!r}") from None
 
 
 class ImportKind(StrEnum):

@@ -51,6 +51,7 @@ class PrepareSpec:
         max_upload_bytes: ``limits.max_upload_bytes``.
         null_tokens: lookup values that count as empty (compared after trimming).
         allow_encoding_guess: ``intake.allow_encoding_guess``.
+        encoding: ``intake.encoding`` (None: guess).
     """
 
     catalogue: Catalogue | None
@@ -58,6 +59,7 @@ class PrepareSpec:
     max_upload_bytes: int
     null_tokens: Collection[str] = ()
     allow_encoding_guess: bool = True
+    encoding: str | None = None
 
 
 @dataclass(slots=True)
@@ -135,14 +137,17 @@ def prepare_file(source: Path, work_dir: Path, scan: SourceScan, spec: PrepareSp
             f"The file is UTF-8 but {damage.bad} byte {noun} not (first at offset {offset}): "
             "it looks damaged; fix those bytes or save it as UTF-8 again."
         )
-    codec, label = guess_encoding(source, offset, allow_guess=spec.allow_encoding_guess)
-    log.info("encoding_guessed", encoding=label, first_bad_byte=offset)
+    codec, label = guess_encoding(
+        source, offset, allow_guess=spec.allow_encoding_guess, forced=spec.encoding
+    )
+    log.info("encoding_guessed", encoding=label, first_bad_byte=offset, forced=bool(spec.encoding))
     try:
         return _prepare(source, work_dir, codec, label, spec)
     except UnicodeDecodeError as exc:
         clean_work_dir(work_dir)
         raise Unimportable(
-            f"The file is neither UTF-8 nor {label} (the guessed encoding); save it as UTF-8."
+            f"The file is neither UTF-8 nor {label} "
+            f"({'intake.encoding' if spec.encoding else 'the guessed encoding'}); save it as UTF-8."
         ) from exc
 
 

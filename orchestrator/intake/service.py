@@ -273,6 +273,7 @@ class Intake:
                 max_upload_bytes=self.settings.limits.max_upload_bytes,
                 null_tokens=self.settings.intake.null_tokens,
                 allow_encoding_guess=self.settings.intake.allow_encoding_guess,
+                encoding=self.settings.intake.encoding,
             )
             scanned, early = await asyncio.to_thread(scan_and_prepare_small, source, spec)
             scan = scanned
