@@ -10,7 +10,12 @@ taken only by ``leadflow run``), so they are safe while a daemon runs.
 - ``retry FILE_ID`` re-queues the uploads of a ``partial`` (or ``rejected``) file that failed
   or were rejected at Marketo: the source goes back from the archive into the work folder, the
   uploads go ``failed|rejected -> queued`` with their failure counters cleared, and the file goes
-  back to ``queued``; its results folder is rewritten when the uploads finish. A file rejected
+  back to ``queued``; its results folder is rewritten when the uploads finish. Each re-queued
+  upload's Marketo options (``lookupField``, ``listId``, ``partitionName``, ``programId``,
+  ``programMemberStatus``, ``objectApiName``, ``format``) are derived again from the CURRENT
+  settings of the file's route (the ``import`` section for the inbox root), so a setting fixed
+  after the failure is used; a route no longer in the settings is exit 2. A file whose bytes
+  were imported since as another file is not re-queued (exit 1, naming that file). A file rejected
   with nothing to re-send (rejected by intake, or every row rejected) is moved from
   ``paths.rejected`` back into the inbox, where it is taken as a new file (new id, new report).
 
@@ -28,12 +33,13 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from orchestrator.cli_output import print_out
 from orchestrator.errors import InvalidTransition
 from orchestrator.models import FileRecord, FileStatus, UploadStatus
 from orchestrator.results_write import DEAD_UPLOADS, archive_name, results_dir_name
-from orchestrator.settings import Settings
+from orchestrator.settings import ImportKind, ImportSettings, Settings
 from orchestrator.store import Store
 
 EXIT_OK = 0
@@ -175,13 +181,61 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
                 f"{label}: cannot re-send uploads {missing}: their prepared files are gone "
                 f"from {settings.paths.work}"
             )
-        return await _requeue(store, file, [u.id for u in dead], label)
+        derived = _current_options(settings, file)
+        if isinstance(derived, str):
+            return EXIT_USAGE, derived
+        kind, options = derived
+        if any(u.kind != kind for u in dead):
+            return EXIT_NOTHING, (
+                f"{label}: its route {file.route!r} now imports {kind}, its prepared uploads "
+                f"are {dead[0].kind}: submit the file again instead"
+            )
+        twin = await _imported_twin(store, file)
+        if twin is not None:
+            return EXIT_NOTHING, twin
+        return await _requeue(store, file, [u.id for u in dead], label, options)
     if file.status is FileStatus.PARTIAL:
         return EXIT_NOTHING, (
             f"{label} has no failed uploads: nothing to retry; the rows that were not imported "
             f"are listed in {results / 'failures.csv'}: fix them and submit them as a new file"
         )
     return await _retake(settings, store, file, label)
+
+
+def _current_options(settings: Settings, file: FileRecord) -> tuple[str, dict[str, Any]] | str:
+    """Return ``(kind, Marketo options)`` from the current settings of the file's route.
+
+    Returns:
+        A one-line error instead when the file's route is no longer in the settings.
+    """
+    from orchestrator.intake.uploads import upload_options
+
+    source: ImportSettings
+    if file.route is None:
+        source, kind = settings.import_, ImportKind.LEADS
+    else:
+        route = next((r for r in settings.routes if r.name == file.route), None)
+        if route is None:
+            known = ", ".join(r.name for r in settings.routes) or "none configured"
+            return (
+                f"leadflow: file {file.id} came through route {file.route!r}, which is no "
+                f"longer in the settings (known routes: {known}): restore it to retry"
+            )
+        source, kind = route, route.kind
+    return kind.value, upload_options(source, kind, source.lookup_field)
+
+
+async def _imported_twin(store: Store, file: FileRecord) -> str | None:
+    """Return why ``file`` cannot be re-queued when its bytes were imported since, or None."""
+    if not file.sha256:
+        return None
+    twin = await store.imported_file_with_sha(file.sha256)
+    if twin is None or twin.id == file.id:
+        return None
+    return (
+        f"file {file.id} ({file.name}): the same bytes were imported since as file {twin.id} "
+        f"({twin.name}, {twin.status.value}); nothing to retry here (see `leadflow status`)"
+    )
 
 
 def _move(source: Path, dest: Path) -> None:
@@ -195,9 +249,15 @@ def _move(source: Path, dest: Path) -> None:
 
 
 async def _requeue(
-    store: Store, file: FileRecord, upload_ids: list[int], label: str
+    store: Store, file: FileRecord, upload_ids: list[int], label: str, options: dict[str, Any]
 ) -> tuple[int, str]:
     info = dict(file.info)
+    found = info.get("route")
+    route_info: dict[str, Any] = found if isinstance(found, dict) else {}
+    info["route"] = {"name": route_info.get("name", file.route),
+                     "kind": route_info.get("kind"), **options}
+    if "lookupField" in options:
+        info["lookup_field"] = options["lookupField"]
     archived = info.pop("archived_path", None)
     source = Path(info.get("source_path") or file.work_path)
     if (
@@ -228,6 +288,7 @@ async def _requeue(
                 error_code=None,
                 error=None,
                 finished_at=None,
+                options=options,
             )
         except InvalidTransition as exc:
             return EXIT_NOTHING, f"{label}: upload changed meanwhile ({exc}); try again"
@@ -241,7 +302,10 @@ async def _requeue(
             error=None,
             info=info,
         )
-    except (InvalidTransition, sqlite3.IntegrityError) as exc:
+    except sqlite3.IntegrityError as exc:
+        twin = await _imported_twin(store, file)
+        return EXIT_NOTHING, twin or f"{label}: cannot re-queue it: {exc}"
+    except InvalidTransition as exc:
         return EXIT_NOTHING, f"{label}: cannot re-queue it: {exc}"
     return EXIT_OK, (
         f"{label}: {len(upload_ids)} upload(s) re-queued; the daemon sends them again and "

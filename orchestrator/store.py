@@ -172,6 +172,7 @@ UPLOAD_MUTABLE = frozenset(
         "claimed_at",
         "submitted_at",
         "finished_at",
+        "options",
     }
 )
 
@@ -480,6 +481,8 @@ class Store:
             InvalidTransition: the upload was not in an expected status.
             ValueError: a column not in ``UPLOAD_MUTABLE``.
         """
+        if "options" in changes and not isinstance(changes["options"], str):
+            changes["options"] = json.dumps(changes["options"], ensure_ascii=False)
         async with self._transaction() as conn:
             row = await _guarded_update(
                 conn,
