@@ -25,6 +25,7 @@ from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding
 from orchestrator.intake.fields import Catalogue
 from orchestrator.intake.header import HeaderMap, map_header
 from orchestrator.intake.lines import LineFeed, canonical
+from orchestrator.intake.quirks import TrimmedReader, header_for_upload, sep_hint, trim_header
 from orchestrator.intake.reasons import Unimportable, empty
 from orchestrator.intake.rows import RowRules, read_batch
 from orchestrator.intake.sniff import DELIMITERS, sniff_delimiter, split_header
@@ -184,12 +185,18 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
     with open(source, "rb") as binary:
         text = LineFeed(binary, codec)
         header_line, header_end = _read_header(text)
+        hinted = sep_hint(header_line)  # Excel's "sep=;" line
+        if hinted is not None:
+            header_line, more = _read_header(text)
+            header_end += more
 
         def all_known(columns: list[str]) -> bool:
+            columns = trim_header(columns)[0]
             return catalogue is None or all(catalogue.resolve(c) for c in columns)
 
-        delimiter = sniff_delimiter(header_line, all_known)
-        hmap = map_header(split_header(header_line, delimiter), catalogue, spec.lookup_field)
+        delimiter = hinted or sniff_delimiter(header_line, all_known)
+        columns, trim = header_for_upload(split_header(header_line, delimiter))
+        hmap = map_header(columns, catalogue, spec.lookup_field)
         lookup_field = hmap.fields[hmap.lookup_index]
         fold = spec.lookup_field == "email" or (
             lookup_field is not None and lookup_field.data_type.lower() == "email"
@@ -197,11 +204,13 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
         splitter = UploadSplitter(work_dir, hmap.names, spec.max_upload_bytes)
         rejections = _Rejections(work_dir / REJECTIONS_NAME, hmap.names)
         dups = DuplicateCounter(work_dir / "dups", partitions_for(size_bytes))
-        reader = csv.reader(text, delimiter=delimiter)
+        reader: Any = csv.reader(text, delimiter=delimiter)
+        if trim is not None:
+            reader = TrimmedReader(reader, trim, header_end)
         try:
             total = _rows(
                 reader,
-                text if delimiter == "," else None,
+                text if delimiter == "," and trim is None else None,
                 header_end,
                 hmap,
                 spec,
