@@ -151,8 +151,14 @@ async def retry_command(settings: Settings, file_id: int) -> int:
 
     Returns:
         0 when something was re-queued or moved (prints what), 1 when there is nothing to
-        retry (prints why), 2 when there is no such file.
+        retry (prints why) or no database, 2 when there is no such file.
     """
+    from orchestrator.status import missing_database
+
+    missing = missing_database(settings)
+    if missing is not None:
+        _print_err(missing)
+        return EXIT_NOTHING
     async with Store.open(settings.paths.database) as store:
         code, message = await retry_file(settings, store, file_id)
     (print_out if code == EXIT_OK else _print_err)(message)

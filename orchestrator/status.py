@@ -1,15 +1,85 @@
-"""``leadflow status`` and ``leadflow migrate``: read-only views of the database."""
+"""``leadflow status`` and ``leadflow migrate``: read-only views of the database.
+
+``status`` (and ``retry``) never create a database: a missing one is one line naming the
+resolved path (relative ``paths.database`` resolves against the working directory) and exit 1.
+``migrate`` and ``run`` create it.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from orchestrator.cli_output import print_out
+from orchestrator.daemon_auth import read_pause
+from orchestrator.results_write import results_dir_name
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timeutil import quota_day
+
+#: Finished files listed by ``leadflow status`` (newest first), besides every open one.
+RECENT_FILES = 10
+
+
+def missing_database(settings: Settings) -> str | None:
+    """Return the one-line error when the database does not exist, else None.
+
+    ``status`` and ``retry`` use it so that running them from another folder does not
+    silently create an empty database (a relative ``paths.database`` resolves against the
+    working directory).
+    """
+    path = settings.paths.database
+    if path.exists():
+        return None
+    return (
+        f"leadflow: no database at {path} (relative paths.database resolves against the "
+        f"working directory, here {Path.cwd()}): run from the daemon's folder, pass its "
+        "--config, or set paths.database to an absolute path; `leadflow migrate` creates one"
+    )
+
+
+def daemon_running(database: Path) -> int | None:
+    """Return the pid of the daemon holding ``<database>.lock`` (0 if unknown), or None.
+
+    Tries a non-blocking shared ``flock`` on the lock file and lets it go at once; a daemon
+    holds it exclusively for as long as it runs. Never creates the file.
+    """
+    path = Path(str(database) + ".lock")
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "status": row["status"],
+        "route": row["route"],
+        "rows_total": row["rows_total"],
+        "rows_imported": row["rows_imported"],
+        "rows_failed": row["rows_failed"],
+        "rows_rejected": row["rows_rejected"],
+        "results": str(settings.paths.results / results_dir_name(row["name"], row["id"])),
+        "reported": row["reported_at"] is not None,
+        "error": row["error"],
+    }
 
 
 async def migrate_command(settings: Settings) -> int:
@@ -24,16 +94,23 @@ async def migrate_command(settings: Settings) -> int:
 async def collect_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
     """Gather what ``leadflow status`` shows, as a JSON-ready dict.
 
-    Keys: ``counts`` {files, uploads}; ``batches`` [{upload_id, file_id, seq, batchId,
-    status, age_s, next_poll_in_s}]; ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget,
-    by_endpoint}; ``recent_errors`` [...].
+    Keys: ``counts`` {files, uploads}; ``daemon`` {running, pid, paused}; ``files`` [{id,
+    name, status, route, rows_total, rows_imported, rows_failed, rows_rejected, results,
+    reported, error}] (every open file and the ``RECENT_FILES`` newest finished, oldest
+    first); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
+    ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
+    ``recent_errors`` [...].
     """
     counts = await store.counts_by_status()
     outstanding = await store.at_marketo()
     day = quota_day(now)
+    pid = daemon_running(settings.paths.database)
+    paused = read_pause(settings.paths.database) if pid is not None else None
     return {
         "database": str(settings.paths.database),
+        "daemon": {"running": pid is not None, "pid": pid or None, "paused": paused},
         "counts": counts,
+        "files": [_file_view(r, settings) for r in await store.files_for_status(RECENT_FILES)],
         "batches": [
             {
                 "upload_id": u.id,
@@ -62,6 +139,14 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
 def render_status(data: dict[str, Any]) -> str:
     """Render the status dict as lines for a person."""
     lines = [f"database: {data['database']}"]
+    daemon = data.get("daemon") or {}
+    if daemon.get("running"):
+        pid = f" (pid {daemon['pid']})" if daemon.get("pid") else ""
+        lines.append(f"daemon:   running{pid}")
+        if daemon.get("paused"):
+            lines.append(f"          work paused: {daemon['paused'].get('message', '')}")
+    else:
+        lines.append("daemon:   not running")
     files = ", ".join(f"{k} {v}" for k, v in data["counts"]["files"].items() if v)
     uploads = ", ".join(f"{k} {v}" for k, v in data["counts"]["uploads"].items() if v)
     lines.append(f"files:    {files or 'none'}")
@@ -70,6 +155,17 @@ def render_status(data: dict[str, Any]) -> str:
     lines.append(f"slots:    {slots['in_use']} of {slots['budget']} in use at Marketo")
     calls = data["calls_today"]
     lines.append(f"calls:    {calls['calls']} of {calls['budget']} today ({calls['day']})")
+    if data.get("files"):
+        lines.append("files (id  status  rows imported/failed/rejected of total  results):")
+        for f in data["files"]:
+            rows = "/".join(
+                "-" if f[k] is None else str(f[k])
+                for k in ("rows_imported", "rows_failed", "rows_rejected")
+            )
+            lines.append(
+                f"  {f['id']:>5}  {f['name']}  {f['status']}  rows {rows} of {f['rows_total']}"
+                f"  {f['results']}"
+            )
     if data["batches"]:
         lines.append("batches:")
         for b in data["batches"]:
@@ -96,6 +192,10 @@ async def status_command(
         as_json: print one JSON object instead of lines for a person.
         prometheus: print Prometheus exposition text (``orchestrator.metrics``).
     """
+    missing = missing_database(settings)
+    if missing is not None:
+        sys.stderr.write(missing + "\n")
+        return 1
     async with Store.open(settings.paths.database) as store:
         data = await collect_status(store, settings, time.time())
     if prometheus:

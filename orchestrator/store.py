@@ -134,6 +134,28 @@ SELECT_RECENT_ERRORS = """
 SELECT at, file_id, upload_id, code, message FROM errors ORDER BY id DESC LIMIT ?
 """
 
+#: ``leadflow status`` files: every open file (capped) and the newest finished ones, with row
+#: counts summed over their uploads (each subquery uses the ``uploads_file`` index).
+SELECT_FILES_FOR_STATUS = """
+SELECT f.id, f.name, f.status, f.route, f.rows_total, f.rows_rejected, f.error,
+    f.received_at, f.finished_at, f.reported_at,
+    (SELECT SUM(CASE WHEN u.status = 'complete' THEN COALESCE(u.num_leads_processed, 0)
+                     ELSE 0 END) FROM uploads u WHERE u.file_id = f.id) AS rows_imported,
+    (SELECT SUM(CASE WHEN u.status = 'complete' THEN COALESCE(u.num_rows_failed, 0)
+                     WHEN u.status IN ('failed', 'rejected') THEN u.rows ELSE 0 END)
+        FROM uploads u WHERE u.file_id = f.id) AS rows_failed
+FROM files f
+WHERE f.id IN (
+    SELECT id FROM (SELECT id FROM files WHERE status IN ('received', 'queued', 'reporting')
+                    ORDER BY id LIMIT ?)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM files
+                    WHERE status NOT IN ('received', 'queued', 'reporting')
+                    ORDER BY id DESC LIMIT ?)
+)
+ORDER BY f.id
+"""
+
 #: Columns a transition may change besides ``status`` and ``updated_at``. Names come from
 #: this constant only, never from data, so the statement built from them is safe.
 FILE_MUTABLE = frozenset(
@@ -615,6 +637,20 @@ class Store:
         """Append an error for ``leadflow status`` (message must already be redacted)."""
         async with self._transaction() as conn:
             await conn.execute(INSERT_ERROR, (self._clock(), file_id, upload_id, code, message))
+
+    async def files_for_status(
+        self, recent: int = 10, open_limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Return files for ``leadflow status``, oldest first, as dicts.
+
+        Every file not finished (``received``/``queued``/``reporting``, at most
+        ``open_limit``) and the ``recent`` newest finished ones. Keys: the ``files`` columns
+        ``id, name, status, route, rows_total, rows_rejected, error, received_at,
+        finished_at, reported_at`` and ``rows_imported``/``rows_failed`` summed over the
+        file's uploads (None without uploads).
+        """
+        rows = await self._fetchall(SELECT_FILES_FOR_STATUS, (open_limit, recent))
+        return [dict(r) for r in rows]
 
     async def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
         """Return the newest errors first: ``at``, ``file_id``, ``upload_id``, ``code``, ``message``."""
