@@ -69,8 +69,11 @@ def map_header(source: list[str], catalogue: Catalogue | None, lookup_field: str
     if unknown and catalogue is not None:
         parts = []
         for column in unknown[:MAX_NAMED]:
-            close = catalogue.suggest(column)
-            hint = f" (did you mean {_quote(close)}?)" if close else ""
+            if column == "sourceRow":  # never "did you mean 'leadSource'?"
+                hint = " (leadflow's row numbers: delete the column, or keep 'reason' last)"
+            else:
+                close = catalogue.suggest(column)
+                hint = f" (did you mean {_quote(close)}?)" if close else ""
             parts.append(f"'{column}'{hint}")
         more = f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else ""
         noun = "column" if len(unknown) == 1 else "columns"

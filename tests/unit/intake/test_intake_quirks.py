@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.intake.encoding import scan_source
-from orchestrator.intake.fields import Catalogue
+from orchestrator.intake.fields import Catalogue, Field
 from orchestrator.intake.prepare import Prepared, PrepareSpec, max_line_bytes, prepare_file
 from orchestrator.intake.quirks import HeaderTrim, trim_header
 from orchestrator.intake.reasons import Unimportable
@@ -118,8 +118,12 @@ def test_leadflow_failures_csv_resubmitted(tmp_path: Path, catalogue: Catalogue)
 
 
 def test_report_header_needs_both_columns(tmp_path: Path, catalogue: Catalogue) -> None:
+    catalogue = Catalogue([*catalogue.fields.values(), Field("leadSource", "Lead Source")])
     data = b"sourceRow,email,firstName\r\n4,bo@x.com,Bo\r\n"
-    assert reject(tmp_path, data, catalogue).startswith("Unknown column 'sourceRow'")
+    assert reject(tmp_path, data, catalogue) == (
+        "Unknown column 'sourceRow' (leadflow's row numbers: delete the column, or keep "
+        "'reason' last): not a field of the lead describe."
+    )
 
 
 @pytest.mark.parametrize(
