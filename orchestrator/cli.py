@@ -36,6 +36,16 @@ def parse_set_flags(values: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def _version() -> str:
+    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("leadflow")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser (every command has ``--help``)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -64,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="leadflow",
         description="Get lead files of any size into Marketo through its Bulk Lead Import API.",
     )
+    parser.add_argument("--version", action="version", version=f"leadflow {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(

@@ -121,12 +121,21 @@ async def submit_command(settings: Settings, file: Path, route: str | None) -> i
     """Copy ``file`` into the inbox (the route's subfolder with ``route``) for the daemon.
 
     Returns:
-        0 when copied (prints where), 2 when the file is missing or the route unknown,
-        1 when the copy failed (folder not writable, disk full).
+        0 when copied (prints where), 2 when the file is missing, its name is one intake
+        ignores (``is_ignored_name``) or the route unknown, 1 when the copy failed (folder
+        not writable, disk full).
     """
     source = await asyncio.to_thread(file.expanduser)
     if not await asyncio.to_thread(source.is_file):
         _print_err(f"leadflow: {source} is not a readable file")
+        return EXIT_USAGE
+    from orchestrator.intake.watcher import is_ignored_name
+
+    if is_ignored_name(source.name):
+        _print_err(
+            f"leadflow: the daemon ignores files named like {source.name!r} (a leading '.' or "
+            "'~$', or ending in .tmp or .part): rename it and submit it again"
+        )
         return EXIT_USAGE
     folder = settings.paths.inbox
     if route is not None:

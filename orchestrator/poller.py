@@ -298,7 +298,7 @@ class Poller:
             finished_at=self._clock(), next_poll_at=None, error_code="batch_failed",
             error=f"batch ended Failed {outcome.batch_failures} times: {message}", **counters,
         )
-        self._finished(upload, st, "failed")
+        self._finished(upload, st, "failed", batch_failures=outcome.batch_failures)
 
     async def _lost(self, upload: UploadRecord, exc: ApiPermanentError) -> None:
         outcome = policy.after_batch_unknown(
@@ -336,7 +336,10 @@ class Poller:
         except InvalidTransition as exc:
             log.warning("poll_result_dropped", actual=exc.actual)
 
-    def _finished(self, upload: UploadRecord, st: Any, status: str) -> None:
+    def _finished(
+        self, upload: UploadRecord, st: Any, status: str, *, batch_failures: int | None = None
+    ) -> None:
+        """Log ``import_finished``; ``batch_failures`` is the count just stored, if it changed."""
         duration = self._clock() - (upload.submitted_at or upload.created_at)
         log.info(
             "import_finished",
@@ -348,7 +351,7 @@ class Poller:
             warned=st.num_rows_with_warning,
             message=st.message,
             attempts=upload.attempts,
-            batch_failures=upload.batch_failures,
+            batch_failures=upload.batch_failures if batch_failures is None else batch_failures,
             polls=upload.polls + 1,
             duration_s=round(duration, 3),
         )

@@ -257,6 +257,44 @@ async def test_a_second_stop_cancels_at_once(
         await daemon.__aexit__(None, None, None)
 
 
+async def test_a_second_stop_logs_the_grace_actually_used(
+    fast_settings: Callable[..., Settings], marketo: Any
+) -> None:
+    settings = fast_settings(daemon={"shutdown_grace_s": 30.0})
+    marketo.block_create = asyncio.Event()
+    write_inbox(settings, files=1, rows=1)
+    daemon = await open_daemon(settings, marketo)
+    try:
+        with capture_logs() as logs:
+            task = asyncio.create_task(daemon.run())
+            for _ in range(200):
+                if marketo.create_calls:
+                    break
+                await asyncio.sleep(0.01)
+            daemon.stop("SIGINT")
+            await asyncio.sleep(0.2)
+            daemon.stop("SIGINT")
+            await asyncio.wait_for(task, 5)
+    finally:
+        await daemon.__aexit__(None, None, None)
+    [cancelled] = [e for e in logs if e["event"] == "loop_cancelled_after_grace"]
+    assert 0.15 <= cancelled["grace_s"] < 2.0  # not the configured 30 s
+    assert cancelled["configured_grace_s"] == 30.0 and cancelled["cut_short"] is True
+
+
+async def test_route_folders_are_created_at_start(
+    fast_settings: Callable[..., Settings], marketo: Any
+) -> None:
+    settings = fast_settings(routes=[{"name": "events"}, {"name": "web", "folder": "a/web"}])
+    assert not (settings.paths.inbox / "events").exists()
+    daemon = await open_daemon(settings, marketo)
+    try:
+        assert (settings.paths.inbox / "events").is_dir()
+        assert (settings.paths.inbox / "a" / "web").is_dir()
+    finally:
+        await daemon.__aexit__(None, None, None)
+
+
 async def test_a_second_daemon_on_the_same_database_is_refused(
     settings: Settings, marketo: Any
 ) -> None:

@@ -113,13 +113,16 @@ async def test_failed_batch_is_uploaded_again_until_the_limit(
     settings = fast_settings(daemon={"max_batch_attempts": 2})
     (upload_id,) = await add_file(n=1)
     poller = make_poller(settings, store, marketo, clock)
-    for round_ in (1, 2):
-        await submit_all(settings, store, marketo, clock)
-        upload = await store.get_upload(upload_id)
-        assert upload is not None and upload.attempts == round_
-        marketo.finish(upload.batch_id, status="Failed")
-        clock.now += 1
-        await poller.poll_due()
+    with capture_logs() as logs:
+        for round_ in (1, 2):
+            await submit_all(settings, store, marketo, clock)
+            upload = await store.get_upload(upload_id)
+            assert upload is not None and upload.attempts == round_
+            marketo.finish(upload.batch_id, status="Failed")
+            clock.now += 1
+            await poller.poll_due()
+    [finished] = [e for e in logs if e["event"] == "import_finished"]
+    assert finished["status"] == "failed" and finished["batch_failures"] == 2
     upload = await store.get_upload(upload_id)
     assert upload is not None and upload.status is UploadStatus.FAILED
     assert upload.batch_failures == 2 and upload.error_code == "batch_failed"
