@@ -41,3 +41,15 @@ async def test_fixed_failures_csv_is_imported(
         (b"email,firstName,leadScore\r\nbo@example.com,Bo,40\r\ndee@x.com,Dee,2\r\n", [2, 3])
     ]
     assert any(e["event"] == "leadflow_report_columns_dropped" for e in logs)
+
+
+async def test_intake_encoding_setting_reaches_preparation(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    data = "email,lastName,city\r\na@x.com,Kovač,Čakovec\r\nb@x.com,Horváth,Győr\r\n"
+    intake = make_intake(intake={"stable_s": 0.0, "encoding": "windows-1250"})
+    (intake.settings.paths.inbox / "hr.csv").write_bytes(data.encode("cp1250"))
+    assert await intake.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.QUEUED)
+    assert record.encoding == "cp1250"
+    assert await uploads_of(store, record) == [(data.encode(), [2, 3])]
