@@ -36,6 +36,9 @@ log = structlog.get_logger(__name__)
 
 #: Records handed to the splitter at once.
 BATCH_ROWS = 512
+#: Clean batches in a row whose source text is not canonical (``lines.canonical``) after
+#: which the file is assumed to be written in another style and its text no longer checked.
+RAW_MISSES = 8
 #: Name of the local rejections file in the work folder.
 REJECTIONS_NAME = "rejections.csv"
 #: Header of the reason column of ``rejections.csv`` (as in Marketo's failures files).
@@ -259,7 +262,8 @@ def _rows(
 
     ``feed`` (comma-separated sources only) gives the source text of a batch whose every
     record is accepted; when that text is already what the writer would write, it is
-    written as it is.
+    written as it is (speed only: the bytes are the same). After ``RAW_MISSES`` clean
+    batches in a row that are not, the text is no longer checked.
     """
     width = len(hmap.names)
 
@@ -277,6 +281,7 @@ def _rows(
         reject=reject,
     )
     start = header_end + 1
+    misses = 0  # clean batches in a row whose text was not canonical
     while True:
         first = start - 1  # lines are numbered from 0 in the feed, from 1 in reports
         batch, starts, start = read_batch(reader, start, header_end + 1, BATCH_ROWS)
@@ -285,10 +290,13 @@ def _rows(
         good, lines = rules.batch(batch, starts)
         raw = None
         if feed is not None:
-            if good is batch:
+            if good is batch and misses < RAW_MISSES:
                 raw = feed.text(first, start - 1)
-                if not canonical(raw):
+                if canonical(raw):
+                    misses = 0
+                else:
                     raw = None
+                    misses += 1
             else:
                 feed.forget(start - 1)
         if good:
