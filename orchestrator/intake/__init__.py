@@ -16,6 +16,10 @@ Decisions (each is documented where it is made):
 - ``encoding``: BOM, then strict UTF-8, then a guess from a bounded sample (Windows-1252
   preferred among Western code pages that read the sample alike); a file that is UTF-8 with
   a few broken bytes is refused rather than guessed (mojibake).
+- ``lines``: the source is split into lines exactly as a ``newline=""`` text file would be;
+  a comma-separated batch whose records are all accepted and whose text is already what
+  ``csv.writer`` writes (minimal quoting, CRLF) is copied to the upload as it is (same
+  bytes, no second serialisation); other text goes through ``csv.writer``.
 - ``rows``: rows whose every field is empty (``,,,``) are skipped like blank lines.
 - ``duplicates``: lookup values are compared trimmed, and lower-cased for email; every row is
   still sent (Marketo upserts in file order); repeats are counted and the first 1000 listed.
