@@ -179,7 +179,8 @@ def render_status(data: dict[str, Any]) -> str:
         lines.append("recent errors:")
         for e in data["recent_errors"]:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
-            lines.append(f"  {when}  {e['code'] or '-'}  file {e['file_id']}  {e['message']}")
+            where = f"  file {e['file_id']}" if e["file_id"] is not None else ""
+            lines.append(f"  {when}  {e['code'] or '-'}{where}  {e['message']}")
     return "\n".join(lines)
 
 

@@ -15,6 +15,8 @@ import structlog
 from structlog.testing import capture_logs as _capture_logs
 
 from orchestrator.daemon import Daemon, DaemonCrashed
+from orchestrator.daemon_auth import CredentialsRefused
+from orchestrator.errors import AuthError
 from orchestrator.models import FileStatus, NewUpload, UploadStatus
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -280,6 +282,49 @@ async def test_a_second_stop_logs_the_grace_actually_used(
     [cancelled] = [e for e in logs if e["event"] == "loop_cancelled_after_grace"]
     assert 0.15 <= cancelled["grace_s"] < 2.0  # not the configured 30 s
     assert cancelled["configured_grace_s"] == 30.0 and cancelled["cut_short"] is True
+
+
+async def test_once_stops_with_one_line_when_credentials_are_refused_mid_run(
+    settings: Settings, marketo: Any
+) -> None:
+    marketo.create_errors = [AuthError("401", "identity refused the credentials: HTTP 401 x")]
+    write_inbox(settings, files=1, rows=1)
+    daemon = await open_daemon(settings, marketo)
+    try:
+        with pytest.raises(CredentialsRefused) as raised:
+            await asyncio.wait_for(daemon.run(once=True), 5)
+        queued = await daemon.store.uploads_in(UploadStatus.QUEUED)
+    finally:
+        await daemon.__aexit__(None, None, None)
+    assert str(raised.value).startswith("Marketo refused the client id/secret (HTTP 401 from")
+    assert daemon.stop_reason == "auth_failed"
+    assert len(queued) == 1  # the refused upload is queued again, not lost
+
+
+async def test_the_daemon_pauses_on_a_refusal_mid_run_and_resumes(
+    settings: Settings, marketo: Any
+) -> None:
+    marketo.create_errors = [AuthError("401", "identity refused the credentials: HTTP 401 x")]
+    marketo.complete_on_poll = True
+    write_inbox(settings, files=1, rows=1)
+    daemon = await open_daemon(settings, marketo)
+    daemon.gate.retry_s = 0.2
+    try:
+        with capture_logs() as logs:
+            task = asyncio.create_task(daemon.run())
+            for _ in range(300):
+                if (await daemon.store.counts_by_status())["files"]["complete"] == 1:
+                    break
+                await asyncio.sleep(0.01)
+            daemon.stop("test")
+            await asyncio.wait_for(task, 5)
+    finally:
+        await daemon.__aexit__(None, None, None)
+    events = [e["event"] for e in logs]
+    assert events.count("work_paused") == 1 and events.count("work_resumed") == 1
+    assert "daemon_crashed" not in events
+    assert len(marketo.create_calls) == 2  # refused once, then sent again after the pause
+    assert daemon.gate.retries == 1
 
 
 async def test_route_folders_are_created_at_start(
