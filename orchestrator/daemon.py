@@ -43,10 +43,9 @@ from orchestrator.daemon_auth import (
     AuthGate,
     CredentialsRefused,
     MarketoUnreachable,
-    check_credentials,
     refused_message,
 )
-from orchestrator.errors import ApiError, AuthError, OrchestratorError
+from orchestrator.errors import AuthError, OrchestratorError
 from orchestrator.models import FileStatus, UploadStatus
 from orchestrator.poller import Poller
 from orchestrator.scheduler import UNCERTAIN_CODE, Scheduler, wait_any
@@ -224,36 +223,7 @@ class Daemon:
 
     async def _describe(self) -> Any:
         """``client.describe_leads`` for intake, waiting while the credentials are refused."""
-        while True:
-            if not await self.gate.wait_open(self.stop_event):
-                raise AuthError("401", "stopped while the credentials are refused")
-            try:
-                return await self.client.describe_leads()
-            except AuthError as exc:
-                await self.gate.refused(exc)
-
-    async def _check_start(self, once: bool) -> None:
-        """Get a token before any work: fatal with ``once``, a pause otherwise."""
-        if getattr(self.client, "tokens", None) is None:
-            return  # a test double without a token manager
-        if once:
-            await check_credentials(self.client)
-            return
-        try:
-            await self.client.tokens.get()
-        except AuthError as exc:
-            await self.gate.refused(exc)
-        except ApiError as exc:
-            log.warning("auth_check_failed", error=exc.message)
-
-    async def _supervised(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Run a loop; after a refusal, wait for the gate to open again and restart it."""
-        while await self.gate.wait_open(self.stop_event):
-            try:
-                await make()
-                return
-            except AuthError as exc:
-                await self.gate.refused(exc)
+        return await self.gate.call_when_open(self.stop_event, self.client.describe_leads)
 
     def on_enqueued(self, *args: Any, **kwargs: Any) -> None:
         """Callback for intake: new uploads or a finished file are in the store."""
@@ -280,7 +250,7 @@ class Daemon:
         log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
         gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
         try:
-            await self._check_start(once)
+            await self.gate.check_at_start(fatal=once)
             try:
                 await self.recover()
             except (OrchestratorError, OSError, sqlite3.Error) as exc:
@@ -349,7 +319,7 @@ class Daemon:
                 stop, on_enqueued=self.on_enqueued
             ),
         }
-        loops = {name: self._supervised(make) for name, make in makers.items()}
+        loops = {name: self.gate.supervise(stop, make) for name, make in makers.items()}
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [

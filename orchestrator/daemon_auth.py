@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -27,6 +27,8 @@ from orchestrator.errors import ApiError, ApiTransientError, AuthError, Orchestr
 from orchestrator.scheduler import wait_any
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 #: Multiplier of ``polling.max_interval_s`` giving the default identity retry interval.
 AUTH_RETRY_FACTOR = 10.0
@@ -154,6 +156,57 @@ class AuthGate:
                 return False
             await wait_any((self.open, stop), None)
         return not stop.is_set()
+
+    async def check_at_start(self, *, fatal: bool) -> None:
+        """Get a token before any work.
+
+        With ``fatal`` (``--once``) a refusal or an unreachable identity raises; otherwise a
+        refusal closes the gate and an unreachable identity is only logged.
+
+        Raises:
+            CredentialsRefused, MarketoUnreachable: with ``fatal`` only.
+        """
+        if getattr(self._client, "tokens", None) is None:
+            return  # a test double without a token manager
+        if fatal:
+            await check_credentials(self._client)
+            return
+        try:
+            await self._client.tokens.get()
+        except AuthError as exc:
+            await self.refused(exc)
+        except ApiError as exc:
+            log.warning("auth_check_failed", error=exc.message)
+
+    async def call_when_open(
+        self, stop: asyncio.Event, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Await ``call()`` once the gate is open; a refusal closes the gate and waits again.
+
+        Raises:
+            AuthError: ``stop`` was set while the gate was closed.
+        """
+        while True:
+            if not await self.wait_open(stop):
+                raise AuthError("401", "stopped while the credentials are refused")
+            try:
+                return await call()
+            except AuthError as exc:
+                await self.refused(exc)
+
+    async def supervise(
+        self, stop: asyncio.Event, make: Callable[[], Coroutine[Any, Any, Any]]
+    ) -> None:
+        """Run the loop ``make()`` while open; after a refusal wait for the gate and restart it.
+
+        Returns when the loop returns or ``stop`` is set while the gate is closed.
+        """
+        while await self.wait_open(stop):
+            try:
+                await make()
+                return
+            except AuthError as exc:
+                await self.refused(exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """While closed, ask identity for a token every ``retry_s`` seconds; open on success."""
