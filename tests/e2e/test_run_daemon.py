@@ -266,6 +266,11 @@ def test_sigkill_while_queued_importing_and_reporting_loses_nothing(
     logs = [tmp_path / f"run-{n}.log" for n in range(4)]  # one per process: a line cut
     for moment, log in zip((at_marketo_and_queued, reporting, some_reported), logs, strict=False):
         proc = _start(config, log)
+        # Killed only once it has started (a moment may already hold from the last kill).
+        _wait_for(
+            lambda lg=log, p=proc: '"daemon_started"' in lg.read_text() or p.poll() is not None,
+            20,
+        )
         seen = _wait_for(lambda m=moment, p=proc: m() or p.poll() is not None, 20)
         assert proc.poll() is None, log.read_text()[-3000:]
         proc.send_signal(signal.SIGKILL)
