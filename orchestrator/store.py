@@ -1,4 +1,4 @@
-"""The SQLite store: the FIFO of uploads and all state. The only module with runtime SQL.
+"""The SQLite store: the FIFO of uploads and all state. The only module that runs SQL.
 
 One aiosqlite connection in autocommit mode (``isolation_level=None``); every write that must
 be atomic runs inside ``BEGIN IMMEDIATE`` so the write lock is taken up front. Every status
@@ -32,13 +32,14 @@ from orchestrator.models import (
     UploadStatus,
     pack_rows,
 )
+from orchestrator.queries import load_queries
 
 Clock = Callable[[], float]
 
 #: Seconds a writer waits for SQLite's lock before giving up.
 BUSY_TIMEOUT_S = 30.0
 
-# --- named queries -------------------------------------------------------------------------
+# --- named queries (the SQL is in orchestrator/queries.sql) ---------------------------------
 
 UPLOAD_COLUMNS = (
     "id, file_id, seq, path, size_bytes, rows, kind, options, status, batch_id, marketo_status,"
@@ -47,114 +48,40 @@ UPLOAD_COLUMNS = (
     " created_at, updated_at, claimed_at, submitted_at, finished_at"
 )
 
-INSERT_FILE = """
-INSERT INTO files (name, inbox_path, work_path, route, size_bytes, status, received_at,
-                   updated_at)
-VALUES (:name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now)
-RETURNING *
-"""
-SELECT_FILE = "SELECT * FROM files WHERE id = ?"
-SET_FILE_WORK_PATH = "UPDATE files SET work_path = ? WHERE id = ? RETURNING *"
-SELECT_FILES_BY_STATUS = "SELECT * FROM files WHERE status = ? ORDER BY id"
-SELECT_FILE_BY_WORK_PATH = "SELECT * FROM files WHERE work_path = ?"
-SELECT_IMPORTED_BY_SHA = """
-SELECT * FROM files WHERE sha256 = ? AND status IN ('queued', 'reporting', 'complete', 'partial')
-ORDER BY id LIMIT 1
-"""
-INSERT_UPLOAD = """
-INSERT INTO uploads (file_id, seq, path, size_bytes, rows, source_rows, kind, options, status,
-                     created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
-"""
-CLAIM_NEXT_UPLOAD = f"""
-UPDATE uploads SET status = 'submitting', claimed_at = :now, updated_at = :now
-WHERE id = (
-    SELECT id FROM uploads
-    WHERE status = 'queued' AND (not_before IS NULL OR not_before <= :now)
-    ORDER BY id LIMIT 1)
-  AND status = 'queued'
-RETURNING {UPLOAD_COLUMNS}
-"""
-SELECT_UPLOAD = f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?"
-SELECT_UPLOAD_SOURCE_ROWS = "SELECT source_rows FROM uploads WHERE id = ?"
-SELECT_UPLOADS_OF_FILE = f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE file_id = ? ORDER BY seq"
-SELECT_UPLOADS_BY_STATUS = f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE status = ? ORDER BY id"
-SELECT_AT_MARKETO = f"""
-SELECT {UPLOAD_COLUMNS} FROM uploads WHERE status IN ('submitted', 'importing')
-ORDER BY submitted_at, id
-"""
-SELECT_DUE_FOR_POLL = f"""
-SELECT {UPLOAD_COLUMNS} FROM uploads
-WHERE status IN ('submitted', 'importing') AND (next_poll_at IS NULL OR next_poll_at <= ?)
-ORDER BY next_poll_at, id LIMIT ?
-"""
-SELECT_NEXT_POLL_AT = """
-SELECT MIN(next_poll_at) FROM uploads WHERE status IN ('submitted', 'importing')
-"""
-SELECT_NEXT_QUEUED_AT = """
-SELECT MIN(COALESCE(not_before, 0)) FROM uploads WHERE status = 'queued'
-"""
-COUNT_UPLOADS_IN = """
-SELECT COUNT(*) FROM uploads WHERE status IN ('submitting', 'submitted', 'importing')
-"""
-SELECT_FILES_TO_REPORT = """
-SELECT * FROM files
-WHERE reported_at IS NULL
-  AND status IN ('reporting', 'complete', 'partial', 'rejected', 'empty', 'duplicate')
-ORDER BY id
-"""
-SELECT_FILES_READY = """
-SELECT f.* FROM files f
-WHERE f.status = 'queued' AND NOT EXISTS (
-    SELECT 1 FROM uploads u
-    WHERE u.file_id = f.id AND u.status NOT IN ('complete', 'failed', 'rejected'))
-ORDER BY f.id
-"""
-COUNT_FILES_BY_STATUS = "SELECT status, COUNT(*) FROM files GROUP BY status"
-COUNT_UPLOADS_BY_STATUS = "SELECT status, COUNT(*) FROM uploads GROUP BY status"
-SELECT_STATUS_OF = {
-    "files": "SELECT status FROM files WHERE id = ?",
-    "uploads": "SELECT status FROM uploads WHERE id = ?",
-}
-SELECT_HISTORY = """
-SELECT from_status, to_status, at FROM status_history WHERE entity = ? AND entity_id = ?
-ORDER BY id
-"""
-UPSERT_USAGE = """
-INSERT INTO api_usage (day, endpoint, calls, errors) VALUES (?, ?, ?, ?)
-ON CONFLICT (day, endpoint) DO UPDATE SET calls = calls + excluded.calls,
-                                          errors = errors + excluded.errors
-"""
-SELECT_CALLS_ON_DAY = "SELECT COALESCE(SUM(calls), 0) FROM api_usage WHERE day = ?"
-SELECT_USAGE_ON_DAY = "SELECT endpoint, calls, errors FROM api_usage WHERE day = ? ORDER BY 1"
-INSERT_ERROR = """
-INSERT INTO errors (at, file_id, upload_id, code, message) VALUES (?, ?, ?, ?, ?)
-"""
-SELECT_RECENT_ERRORS = """
-SELECT at, file_id, upload_id, code, message FROM errors ORDER BY id DESC LIMIT ?
-"""
+_Q = load_queries(UPLOAD_COLUMNS)
 
-#: ``leadflow status`` files: every open file (capped) and the newest finished ones, with row
-#: counts summed over their uploads (each subquery uses the ``uploads_file`` index).
-SELECT_FILES_FOR_STATUS = """
-SELECT f.id, f.name, f.status, f.route, f.rows_total, f.rows_rejected, f.error,
-    f.received_at, f.finished_at, f.reported_at,
-    (SELECT SUM(CASE WHEN u.status = 'complete' THEN COALESCE(u.num_leads_processed, 0)
-                     ELSE 0 END) FROM uploads u WHERE u.file_id = f.id) AS rows_imported,
-    (SELECT SUM(CASE WHEN u.status = 'complete' THEN COALESCE(u.num_rows_failed, 0)
-                     WHEN u.status IN ('failed', 'rejected') THEN u.rows ELSE 0 END)
-        FROM uploads u WHERE u.file_id = f.id) AS rows_failed
-FROM files f
-WHERE f.id IN (
-    SELECT id FROM (SELECT id FROM files WHERE status IN ('received', 'queued', 'reporting')
-                    ORDER BY id LIMIT ?)
-    UNION ALL
-    SELECT id FROM (SELECT id FROM files
-                    WHERE status NOT IN ('received', 'queued', 'reporting')
-                    ORDER BY id DESC LIMIT ?)
-)
-ORDER BY f.id
-"""
+INSERT_FILE = _Q["insert_file"]
+SELECT_FILE = _Q["select_file"]
+SET_FILE_WORK_PATH = _Q["set_file_work_path"]
+SELECT_FILES_BY_STATUS = _Q["select_files_by_status"]
+SELECT_FILE_BY_WORK_PATH = _Q["select_file_by_work_path"]
+SELECT_IMPORTED_BY_SHA = _Q["select_imported_by_sha"]
+INSERT_UPLOAD = _Q["insert_upload"]
+CLAIM_NEXT_UPLOAD = _Q["claim_next_upload"]
+SELECT_UPLOAD = _Q["select_upload"]
+SELECT_UPLOAD_SOURCE_ROWS = _Q["select_upload_source_rows"]
+SELECT_UPLOADS_OF_FILE = _Q["select_uploads_of_file"]
+SELECT_UPLOADS_BY_STATUS = _Q["select_uploads_by_status"]
+SELECT_AT_MARKETO = _Q["select_at_marketo"]
+SELECT_DUE_FOR_POLL = _Q["select_due_for_poll"]
+SELECT_NEXT_POLL_AT = _Q["select_next_poll_at"]
+SELECT_NEXT_QUEUED_AT = _Q["select_next_queued_at"]
+COUNT_UPLOADS_IN = _Q["count_uploads_in"]
+SELECT_FILES_TO_REPORT = _Q["select_files_to_report"]
+SELECT_FILES_READY = _Q["select_files_ready"]
+COUNT_FILES_BY_STATUS = _Q["count_files_by_status"]
+COUNT_UPLOADS_BY_STATUS = _Q["count_uploads_by_status"]
+SELECT_STATUS_OF = {
+    "files": _Q["select_status_of_files"],
+    "uploads": _Q["select_status_of_uploads"],
+}
+SELECT_HISTORY = _Q["select_history"]
+UPSERT_USAGE = _Q["upsert_usage"]
+SELECT_CALLS_ON_DAY = _Q["select_calls_on_day"]
+SELECT_USAGE_ON_DAY = _Q["select_usage_on_day"]
+INSERT_ERROR = _Q["insert_error"]
+SELECT_RECENT_ERRORS = _Q["select_recent_errors"]
+SELECT_FILES_FOR_STATUS = _Q["select_files_for_status"]
 
 #: Columns a transition may change besides ``status`` and ``updated_at``. Names come from
 #: this constant only, never from data, so the statement built from them is safe.

@@ -83,4 +83,5 @@ def test_migrations_ship_inside_the_wheel(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("leadflow-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "orchestrator/migrations/0001_initial.sql" in names
+    assert "orchestrator/queries.sql" in names
     assert migrations_dir().is_dir()
