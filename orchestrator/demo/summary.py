@@ -296,7 +296,7 @@ def render_next_steps(summary: Mapping[str, Any]) -> RenderableType:
     lines += [
         Text(f"  summary:   {w['summary']}"),
         Text(f"  log:       {w['log']} (JSON lines; follow one file with "
-             f"grep '\"file_id\": {first}' {w['log']})"),
+             f"grep '\"file_id\": {first},' {w['log']})"),
         Text(f"  status:    {cmd} status --set paths.database={w['database']}"),
         Text(f"  archived:  {w['archive']}   rejected: {w['rejected']}"),
     ]
