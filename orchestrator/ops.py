@@ -38,7 +38,7 @@ from typing import Any
 from orchestrator.cli_output import print_out
 from orchestrator.errors import InvalidTransition
 from orchestrator.models import FileRecord, FileStatus, UploadStatus
-from orchestrator.results_write import DEAD_UPLOADS, archive_name, results_dir_name
+from orchestrator.results_write import DEAD_UPLOADS, archive_name, move_file, results_dir_name
 from orchestrator.settings import ImportKind, ImportSettings, Settings
 from orchestrator.store import Store
 
@@ -253,16 +253,6 @@ async def _imported_twin(store: Store, file: FileRecord) -> str | None:
     )
 
 
-def _move(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(source, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        shutil.move(source, dest)
-
-
 async def _requeue(
     store: Store, file: FileRecord, upload_ids: list[int], label: str, options: dict[str, Any]
 ) -> tuple[int, str]:
@@ -281,7 +271,7 @@ async def _requeue(
         and not await asyncio.to_thread(source.exists)
     ):
         try:
-            await asyncio.to_thread(_move, Path(archived), source)
+            await asyncio.to_thread(move_file, Path(archived), source)
         except OSError as exc:
             return EXIT_NOTHING, f"{label}: cannot move {archived} back to {source}: {exc}"
     # Uploads first, then the file: until the file is queued no reporter looks at it again.

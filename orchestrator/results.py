@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import shutil
 import sqlite3
 import time
@@ -42,6 +41,7 @@ from orchestrator.results_write import (
     build_report,
     count_rows,
     decide_status,
+    move_file,
     replace_dir,
     results_dir_name,
     write_json,
@@ -309,13 +309,7 @@ class Reporter:
                 return dest
             log.warning("source_missing", file_id=file.id, file=file.name, source=str(source))
             return None
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(source, dest)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            shutil.move(source, dest)
+        move_file(source, dest)
         return dest
 
     def _remove_work_dir(self, file: FileRecord) -> None:

@@ -9,6 +9,7 @@ a reader never sees a half-written results folder.
 from __future__ import annotations
 
 import csv
+import errno
 import heapq
 import json
 import os
@@ -337,3 +338,19 @@ def replace_dir(tmp: Path, final: Path) -> None:
     tmp.rename(final)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
+
+
+def move_file(source: Path, dest: Path) -> None:
+    """Move ``source`` to ``dest``, creating ``dest``'s folder; a copy across file systems.
+
+    Raises:
+        OSError: the move failed (``source`` is still there unless the cross-device copy
+            failed after copying).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.move(source, dest)
