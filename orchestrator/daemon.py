@@ -15,10 +15,10 @@ stop event: no new upload is claimed, calls in flight get ``daemon.shutdown_grac
 then cancelled; every state change is already committed, so nothing else needs saving. The
 loops wait on "new work, tick or stop" (asyncio events), never on fixed sleeps.
 
-``--once`` drains: it takes what is in the inbox, waits until every upload is terminal and
-every file has its report (``reported_at`` set), then returns. It first gets a token
-(``daemon_auth.check_credentials``): refused credentials or an unreachable identity endpoint
-end it with exit 1 and one line. Without ``--once`` a refusal pauses work instead
+``--once`` drains (``daemon_drain``): it takes what is in the inbox, waits until every upload
+is terminal and every file has its report (``reported_at`` set), then returns. It first gets a
+token (``daemon_auth.check_credentials``): refused credentials or an unreachable identity
+endpoint end it with exit 1 and one line. Without ``--once`` a refusal pauses work instead
 (``daemon_auth.AuthGate``) until identity grants a token again.
 """
 
@@ -32,12 +32,12 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 import structlog
 
+from orchestrator import daemon_drain
 from orchestrator.daemon_auth import (
     AUTH_RETRY_FACTOR,
     AuthGate,
@@ -46,7 +46,7 @@ from orchestrator.daemon_auth import (
     refused_message,
 )
 from orchestrator.errors import AuthError, OrchestratorError
-from orchestrator.models import FileStatus, UploadStatus
+from orchestrator.models import UploadStatus
 from orchestrator.poller import Poller
 from orchestrator.scheduler import UNCERTAIN_CODE, Scheduler, wait_any
 from orchestrator.settings import Settings
@@ -55,16 +55,6 @@ from orchestrator.store import Store
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
-
-#: File statuses that still have work ahead of them.
-_FILES_OPEN = (FileStatus.RECEIVED, FileStatus.QUEUED, FileStatus.REPORTING)
-#: Upload statuses that still have work ahead of them.
-_UPLOADS_OPEN = (
-    UploadStatus.QUEUED,
-    UploadStatus.SUBMITTING,
-    UploadStatus.SUBMITTED,
-    UploadStatus.IMPORTING,
-)
 
 
 class DaemonCrashed(OrchestratorError):
@@ -380,29 +370,9 @@ class Daemon:
         return True
 
     async def _drain_inbox(self) -> None:
-        """``--once``: take every file in the inbox, waiting for it to be stable.
-
-        Files are taken once stable (unchanged for ``intake.stable_s``), as in the watch
-        loop, since one may still be being copied in. Scans until the files present at start
-        have left the inbox, or until a scan made well after ``intake.stable_s`` takes
-        nothing (whatever is left, e.g. an ignored file, is not for us).
-        """
-        start = self.clock()
-        present = _inbox_files(self.settings.paths.inbox)
-        rescan = min(self.settings.intake.rescan_interval_s, max(
-            self.settings.intake.stable_s / 4, 0.05))
-        while not self.stop_event.is_set():
-            taken = await self.intake.scan_once()
-            self.on_enqueued()
-            if not any(path.exists() for path in present):
-                break
-            settled = self.clock() - start > self.settings.intake.stable_s + 2 * rescan
-            if settled and not taken:
-                left = [str(p) for p in present if p.exists()]
-                log.warning("inbox_files_left", files=left[:20], count=len(left))
-                break
-            await wait_any((self.stop_event,), rescan)
-        log.info("inbox_drained", files=len(present))
+        """``--once``: take every file in the inbox (``daemon_drain.drain_inbox``)."""
+        await daemon_drain.drain_inbox(self.settings, self.intake, self.clock, self.stop_event,
+                                       self.on_enqueued)
         self.inbox_taken.set()
 
     async def _until_drained(self) -> None:
@@ -416,12 +386,7 @@ class Daemon:
 
     async def drained(self) -> bool:
         """Return whether every upload is terminal and every file has its report."""
-        counts = await self.store.counts_by_status()
-        if any(counts["files"][s.value] for s in _FILES_OPEN):
-            return False
-        if any(counts["uploads"][s.value] for s in _UPLOADS_OPEN):
-            return False
-        return not await self.store.files_to_report()
+        return await daemon_drain.drained(self.store)
 
 
 async def _guarded(name: str, coro: Awaitable[Any]) -> None:
@@ -431,12 +396,6 @@ async def _guarded(name: str, coro: Awaitable[Any]) -> None:
     except Exception as exc:
         log.exception("daemon_crashed", loop=name, error=f"{type(exc).__name__}: {exc}")
         raise
-
-
-def _inbox_files(inbox: Path) -> list[Path]:
-    if not inbox.is_dir():
-        return []
-    return sorted(p for p in inbox.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 async def _safe_counts(store: Store) -> dict[str, Any]:
