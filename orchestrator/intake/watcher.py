@@ -77,21 +77,37 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
 
 def _files_in(folder: Path, route: Route | None, error: str | None, out: InboxScan) -> None:
     for entry in _entries(folder):
-        if is_ignored_name(entry.name):
-            continue
-        path = Path(entry.path)
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(info.st_mode):
-            out.ignored.append((path, "symlink (not followed)"))
-        elif stat.S_ISREG(info.st_mode):
-            out.candidates.append(Candidate(path, route, info.st_size, info.st_mtime_ns, error))
-        elif stat.S_ISDIR(info.st_mode):
+        if not is_ignored_name(entry.name):
+            _add_entry(entry, route, error, out, nested_folder=True)
+
+
+def _add_entry(
+    entry: os.DirEntry[str],
+    route: Route | None,
+    error: str | None,
+    out: InboxScan,
+    *,
+    nested_folder: bool,
+) -> None:
+    """Add one entry to ``out``: a regular file as a candidate, anything else as ignored.
+
+    A folder is listed as ignored only when ``nested_folder`` (inside a route folder); at
+    the inbox root folders are left to ``scan_inbox``. An entry gone meanwhile is skipped.
+    """
+    path = Path(entry.path)
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        out.ignored.append((path, "symlink (not followed)"))
+    elif stat.S_ISREG(info.st_mode):
+        out.candidates.append(Candidate(path, route, info.st_size, info.st_mtime_ns, error))
+    elif stat.S_ISDIR(info.st_mode):
+        if nested_folder:
             out.ignored.append((path, "folder nested in a route folder (not scanned)"))
-        else:
-            out.ignored.append((path, "not a regular file"))
+    else:
+        out.ignored.append((path, "not a regular file"))
 
 
 def unknown_folder_reason(name: str) -> str:
@@ -111,8 +127,9 @@ def scan_inbox(inbox: Path, settings: Settings) -> InboxScan:
     out = InboxScan()
     route_dirs = {r.subfolder: r for r in settings.routes}
     prefixes = {part for sub in route_dirs for part in _parents(sub)}
-    _files_in_root(inbox, out, set(route_dirs) | prefixes)
-    for entry in _entries(inbox):
+    root = _entries(inbox)
+    _files_in_root(root, out, set(route_dirs) | prefixes)
+    for entry in root:
         name = entry.name
         if is_ignored_name(name) or entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
             continue
@@ -133,21 +150,10 @@ def _parents(sub: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _files_in_root(inbox: Path, out: InboxScan, route_names: set[str]) -> None:
-    for entry in _entries(inbox):
-        if is_ignored_name(entry.name) or entry.name in route_names:
-            continue
-        path = Path(entry.path)
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(info.st_mode):
-            out.ignored.append((path, "symlink (not followed)"))
-        elif stat.S_ISREG(info.st_mode):
-            out.candidates.append(Candidate(path, None, info.st_size, info.st_mtime_ns))
-        elif not stat.S_ISDIR(info.st_mode):
-            out.ignored.append((path, "not a regular file"))
+def _files_in_root(root: list[os.DirEntry[str]], out: InboxScan, route_names: set[str]) -> None:
+    for entry in root:
+        if not (is_ignored_name(entry.name) or entry.name in route_names):
+            _add_entry(entry, None, None, out, nested_folder=False)
 
 
 @dataclass(slots=True)
