@@ -245,8 +245,10 @@ class AuthGate:
             pause_file(self._database).write_text(
                 json.dumps({"reason": "auth", "message": message}), encoding="utf-8"
             )
-        except OSError:
-            pass
+        except OSError as exc:
+            # Work still pauses; only ``leadflow status`` cannot tell (auth_failed is logged).
+            log.warning("pause_file_not_written", path=str(pause_file(self._database)),
+                        error=f"{type(exc).__name__}: {exc}")
 
     def _remove_pause(self) -> None:
         if self._database is not None:
