@@ -7,13 +7,14 @@
 
 ``__aenter__`` opens, through one ``AsyncExitStack``, the store with the single-daemon lock,
 the Marketo client, and builds intake, the scheduler, the poller and the reporter. ``run``
-first recovers, once, from whatever the previous process left (uploads caught mid-submit are
-sent again, uploads with a batchId resume polling, files left in work are resumed,
-half-written results are rewritten), then runs the loops in one ``asyncio.TaskGroup``. A crash
-in any loop cancels the others and is logged ``daemon_crashed``. SIGTERM and SIGINT set the
-stop event: no new upload is claimed, calls in flight get ``daemon.shutdown_grace_s`` and are
-then cancelled; every state change is already committed, so nothing else needs saving. The
-loops wait on "new work, tick or stop" (asyncio events), never on fixed sleeps.
+first recovers, once, from whatever the previous process left (``daemon_recovery``: uploads
+caught mid-submit are sent again, uploads with a batchId resume polling; files left in work
+are resumed, half-written results are rewritten), then runs the loops in one
+``asyncio.TaskGroup``. A crash in any loop cancels the others and is logged
+``daemon_crashed``. SIGTERM and SIGINT set the stop event: no new upload is claimed, calls in
+flight get ``daemon.shutdown_grace_s`` and are then cancelled; every state change is already
+committed, so nothing else needs saving. The loops wait on "new work, tick or stop" (asyncio
+events), never on fixed sleeps.
 
 ``--once`` drains (``daemon_drain``): it takes what is in the inbox, waits until every upload
 is terminal and every file has its report (``reported_at`` set), then returns. It first gets a
@@ -45,10 +46,10 @@ from orchestrator.daemon_auth import (
     MarketoUnreachable,
     refused_message,
 )
+from orchestrator.daemon_recovery import recover_uploads
 from orchestrator.errors import AuthError, OrchestratorError
-from orchestrator.models import UploadStatus
 from orchestrator.poller import Poller
-from orchestrator.scheduler import UNCERTAIN_CODE, Scheduler, wait_any
+from orchestrator.scheduler import Scheduler, wait_any
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -272,28 +273,12 @@ class Daemon:
             )
 
     async def recover(self) -> None:
-        """Resolve, once, everything the previous process left in flight (before any loop)."""
-        now = self.clock()
-        for upload in await self.store.reap_in_flight():
-            # The create call may or may not have landed: send again (an upsert) and say so
-            # when it goes (``resubmitted_after_uncertain_submit``).
-            await self.store.transition_upload(
-                upload.id, UploadStatus.QUEUED, UploadStatus.QUEUED,
-                error_code=UNCERTAIN_CODE,
-                error="the daemon stopped during the upload; it is sent again",
-            )
-            log.warning(
-                "upload_reaped", file_id=upload.file_id, upload_id=upload.id, seq=upload.seq,
-                uncertain=upload.uncertain,
-            )
-        resumed = 0
-        for upload in await self.store.at_marketo():
-            await self.store.transition_upload(
-                upload.id, upload.status, upload.status, next_poll_at=now
-            )
-            resumed += 1
-        if resumed:
-            log.info("polling_resumed", uploads=resumed)
+        """Resolve, once, everything the previous process left in flight (before any loop).
+
+        Uploads (``daemon_recovery.recover_uploads``), then intake's files left in work, then
+        a report pass for half-written results.
+        """
+        await recover_uploads(self.store, self.clock())
         await self.intake.recover()
         await self._report_pass()
         self.scheduler.work.set()
