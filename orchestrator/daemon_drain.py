@@ -15,22 +15,18 @@ from typing import Any
 
 import structlog
 
-from orchestrator.models import FileStatus, UploadStatus
+from orchestrator.models import FILE_TERMINAL, UPLOAD_TERMINAL, FileStatus, UploadStatus
 from orchestrator.scheduler import wait_any
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
 log = structlog.get_logger(__name__)
 
-#: File statuses that still have work ahead of them.
-FILES_OPEN = (FileStatus.RECEIVED, FileStatus.QUEUED, FileStatus.REPORTING)
-#: Upload statuses that still have work ahead of them.
-UPLOADS_OPEN = (
-    UploadStatus.QUEUED,
-    UploadStatus.SUBMITTING,
-    UploadStatus.SUBMITTED,
-    UploadStatus.IMPORTING,
-)
+#: File statuses that still have work ahead of them (received, queued, reporting).
+FILES_OPEN = tuple(s for s in FileStatus if s not in FILE_TERMINAL)
+#: Upload statuses that still have work ahead of them (queued, submitting, submitted,
+#: importing).
+UPLOADS_OPEN = tuple(s for s in UploadStatus if s not in UPLOAD_TERMINAL)
 
 
 async def drain_inbox(
