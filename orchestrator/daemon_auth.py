@@ -251,5 +251,11 @@ class AuthGate:
                         error=f"{type(exc).__name__}: {exc}")
 
     def _remove_pause(self) -> None:
-        if self._database is not None:
+        if self._database is None:
+            return
+        try:
             pause_file(self._database).unlink(missing_ok=True)
+        except OSError as exc:
+            # Not worth stopping work or shutdown for; ``leadflow status`` may say paused.
+            log.warning("pause_file_not_removed", path=str(pause_file(self._database)),
+                        error=f"{type(exc).__name__}: {exc}")
