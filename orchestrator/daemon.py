@@ -234,8 +234,9 @@ class Daemon:
                 try:
                     loop.add_signal_handler(sig, self.stop, sig.name)
                     installed.append(sig)
-                except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-                    pass
+                except (NotImplementedError, RuntimeError, ValueError) as exc:  # pragma: no cover
+                    # Not the main thread (an embedding program owns signals): say so, go on.
+                    log.warning("signal_handler_unavailable", signal=sig.name, error=str(exc))
         started = self.clock()
         self.once = once
         log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
