@@ -29,7 +29,7 @@ from orchestrator.marketo import calls
 from orchestrator.marketo.calls import BatchStatus, ImportJob, LeadField, MalformedAnswer
 from orchestrator.marketo.errors_table import Category, Outcome, classify
 from orchestrator.marketo.governor import Governor, UsageStore
-from orchestrator.marketo.policy import RATE_WINDOW_S, Action, CallState, RetryConfig, decide
+from orchestrator.marketo.retry_policy import RATE_WINDOW_S, Action, CallState, RetryConfig, decide
 from orchestrator.marketo.tokens import TokenManager
 from orchestrator.marketo.transfer import maybe_sent, open_form, stream_to
 from orchestrator.settings import Settings

@@ -30,9 +30,9 @@ from typing import Protocol
 import structlog
 
 from orchestrator.errors import QuotaExhausted
-from orchestrator.marketo.policy import RATE_WINDOW_S
+from orchestrator.marketo.retry_policy import RATE_WINDOW_S
 from orchestrator.settings import LimitSettings
-from orchestrator.timeutil import next_quota_reset, quota_day
+from orchestrator.timing import next_quota_reset, quota_day
 
 log = structlog.get_logger(__name__)
 

@@ -24,7 +24,7 @@ import structlog
 from orchestrator.errors import ApiTransientError, AuthError
 from orchestrator.logging import redact_text, register_secret
 from orchestrator.marketo.errors_table import excerpt
-from orchestrator.marketo.policy import RetryConfig, backoff_delay
+from orchestrator.marketo.retry_policy import RetryConfig, backoff_delay
 from orchestrator.settings import MarketoSettings
 
 log = structlog.get_logger(__name__)
