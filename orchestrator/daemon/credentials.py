@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import structlog
 
 from orchestrator.errors import ApiError, ApiTransientError, AuthError, OrchestratorError
-from orchestrator.scheduling.scheduler import wait_any
+from orchestrator.timing import wait_any
 
 log = structlog.get_logger(__name__)
 

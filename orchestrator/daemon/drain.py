@@ -16,9 +16,9 @@ from typing import Any
 import structlog
 
 from orchestrator.models import FILE_TERMINAL, UPLOAD_TERMINAL, FileStatus, UploadStatus
-from orchestrator.scheduling.scheduler import wait_any
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.timing import Clock, wait_any
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +32,7 @@ UPLOADS_OPEN = tuple(s for s in UploadStatus if s not in UPLOAD_TERMINAL)
 async def drain_inbox(
     settings: Settings,
     intake: Any,
-    clock: Callable[[], float],
+    clock: Clock,
     stop: asyncio.Event,
     on_enqueued: Callable[[], None],
 ) -> None:

@@ -49,13 +49,13 @@ from orchestrator.daemon.credentials import (
 from orchestrator.daemon.recovery import recover_uploads
 from orchestrator.errors import AuthError, OrchestratorError
 from orchestrator.scheduling.poller import Poller
-from orchestrator.scheduling.scheduler import Scheduler, wait_any
+from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.timing import Clock, wait_any
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], float]
 
 
 class DaemonCrashed(OrchestratorError):

@@ -40,12 +40,12 @@ from orchestrator.intake.watcher import (
 from orchestrator.models import FileRecord, FileStatus
 from orchestrator.settings import ImportKind, Route, Settings
 from orchestrator.store import Store
+from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
 #: Files prepared at once in one scan (their I/O and database waits overlap).
 CONCURRENT_FILES = 4
-Clock = Callable[[], float]
 
 
 class Intake:

@@ -33,6 +33,7 @@ from orchestrator.marketo.retry_policy import RATE_WINDOW_S, Action, CallState, 
 from orchestrator.marketo.tokens import TokenManager
 from orchestrator.marketo.transfer import maybe_sent, open_form, stream_to
 from orchestrator.settings import Settings
+from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +88,7 @@ class MarketoClient:
         settings: Settings,
         *,
         store: UsageStore | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         session: aiohttp.ClientSession | None = None,
         sleep: Sleep = asyncio.sleep,
         wait_for_quota: bool = True,

@@ -21,6 +21,7 @@ from orchestrator.errors import (
 from orchestrator.logging import redact_text
 from orchestrator.marketo.errors_table import Category, Outcome
 from orchestrator.settings import MarketoSettings
+from orchestrator.timing import equal_jitter_backoff
 
 #: Marketo's rate window, seconds (contract 6).
 RATE_WINDOW_S = 20.0
@@ -107,23 +108,6 @@ class Decision:
     error: ApiError | None = None
 
 
-def backoff_delay(retry: int, base_s: float, cap_s: float, rand: float) -> float:
-    """Return the wait before retry number ``retry`` (1 = first retry), seconds.
-
-    Exponential with "equal jitter": the raw delay ``min(cap, base * 2**(retry-1))`` is
-    halved and the other half is scaled by ``rand``, so the wait lies in ``[raw/2, raw)``.
-
-    Args:
-        retry: 1 for the first retry, 2 for the second, ...
-        base_s: first raw delay, seconds.
-        cap_s: largest raw delay, seconds.
-        rand: a number in ``[0, 1)``.
-    """
-    exponent = min(max(retry - 1, 0), 32)
-    raw = min(cap_s, base_s * (2.0**exponent))
-    return raw / 2 + raw / 2 * rand
-
-
 def throttle_delay(code: str | None, throttles: int, cfg: RetryConfig, rand: float) -> float:
     """Return the wait after a throttle answer, seconds.
 
@@ -137,7 +121,7 @@ def throttle_delay(code: str | None, throttles: int, cfg: RetryConfig, rand: flo
         rand: a number in ``[0, 1)``.
     """
     cap = cfg.window_s if code == "606" else min(cfg.cap_s, CONCURRENCY_WAIT_CAP_S)
-    return backoff_delay(throttles, cfg.base_s, cap, rand)
+    return equal_jitter_backoff(throttles, cfg.base_s, cap, rand)
 
 
 def decide(outcome: Outcome, state: CallState, cfg: RetryConfig, rand: float) -> Decision:
@@ -195,7 +179,7 @@ def _spend(
     new = replace(state, spent=spent)
     if spent >= cfg.attempts:
         return Decision(Action.FAIL, new, error=_transient(outcome))
-    delay = backoff_delay(spent, cfg.base_s, cfg.cap_s, rand)
+    delay = equal_jitter_backoff(spent, cfg.base_s, cfg.cap_s, rand)
     if outcome.retry_after is not None:
         delay = max(delay, min(outcome.retry_after, cfg.cap_s))
     return Decision(action, new, delay)

@@ -24,7 +24,7 @@ import errno
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,10 +48,10 @@ from orchestrator.results.write import (
 )
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], float]
 
 
 class ResultsClient(Protocol):

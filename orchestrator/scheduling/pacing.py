@@ -15,34 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from orchestrator.timing import equal_jitter_backoff
+
 #: Jobs Marketo imports at once per instance (contract 2.4).
 MARKETO_IMPORTING_SLOTS = 2
-
-
-def jittered(delay_s: float, rand: float) -> float:
-    """Return ``delay_s`` with "equal jitter": uniformly in ``[delay_s / 2, delay_s)``.
-
-    Args:
-        delay_s: the nominal delay, seconds (>= 0).
-        rand: a number in ``[0, 1)``.
-    """
-    return delay_s * (0.5 + 0.5 * min(max(rand, 0.0), 1.0))
-
-
-def exponential_backoff(streak: int, base_s: float, max_s: float, rand: float) -> float:
-    """Return the jittered wait after ``streak`` consecutive refusals, seconds.
-
-    The nominal wait is ``base_s * 2 ** (streak - 1)`` capped at ``max_s``; jitter then
-    spreads it over its upper half (see ``jittered``).
-
-    Args:
-        streak: consecutive refusals so far, counting this one (>= 1).
-        base_s: the first wait, seconds.
-        max_s: the longest nominal wait, seconds.
-        rand: a number in ``[0, 1)``.
-    """
-    exponent = min(max(streak - 1, 0), 30)
-    return jittered(min(base_s * (2.0**exponent), max_s), rand)
 
 
 # --- how many of our jobs may be at Marketo --------------------------------------------
@@ -112,7 +88,7 @@ def on_queue_full(
     return SlotState(
         learned=max(0, outstanding),
         streak=streak,
-        retry_at=now + exponential_backoff(streak, base_s, max_s, rand),
+        retry_at=now + equal_jitter_backoff(streak, base_s, max_s, rand),
     )
 
 
@@ -154,7 +130,7 @@ def transient_not_before(
     Returns:
         Epoch seconds.
     """
-    return now + exponential_backoff(streak, max(base_s, 0.001), max(max_s, 0.001), rand)
+    return now + equal_jitter_backoff(streak, max(base_s, 0.001), max(max_s, 0.001), rand)
 
 
 # --- polling -----------------------------------------------------------------------------

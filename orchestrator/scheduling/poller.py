@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import structlog
@@ -44,13 +44,13 @@ from orchestrator.errors import (
 )
 from orchestrator.models import UploadRecord, UploadStatus
 from orchestrator.scheduling import pacing as policy
-from orchestrator.scheduling.scheduler import FileNames, wait_any
+from orchestrator.scheduling.scheduler import FileNames
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.timing import Clock, wait_any
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], float]
 
 #: ``uploads.error_code`` of an upload whose batchId Marketo forgot and that went again.
 LOST_BATCH_CODE = "1013"

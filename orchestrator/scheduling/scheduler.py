@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,10 +36,10 @@ from orchestrator.models import UploadRecord, UploadStatus
 from orchestrator.scheduling import pacing as policy
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.timing import Clock, wait_any
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], float]
 
 #: ``uploads.error_code`` of an upload whose last create call may or may not have landed.
 UNCERTAIN_CODE = "uncertain_submit"
@@ -76,21 +76,6 @@ class FileNames:
                 self._names.clear()
             self._names[file_id] = record.name
         return self._names[file_id]
-
-
-async def wait_any(events: Iterable[asyncio.Event], timeout: float | None) -> None:
-    """Return when any of ``events`` is set or ``timeout`` seconds have passed (None: never).
-
-    Never raises on timeout; the caller re-checks its state.
-    """
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        if timeout is not None and timeout <= 0:
-            return
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 class Scheduler:

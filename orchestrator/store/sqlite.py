@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,6 @@ from orchestrator.models import (
 from orchestrator.store.migrate import migrate
 from orchestrator.store.queries import load_queries
 
-Clock = Callable[[], float]
-
 #: Seconds a writer waits for SQLite's lock before giving up.
 BUSY_TIMEOUT_S = 30.0
 
@@ -47,6 +45,7 @@ UPLOAD_COLUMNS = (
     " batch_failures, uncertain, not_before, next_poll_at, polls, error_code, error,"
     " created_at, updated_at, claimed_at, submitted_at, finished_at"
 )
+from orchestrator.timing import Clock
 
 _Q = load_queries(UPLOAD_COLUMNS)
 

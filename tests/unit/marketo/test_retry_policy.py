@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from orchestrator.errors import ApiPermanentError, ApiTransientError, QueueFull
 from orchestrator.marketo.errors_table import Category, Outcome
 from orchestrator.marketo.retry_policy import (
     Action,
     CallState,
     RetryConfig,
-    backoff_delay,
     decide,
     throttle_delay,
 )
@@ -21,18 +18,6 @@ CFG = RetryConfig(attempts=4, base_s=1.0, cap_s=8.0, window_s=20.0)
 
 def out(category: Category, code: str | None = None, retry_after: float | None = None) -> Outcome:
     return Outcome(category, code, "msg", 200, "r#1", None, retry_after, "raw body")
-
-
-def test_backoff_grows_exponentially_within_jitter_and_cap() -> None:
-    assert backoff_delay(1, 1.0, 8.0, 0.0) == 0.5
-    assert backoff_delay(1, 1.0, 8.0, 0.999) == pytest.approx(0.9995)
-    assert backoff_delay(3, 1.0, 8.0, 0.0) == 2.0
-    assert backoff_delay(10, 1.0, 8.0, 0.0) == 4.0  # capped at 8, half of it minimum
-    for retry in range(1, 12):
-        for rand in (0.0, 0.3, 0.99):
-            raw = min(8.0, 2.0 ** (retry - 1))
-            assert raw / 2 <= backoff_delay(retry, 1.0, 8.0, rand) < raw or raw == 0
-    assert backoff_delay(1000, 1.0, 8.0, 0.5) == 6.0  # huge exponents do not overflow
 
 
 def test_throttle_delay_caps() -> None:

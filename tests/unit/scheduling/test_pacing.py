@@ -1,4 +1,4 @@
-"""Pure scheduling and polling decisions (orchestrator/policy.py)."""
+"""Pure scheduling and polling decisions (orchestrator/scheduling/pacing.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,6 @@ import pytest
 
 from orchestrator.scheduling import pacing as policy
 from orchestrator.scheduling.pacing import PollView, SlotState
-
-
-@pytest.mark.parametrize(
-    ("streak", "rand", "expected"),
-    [(1, 0.0, 2.5), (1, 0.999999, 5.0), (2, 0.0, 5.0), (3, 0.0, 10.0), (10, 0.0, 60.0),
-     (10, 0.999999, 120.0)],
-)
-def test_backoff_doubles_jitters_and_caps(streak: int, rand: float, expected: float) -> None:
-    assert policy.exponential_backoff(streak, 5.0, 120.0, rand) == pytest.approx(expected, 1e-5)
 
 
 def test_no_learned_limit_means_the_configured_one() -> None:
