@@ -37,8 +37,8 @@ from typing import Any
 
 from orchestrator.commands.output import print_out
 from orchestrator.errors import InvalidTransition
-from orchestrator.models import FileRecord, FileStatus, UploadStatus
-from orchestrator.results.write import DEAD_UPLOADS, archive_name, move_file, results_dir_name
+from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, UploadStatus
+from orchestrator.results.write import archive_name, move_file, results_dir_name
 from orchestrator.settings import ImportKind, ImportSettings, Settings
 from orchestrator.store import Store
 
@@ -188,7 +188,7 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
     if file.status is FileStatus.DUPLICATE:
         return EXIT_NOTHING, f"{label} is a duplicate of a file already imported: {file.error}"
     uploads = await store.uploads_of_file(file.id)
-    dead = [u for u in uploads if u.status in DEAD_UPLOADS]
+    dead = [u for u in uploads if u.status in UPLOAD_DEAD]
     if dead:
         missing = [u.seq for u in dead if not await asyncio.to_thread(Path(u.path).is_file)]
         if missing:

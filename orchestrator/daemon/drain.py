@@ -15,18 +15,12 @@ from typing import Any
 
 import structlog
 
-from orchestrator.models import FILE_TERMINAL, UPLOAD_TERMINAL, FileStatus, UploadStatus
+from orchestrator.models import FILE_OPEN, UPLOAD_OPEN
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timing import Clock, wait_any
 
 log = structlog.get_logger(__name__)
-
-#: File statuses that still have work ahead of them (received, queued, reporting).
-FILES_OPEN = tuple(s for s in FileStatus if s not in FILE_TERMINAL)
-#: Upload statuses that still have work ahead of them (queued, submitting, submitted,
-#: importing).
-UPLOADS_OPEN = tuple(s for s in UploadStatus if s not in UPLOAD_TERMINAL)
 
 
 async def drain_inbox(
@@ -71,9 +65,9 @@ async def drain_inbox(
 async def drained(store: Store) -> bool:
     """Return whether every upload is terminal and every file has its report."""
     counts = await store.counts_by_status()
-    if any(counts["files"][s.value] for s in FILES_OPEN):
+    if any(counts["files"][s.value] for s in FILE_OPEN):
         return False
-    if any(counts["uploads"][s.value] for s in UPLOADS_OPEN):
+    if any(counts["uploads"][s.value] for s in UPLOAD_OPEN):
         return False
     return not await store.files_to_report()
 

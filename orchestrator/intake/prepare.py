@@ -28,9 +28,10 @@ from orchestrator.intake.lines import LineFeed, canonical
 from orchestrator.intake.quirks import TrimmedReader, header_for_upload, sep_hint, trim_header
 from orchestrator.intake.reasons import Unimportable, empty
 from orchestrator.intake.rows import RowRules, read_batch
-from orchestrator.intake.sniff import DELIMITERS, sniff_delimiter, split_header
+from orchestrator.intake.sniff import sniff_delimiter, split_header
 from orchestrator.intake.split import UploadSplitter, WrittenUpload, upload_budget
 from orchestrator.intake.validate import typed_columns
+from orchestrator.models import FORMAT_OF_DELIMITER
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +85,7 @@ class Prepared:
     @property
     def format(self) -> str:
         """The *source* delimiter as Marketo names it: ``csv``, ``tsv`` or ``ssv``."""
-        return DELIMITERS[self.delimiter]
+        return FORMAT_OF_DELIMITER[self.delimiter]
 
 
 def max_line_bytes(max_upload_bytes: int) -> int:

@@ -32,11 +32,16 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from orchestrator.errors import ApiError, ApiPermanentError, InvalidTransition, OrchestratorError
-from orchestrator.models import FileRecord, FileStatus, UploadRecord, UploadStatus
+from orchestrator.models import (
+    FILE_ARCHIVED,
+    UPLOAD_DEAD,
+    FileRecord,
+    FileStatus,
+    UploadRecord,
+    UploadStatus,
+)
 from orchestrator.results.rows import UploadRows, write_rows
 from orchestrator.results.write import (
-    ARCHIVED,
-    DEAD_UPLOADS,
     archive_name,
     build_report,
     count_rows,
@@ -221,7 +226,7 @@ class Reporter:
             reported_at=reported_at,
             info=info,
         )
-        if not any(u.status in DEAD_UPLOADS for u in uploads):
+        if not any(u.status in UPLOAD_DEAD for u in uploads):
             await asyncio.to_thread(self._remove_work_dir, file)
         log.info(
             "file_finished",
@@ -245,7 +250,7 @@ class Reporter:
     async def _fetch(self, file: FileRecord, uploads: Sequence[UploadRecord]) -> list[UploadRows]:
         plans: list[UploadRows] = []
         for upload in uploads:
-            if upload.status in DEAD_UPLOADS:
+            if upload.status in UPLOAD_DEAD:
                 plans.append(UploadRows(upload, await self._store.upload_source_rows(upload.id)))
                 continue
             if upload.status is not UploadStatus.COMPLETE or upload.batch_id is None:
@@ -301,7 +306,7 @@ class Reporter:
 
     def _move_source(self, file: FileRecord, status: FileStatus) -> Path | None:
         paths = self._settings.paths
-        folder = paths.archive if status in ARCHIVED else paths.rejected
+        folder = paths.archive if status in FILE_ARCHIVED else paths.rejected
         dest = folder / archive_name(file.name, file.id)
         source = Path(file.info.get("source_path") or file.work_path)
         if not (source.is_file() or source.is_symlink()):

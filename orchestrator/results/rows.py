@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from orchestrator.models import FileRecord, UploadRecord
+from orchestrator.models import UPLOAD_DEAD, FileRecord, UploadRecord
 from orchestrator.results.source_rows import (
     FAILURE_REASON,
     WARNING_REASON,
@@ -33,7 +33,6 @@ from orchestrator.results.source_rows import (
     read_upload,
 )
 from orchestrator.results.write import (
-    DEAD_UPLOADS,
     OutRow,
     merge_csv,
     read_rejections,
@@ -144,7 +143,7 @@ def _spill_upload(
     written: Written,
 ) -> None:
     upload = plan.upload
-    dead = upload.status in DEAD_UPLOADS
+    dead = upload.status in UPLOAD_DEAD
     if not dead and not (plan.failures or plan.warnings):
         return
     delimiter = delimiter_for(upload.options.get("format"))

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.models import DELIMITER_OF_FORMAT
+
 #: The column Marketo appends to a failures file (contract 3.2).
 FAILURE_REASON = "Import Failure Reason"
 #: The column Marketo appends to a warnings file (contract 3.3).
 WARNING_REASON = "Import Warning Reason"
-#: Field delimiter of each Marketo ``format`` value (contract 2.1).
-DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
 
 #: Longest field the CSV readers here accept, in characters (an upload is under 10 MB).
 MAX_FIELD_CHARS = 1 << 26
@@ -40,7 +40,7 @@ def allow_long_fields() -> None:
 
 def delimiter_for(fmt: str | None) -> str:
     """Return the field delimiter of a Marketo ``format`` (``csv`` when unknown)."""
-    return DELIMITERS.get((fmt or "csv").lower(), ",")
+    return DELIMITER_OF_FORMAT.get((fmt or "csv").lower(), ",")
 
 
 def fit(values: Sequence[str], width: int) -> tuple[str, ...]:

@@ -20,15 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.models import FileRecord, FileStatus, UploadRecord, UploadStatus
+from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, UploadRecord, UploadStatus
 from orchestrator.results.source_rows import MappedRow, allow_long_fields
 
 #: Longest file-name part (bytes, UTF-8) kept in results folder and archive names.
 MAX_NAME_BYTES = 180
-#: Statuses whose source file goes to ``paths.archive``; the others go to ``paths.rejected``.
-ARCHIVED = frozenset({FileStatus.COMPLETE, FileStatus.PARTIAL})
-#: Upload statuses whose rows never reached Marketo's lead database (dead letters).
-DEAD_UPLOADS = frozenset({UploadStatus.FAILED, UploadStatus.REJECTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +97,7 @@ def decide_status(
       sends such uploads again). Every row that did not get in is in failures.csv.
     - ``rejected``: no row was imported; the source goes to ``paths.rejected``.
     """
-    dead = [u for u in uploads if u.status in DEAD_UPLOADS]
+    dead = [u for u in uploads if u.status in UPLOAD_DEAD]
     hint = f"; `leadflow retry {file.id}` sends the failed uploads again" if dead else ""
     if rows.imported == 0:
         if rows.total == 0:

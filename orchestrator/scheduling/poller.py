@@ -42,7 +42,7 @@ from orchestrator.errors import (
     InvalidTransition,
     QuotaExhausted,
 )
-from orchestrator.models import UploadRecord, UploadStatus
+from orchestrator.models import UPLOAD_AT_MARKETO, UploadRecord, UploadStatus
 from orchestrator.scheduling import pacing as policy
 from orchestrator.scheduling.scheduler import FileNames
 from orchestrator.settings import Settings
@@ -60,7 +60,8 @@ MARKETO_STATUSES = frozenset({"Queued", "Importing", "Complete", "Failed"})
 MAX_POLLS_PER_PASS = 20
 
 _U = UploadStatus
-_AT_MARKETO = (_U.SUBMITTED, _U.IMPORTING)
+#: ``UPLOAD_AT_MARKETO`` in enum order (so an ``InvalidTransition`` message reads the same).
+_AT_MARKETO = tuple(s for s in _U if s in UPLOAD_AT_MARKETO)
 
 
 class StatusSource(Protocol):
