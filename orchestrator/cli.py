@@ -200,11 +200,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
         return await run_daemon(settings, once=args.once)
     if args.command == "submit":
-        from orchestrator.commands.ops import submit_command
+        from orchestrator.commands.submit import submit_command
 
         return await submit_command(settings, args.file, args.route)
     if args.command == "retry":
-        from orchestrator.commands.ops import retry_command
+        from orchestrator.commands.retry import retry_command
 
         return await retry_command(settings, args.file_id)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices

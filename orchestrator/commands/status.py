@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.commands.output import print_out
 from orchestrator.daemon.credentials import read_pause
-from orchestrator.results.write import results_dir_name
+from orchestrator.places import results_dir
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timing import quota_day
@@ -76,7 +76,7 @@ def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "rows_imported": row["rows_imported"],
         "rows_failed": row["rows_failed"],
         "rows_rejected": row["rows_rejected"],
-        "results": str(settings.paths.results / results_dir_name(row["name"], row["id"])),
+        "results": str(results_dir(settings.paths, row["name"], row["id"])),
         "reported": row["reported_at"] is not None,
         "error": row["error"],
     }

@@ -48,6 +48,7 @@ from orchestrator.daemon.credentials import (
 )
 from orchestrator.daemon.recovery import recover_uploads
 from orchestrator.errors import AuthError, OrchestratorError
+from orchestrator.places import make_folders
 from orchestrator.scheduling.poller import Poller
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.settings import Settings
@@ -139,9 +140,7 @@ class Daemon:
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
-            self.settings.paths.ensure()
-            for route in self.settings.routes:
-                (self.settings.paths.inbox / route.subfolder).mkdir(parents=True, exist_ok=True)
+            make_folders(self.settings)
             self.store = await stack.enter_async_context(
                 Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
             )

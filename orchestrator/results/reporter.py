@@ -33,22 +33,27 @@ from structlog.contextvars import bound_contextvars
 
 from orchestrator.errors import ApiError, ApiPermanentError, InvalidTransition, OrchestratorError
 from orchestrator.models import (
-    FILE_ARCHIVED,
     UPLOAD_DEAD,
     FileRecord,
     FileStatus,
     UploadRecord,
     UploadStatus,
 )
+from orchestrator.places import (
+    final_source,
+    move,
+    rejections_path,
+    remove_work_dir,
+    results_dir,
+    source_path,
+    work_dir,
+)
 from orchestrator.results.rows import UploadRows, write_rows
 from orchestrator.results.write import (
-    archive_name,
     build_report,
     count_rows,
     decide_status,
-    move_file,
     replace_dir,
-    results_dir_name,
     write_json,
 )
 from orchestrator.settings import Settings
@@ -188,12 +193,10 @@ class Reporter:
             status, error = file.status, file.error
             finished_at = file.finished_at or started
         plans = await self._fetch(file, uploads)
-        final = self._settings.paths.results / results_dir_name(file.name, file.id)
+        final = results_dir(self._settings.paths, file.name, file.id)
         tmp = final.with_name(final.name + ".tmp")
         try:
-            rejections = Path(
-                file.info.get("rejections_path") or self._work_dir(file) / "rejections.csv"
-            )
+            rejections = rejections_path(self._settings.paths, file)
             written = await asyncio.to_thread(write_rows, file, plans, tmp, rejections)
             notes = " ".join(written.notes)
             if notes:
@@ -244,9 +247,6 @@ class Reporter:
 
     # --- fetching ------------------------------------------------------------------------
 
-    def _work_dir(self, file: FileRecord) -> Path:
-        return Path(file.info.get("work_dir") or self._settings.paths.work / str(file.id))
-
     async def _fetch(self, file: FileRecord, uploads: Sequence[UploadRecord]) -> list[UploadRows]:
         plans: list[UploadRows] = []
         for upload in uploads:
@@ -267,7 +267,7 @@ class Reporter:
 
     async def _download(self, file: FileRecord, upload: UploadRecord, what: str) -> Path | None:
         assert upload.batch_id is not None
-        folder = self._work_dir(file)
+        folder = work_dir(self._settings.paths, file)
         dest = folder / f"marketo-{what}-{upload.seq:04d}-{upload.batch_id}.csv"
         if dest.is_file():
             return dest
@@ -305,20 +305,15 @@ class Reporter:
     # --- the source and the work dir -----------------------------------------------------
 
     def _move_source(self, file: FileRecord, status: FileStatus) -> Path | None:
-        paths = self._settings.paths
-        folder = paths.archive if status in FILE_ARCHIVED else paths.rejected
-        dest = folder / archive_name(file.name, file.id)
-        source = Path(file.info.get("source_path") or file.work_path)
+        dest = final_source(self._settings.paths, file.name, file.id, status)
+        source = source_path(file)
         if not (source.is_file() or source.is_symlink()):
             if dest.exists():
                 return dest
             log.warning("source_missing", file_id=file.id, file=file.name, source=str(source))
             return None
-        move_file(source, dest)
+        move(source, dest)
         return dest
 
     def _remove_work_dir(self, file: FileRecord) -> None:
-        folder = self._work_dir(file).resolve()
-        root = self._settings.paths.work.resolve()
-        if folder != root and root in folder.parents and folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_work_dir(self._settings.paths.work, work_dir(self._settings.paths, file))

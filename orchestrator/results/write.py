@@ -9,7 +9,6 @@ a reader never sees a half-written results folder.
 from __future__ import annotations
 
 import csv
-import errno
 import heapq
 import json
 import os
@@ -22,9 +21,6 @@ from typing import Any
 
 from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, UploadRecord, UploadStatus
 from orchestrator.results.source_rows import MappedRow, allow_long_fields
-
-#: Longest file-name part (bytes, UTF-8) kept in results folder and archive names.
-MAX_NAME_BYTES = 180
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,23 +163,6 @@ def build_report(
         "received_at": iso_utc(file.received_at),
         "finished_at": iso_utc(finished_at),
     }
-
-
-def _cut(name: str) -> str:
-    safe = name.replace("/", "_").replace("\x00", "_") or "file"
-    while len(safe.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        safe = safe[:-1]
-    return safe
-
-
-def results_dir_name(name: str, file_id: int) -> str:
-    """Return the results folder name ``<file name>.<file id>`` (long names are cut)."""
-    return f"{_cut(name)}.{file_id}"
-
-
-def archive_name(name: str, file_id: int) -> str:
-    """Return the collision-free name of a source in archive/rejected: ``<id>-<name>``."""
-    return f"{file_id}-{_cut(name)}"
 
 
 # --- CSV rows: (source row or None, values in output column order, reason) ----------------
@@ -334,19 +313,3 @@ def replace_dir(tmp: Path, final: Path) -> None:
     tmp.rename(final)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
-
-
-def move_file(source: Path, dest: Path) -> None:
-    """Move ``source`` to ``dest``, creating ``dest``'s folder; a copy across file systems.
-
-    Raises:
-        OSError: the move failed (``source`` is still there unless the cross-device copy
-            failed after copying).
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(source, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        shutil.move(source, dest)

@@ -31,6 +31,7 @@ from orchestrator.models import (
     UploadStatus,
     pack_rows,
 )
+from orchestrator.places import PENDING_ID
 from orchestrator.store.migrate import migrate
 from orchestrator.store.queries import load_queries
 
@@ -264,8 +265,8 @@ class Store:
     ) -> FileRecord:
         """Record a newly found file in status ``received``; returns it with its id.
 
-        A ``{id}`` in ``work_path`` is replaced by the new id in the same transaction
-        (intake's ``work/{id}/source/<name>``).
+        A ``{id}`` (``places.PENDING_ID``) in ``work_path`` is replaced by the new id in the
+        same transaction (intake's ``work/{id}/source/<name>``).
         """
         async with self._transaction() as conn:
             async with conn.execute(
@@ -281,8 +282,8 @@ class Store:
             ) as cursor:
                 row = await cursor.fetchone()
             assert row is not None
-            if "{id}" in work_path:
-                filled = work_path.replace("{id}", str(row["id"]), 1)
+            if PENDING_ID in work_path:
+                filled = work_path.replace(PENDING_ID, str(row["id"]), 1)
                 async with conn.execute(SET_FILE_WORK_PATH, (filled, row["id"])) as cursor:
                     row = await cursor.fetchone()
                 assert row is not None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import cli
-from orchestrator.commands.ops import submit_command
+from orchestrator.commands.submit import submit_command
 from orchestrator.settings import Settings
 
 

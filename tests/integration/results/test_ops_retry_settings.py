@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from results_helpers import FakeClient, end_upload, prepare_file
 
-from orchestrator.commands.ops import retry_command
+from orchestrator.commands.retry import retry_command
 from orchestrator.models import FileStatus, UploadStatus
 from orchestrator.results import Reporter
 from orchestrator.settings import Settings

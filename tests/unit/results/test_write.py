@@ -19,7 +19,6 @@ from orchestrator.results.write import (
     merge_csv,
     read_rejections,
     replace_dir,
-    results_dir_name,
     write_json,
 )
 
@@ -233,12 +232,9 @@ def test_report_has_the_documented_keys_and_iso_times() -> None:
     json.dumps(report)
 
 
-def test_iso_utc_and_names() -> None:
+def test_iso_utc() -> None:
     assert iso_utc(None) is None
     assert iso_utc(0) == "1970-01-01T00:00:00Z"
-    assert results_dir_name("a b.csv", 3) == "a b.csv.3"
-    long = results_dir_name("é" * 300 + ".csv", 12)
-    assert long.endswith(".12") and len(long.encode()) <= 190
 
 
 def test_read_rejections_pads_short_rows_and_keeps_surplus_fields(tmp_path: Path) -> None:

@@ -1,158 +1,46 @@
-"""``leadflow submit`` and ``leadflow retry``: operator commands that need no running daemon.
+"""``leadflow retry FILE_ID``: send a file's failed uploads again, or retake a rejected file.
 
-Both write only through the store's normal guarded transitions (the single-daemon lock is
-taken only by ``leadflow run``), so they are safe while a daemon runs.
+It needs no running daemon: it writes only through the store's normal guarded transitions
+(the single-daemon lock is taken only by ``leadflow run``), so it is safe while a daemon runs.
 
-- ``submit FILE [--route NAME]`` copies a file into the inbox (or the route's subfolder)
-  atomically: it is copied under a hidden ``.<name>.<pid>.part`` name in the target folder,
-  then hard-linked to its final name, which never replaces an existing file (``name-2.csv``
-  is used instead). The watcher therefore never sees a half-copied file.
-- ``retry FILE_ID`` re-queues the uploads of a ``partial`` (or ``rejected``) file that failed
-  or were rejected at Marketo: the source goes back from the archive into the work folder, the
-  uploads go ``failed|rejected -> queued`` with their failure counters cleared, and the file goes
-  back to ``queued``; its results folder is rewritten when the uploads finish. Each re-queued
+- A ``partial`` (or ``rejected``) file whose uploads failed or were rejected at Marketo: the
+  source goes back from the archive into the work folder, the uploads go
+  ``failed|rejected -> queued`` with their failure counters cleared, and the file goes back to
+  ``queued``; its results folder is rewritten when the uploads finish. Each re-queued
   upload's Marketo options (``lookupField``, ``listId``, ``partitionName``, ``programId``,
   ``programMemberStatus``, ``objectApiName``, ``format``) are derived again from the CURRENT
   settings of the file's route (the ``import`` section for the inbox root), so a setting fixed
   after the failure is used; a route no longer in the settings is exit 2. A file whose bytes
-  were imported since as another file is not re-queued (exit 1, naming that file). A file rejected
-  with nothing to re-send (rejected by intake, or every row rejected) is moved from
-  ``paths.rejected`` back into the inbox, where it is taken as a new file (new id, new report).
+  were imported since as another file is not re-queued (exit 1, naming that file).
+- A file rejected with nothing to re-send (rejected by intake, or every row rejected) is moved
+  from ``paths.rejected`` back into the inbox (``places.drop_into``), where it is taken as a
+  new file (new id, new report).
 
-Exit codes: 0 done, 1 nothing done (the line says why), 2 bad usage (unknown route or id,
-missing file).
+Exit codes: 0 done, 1 nothing done (the line says why), 2 bad usage (unknown route or id).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
-import shutil
 import sqlite3
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.commands.output import print_out
+from orchestrator.commands.output import EXIT_NOTHING, EXIT_OK, EXIT_USAGE, print_err, print_out
+from orchestrator.commands.status import missing_database
 from orchestrator.errors import InvalidTransition
+from orchestrator.intake.uploads import upload_options
 from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, UploadStatus
-from orchestrator.results.write import archive_name, move_file, results_dir_name
+from orchestrator.places import (
+    drop_into,
+    move,
+    rejected_source,
+    results_dir,
+    route_folder,
+    source_path,
+)
 from orchestrator.settings import ImportKind, ImportSettings, Settings
 from orchestrator.store import Store
-
-EXIT_OK = 0
-EXIT_NOTHING = 1
-EXIT_USAGE = 2
-
-
-def _print_err(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def _candidates(name: str) -> Iterator[str]:
-    yield name
-    stem, dot, ext = name.rpartition(".")
-    if not stem:
-        stem, dot, ext = name, "", ""
-    for n in range(2, 10_000):
-        yield f"{stem}-{n}{dot}{ext}"
-
-
-def _link_free_name(tmp: Path, folder: Path, name: str) -> Path:
-    """Give ``tmp`` a free name in ``folder`` without ever replacing a file; return it."""
-    for candidate in _candidates(name):
-        dest = folder / candidate
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            continue
-        except OSError as exc:  # no hard links here (some network shares): rename instead
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-                raise
-            if dest.exists():
-                continue
-            tmp.rename(dest)
-            return dest
-        tmp.unlink()
-        return dest
-    raise FileExistsError(errno.EEXIST, "no free name", str(folder / name))
-
-
-def drop_into(source: Path, folder: Path, name: str, *, move: bool) -> Path:
-    """Put ``source`` into ``folder`` as ``name`` (or ``name-2`` ...) atomically; return the path.
-
-    The bytes land under a hidden temporary name in ``folder`` first, so a watcher only ever
-    sees the complete file. With ``move`` the source is removed afterwards.
-
-    Raises:
-        OSError: the folder is not writable, the disk is full, the source is unreadable.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.{os.getpid()}.part"
-    moved = False
-    try:
-        if move:
-            try:
-                os.rename(source, tmp)
-                moved = True
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-        if not moved:
-            shutil.copy2(source, tmp)
-            with tmp.open("rb") as handle:
-                os.fsync(handle.fileno())
-        dest = _link_free_name(tmp, folder, name)
-    except BaseException:
-        if moved and tmp.exists():
-            os.rename(tmp, source)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
-    if move and not moved:
-        source.unlink()
-    return dest
-
-
-async def submit_command(settings: Settings, file: Path, route: str | None) -> int:
-    """Copy ``file`` into the inbox (the route's subfolder with ``route``) for the daemon.
-
-    Returns:
-        0 when copied (prints where), 2 when the file is missing, its name is one intake
-        ignores (``is_ignored_name``) or the route unknown, 1 when the copy failed (folder
-        not writable, disk full).
-    """
-    source = await asyncio.to_thread(file.expanduser)
-    if not await asyncio.to_thread(source.is_file):
-        _print_err(f"leadflow: {source} is not a readable file")
-        return EXIT_USAGE
-    from orchestrator.intake.watcher import is_ignored_name
-
-    if is_ignored_name(source.name):
-        _print_err(
-            f"leadflow: the daemon ignores files named like {source.name!r} (a leading '.' or "
-            "'~$', or ending in .tmp or .part): rename it and submit it again"
-        )
-        return EXIT_USAGE
-    folder = settings.paths.inbox
-    if route is not None:
-        found = next((r for r in settings.routes if r.name == route), None)
-        if found is None:
-            known = ", ".join(r.name for r in settings.routes) or "none configured"
-            _print_err(f"leadflow: unknown route {route!r} (known routes: {known})")
-            return EXIT_USAGE
-        folder = folder / found.subfolder
-    try:
-        dest = await asyncio.to_thread(drop_into, source, folder, source.name, move=False)
-    except OSError as exc:
-        _print_err(f"leadflow: cannot copy {source} into {folder}: {exc.strerror or exc}")
-        return EXIT_NOTHING
-    where = f" (route {route})" if route else ""
-    print_out(f"submitted {source} as {dest}{where}; the daemon takes it from there")
-    return EXIT_OK
 
 
 async def retry_command(settings: Settings, file_id: int) -> int:
@@ -162,15 +50,13 @@ async def retry_command(settings: Settings, file_id: int) -> int:
         0 when something was re-queued or moved (prints what), 1 when there is nothing to
         retry (prints why) or no database, 2 when there is no such file.
     """
-    from orchestrator.commands.status import missing_database
-
     missing = missing_database(settings)
     if missing is not None:
-        _print_err(missing)
+        print_err(missing)
         return EXIT_NOTHING
     async with Store.open(settings.paths.database) as store:
         code, message = await retry_file(settings, store, file_id)
-    (print_out if code == EXIT_OK else _print_err)(message)
+    (print_out if code == EXIT_OK else print_err)(message)
     return code
 
 
@@ -182,7 +68,7 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
     label = f"file {file.id} ({file.name})"
     if file.reported_at is None:
         return EXIT_NOTHING, f"{label} is {file.status.value} and not finished: nothing to retry"
-    results = settings.paths.results / results_dir_name(file.name, file.id)
+    results = results_dir(settings.paths, file.name, file.id)
     if file.status is FileStatus.COMPLETE:
         return EXIT_NOTHING, f"{label} is complete: every row was imported; nothing to retry"
     if file.status is FileStatus.DUPLICATE:
@@ -223,8 +109,6 @@ def _current_options(settings: Settings, file: FileRecord) -> tuple[str, dict[st
     Returns:
         A one-line error instead when the file's route is no longer in the settings.
     """
-    from orchestrator.intake.uploads import upload_options
-
     source: ImportSettings
     if file.route is None:
         source, kind = settings.import_, ImportKind.LEADS
@@ -264,14 +148,14 @@ async def _requeue(
     if "lookupField" in options:
         info["lookup_field"] = options["lookupField"]
     archived = info.pop("archived_path", None)
-    source = Path(info.get("source_path") or file.work_path)
+    source = source_path(file)
     if (
         archived
         and await asyncio.to_thread(Path(archived).exists)
         and not await asyncio.to_thread(source.exists)
     ):
         try:
-            await asyncio.to_thread(move_file, Path(archived), source)
+            await asyncio.to_thread(move, Path(archived), source)
         except OSError as exc:
             return EXIT_NOTHING, f"{label}: cannot move {archived} back to {source}: {exc}"
     # Uploads first, then the file: until the file is queued no reporter looks at it again.
@@ -323,14 +207,12 @@ async def _retake(
 ) -> tuple[int, str]:
     info = dict(file.info)
     archived = Path(
-        info.get("archived_path") or settings.paths.rejected / archive_name(file.name, file.id)
+        info.get("archived_path") or rejected_source(settings.paths, file.name, file.id)
     )
     if not await asyncio.to_thread(archived.is_file):
         return EXIT_NOTHING, f"{label}: its source is no longer in {archived.parent}"
-    folder = settings.paths.inbox
     route = next((r for r in settings.routes if r.name == file.route), None)
-    if route is not None:
-        folder = folder / route.subfolder
+    folder = route_folder(settings.paths.inbox, route)
     try:
         dest = await asyncio.to_thread(drop_into, archived, folder, file.name, move=True)
     except OSError as exc:
