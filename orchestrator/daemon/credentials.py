@@ -19,11 +19,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from orchestrator.errors import ApiError, ApiTransientError, AuthError, OrchestratorError
+from orchestrator.store import Store
 from orchestrator.timing import wait_any
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,33 @@ T = TypeVar("T")
 
 #: Multiplier of ``polling.max_interval_s`` giving the default identity retry interval.
 AUTH_RETRY_FACTOR = 10.0
+
+
+class TokenSource(Protocol):
+    """The part of ``marketo.TokenManager`` the gate uses."""
+
+    @property
+    def url(self) -> str:
+        """The identity endpoint's URL (for messages)."""
+        ...
+
+    async def get(self) -> str:
+        """Return a valid access token, asking identity when needed.
+
+        Raises:
+            AuthError: identity refused the client id/secret.
+            ApiTransientError: identity could not be reached after the retries.
+        """
+        ...
+
+
+class HasTokens(Protocol):
+    """A Marketo client with a token manager (``MarketoClient``)."""
+
+    @property
+    def tokens(self) -> TokenSource:
+        """The client's token manager."""
+        ...
 
 
 class CredentialsRefused(OrchestratorError):
@@ -74,7 +102,7 @@ def unreachable_message(exc: ApiError, url: str) -> str:
     )
 
 
-async def check_credentials(client: Any) -> None:
+async def check_credentials(client: HasTokens) -> None:
     """Get a token now (``run --once`` does this before any work).
 
     Args:
@@ -97,7 +125,7 @@ class AuthGate:
     """Open while the credentials work; closed (work paused) while identity refuses them.
 
     Args:
-        client: a ``MarketoClient`` (uses ``client.tokens``); None: the gate never closes.
+        client: a ``MarketoClient`` (uses ``client.tokens``).
         store: records ``auth_failed`` for ``leadflow status`` (``record_error``).
         retry_s: seconds between identity calls while closed.
         database: the database path (``<database>.paused`` is written while closed).
@@ -106,8 +134,8 @@ class AuthGate:
 
     def __init__(
         self,
-        client: Any,
-        store: Any,
+        client: HasTokens,
+        store: Store,
         *,
         retry_s: float,
         database: Path | None = None,
@@ -128,9 +156,8 @@ class AuthGate:
 
     @property
     def url(self) -> str:
-        """The identity URL, or ``identity`` when the client has no token manager."""
-        tokens = getattr(self._client, "tokens", None)
-        return str(getattr(tokens, "url", "identity"))
+        """The identity endpoint's URL."""
+        return self._client.tokens.url
 
     async def refused(self, exc: AuthError) -> None:
         """Close the gate after a refusal (idempotent while closed)."""
@@ -166,8 +193,6 @@ class AuthGate:
         Raises:
             CredentialsRefused, MarketoUnreachable: with ``fatal`` only.
         """
-        if getattr(self._client, "tokens", None) is None:
-            return  # a test double without a token manager
         if fatal:
             await check_credentials(self._client)
             return
@@ -219,10 +244,8 @@ class AuthGate:
             if stop.is_set():
                 break
             self.retries += 1
-            tokens = getattr(self._client, "tokens", None)
             try:
-                if tokens is not None:  # a test double without one: just open again
-                    await tokens.get()
+                await self._client.tokens.get()
             except AuthError as exc:
                 self.refusal = exc
                 continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -23,9 +23,16 @@ from orchestrator.timing import Clock, wait_any
 log = structlog.get_logger(__name__)
 
 
+class InboxScanner(Protocol):
+    """The part of ``orchestrator.intake.Intake`` the drain uses."""
+
+    async def scan_once(self) -> Any:
+        """Claim and prepare every stable file in the inbox once; returns what was taken."""
+
+
 async def drain_inbox(
     settings: Settings,
-    intake: Any,
+    intake: InboxScanner,
     clock: Clock,
     stop: asyncio.Event,
     on_enqueued: Callable[[], None],

@@ -26,7 +26,6 @@ endpoint end it with exit 1 and one line. Without ``--once`` a refusal pauses wo
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import signal
 import sqlite3
@@ -43,14 +42,19 @@ from orchestrator.daemon.credentials import (
     AUTH_RETRY_FACTOR,
     AuthGate,
     CredentialsRefused,
+    HasTokens,
     MarketoUnreachable,
     refused_message,
 )
 from orchestrator.daemon.recovery import recover_uploads
 from orchestrator.errors import AuthError, OrchestratorError
+from orchestrator.intake import Intake
+from orchestrator.marketo import MarketoClient
 from orchestrator.places import make_folders
-from orchestrator.scheduling.poller import Poller
-from orchestrator.scheduling.scheduler import Scheduler
+from orchestrator.results import Reporter
+from orchestrator.results.reporter import ResultsClient
+from orchestrator.scheduling.poller import Poller, StatusSource
+from orchestrator.scheduling.scheduler import Scheduler, Submitter
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timing import Clock, wait_any
@@ -63,8 +67,16 @@ class DaemonCrashed(OrchestratorError):
     """A daemon loop failed; the cause is on ``__cause__`` (the CLI prints it and exits 1)."""
 
 
+class DaemonClient(Submitter, StatusSource, ResultsClient, HasTokens, Protocol):
+    """What the daemon's loops need from Marketo: ``MarketoClient``, or a test's fake."""
+
+    async def describe_leads(self) -> Any:
+        """Return the instance's lead fields (intake's field catalogue)."""
+        ...
+
+
 class IntakeLike(Protocol):
-    """The part of ``orchestrator.intake.Intake`` the daemon uses."""
+    """The part of ``orchestrator.intake.Intake`` the daemon uses (a test may bring a fake)."""
 
     async def recover(self) -> Any:
         """Resume files left ``received`` in ``paths.work``."""
@@ -77,7 +89,7 @@ class IntakeLike(Protocol):
 
 
 class ReporterLike(Protocol):
-    """The part of ``orchestrator.results.Reporter`` the daemon uses."""
+    """The part of ``orchestrator.results.Reporter`` the daemon uses (a test may bring a fake)."""
 
     async def report_ready(self) -> int:
         """One pass: move finished files to ``reporting`` and write their results."""
@@ -107,18 +119,19 @@ class Daemon:
         self,
         settings: Settings,
         clock: Clock = time.time,
-        client: Any = None,
+        client: DaemonClient | None = None,
         *,
-        intake_factory: Callable[[Store, Any], IntakeLike] | None = None,
-        reporter_factory: Callable[[Store, Any], ReporterLike] | None = None,
+        intake_factory: Callable[[Store, DaemonClient], IntakeLike] | None = None,
+        reporter_factory: Callable[[Store, DaemonClient], ReporterLike] | None = None,
         handle_signals: bool = True,
         auth_retry_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.client: Any = client
-        self.intake: Any = None
-        self.reporter: Any = None
+        self._given_client = client
+        self.client: DaemonClient
+        self.intake: IntakeLike
+        self.reporter: ReporterLike
         self._intake_factory = intake_factory
         self._reporter_factory = reporter_factory
         self.handle_signals = handle_signals
@@ -144,9 +157,9 @@ class Daemon:
             self.store = await stack.enter_async_context(
                 Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
             )
-            if self.client is None:
-                from orchestrator.marketo import MarketoClient
-
+            if self._given_client is not None:
+                self.client = self._given_client
+            else:
                 self.client = await stack.enter_async_context(
                     MarketoClient(self.settings, store=self.store, clock=self.clock)
                 )
@@ -158,16 +171,13 @@ class Daemon:
             if self._intake_factory is not None:
                 self.intake = self._intake_factory(self.store, self.client)
             else:
-                # Imported by name: the daemon only needs the interface in docs/design.md.
-                intake_cls = importlib.import_module("orchestrator.intake").Intake
-                self.intake = intake_cls(
+                self.intake = Intake(
                     self.settings, self.store, describe=self._describe, clock=self.clock,
                 )
             if self._reporter_factory is not None:
                 self.reporter = self._reporter_factory(self.store, self.client)
             else:
-                reporter_cls = importlib.import_module("orchestrator.results").Reporter
-                self.reporter = reporter_cls(self.settings, self.store, self.client, self.clock)
+                self.reporter = Reporter(self.settings, self.store, self.client, self.clock)
             self.scheduler = Scheduler(self.settings, self.store, self.client, clock=self.clock)
             self.poller = Poller(
                 self.settings,

@@ -53,6 +53,19 @@ class Status:
     message: str
 
 
+class FakeTokens:
+    """A token manager whose identity endpoint always grants a token."""
+
+    url = "https://fake.mktorest.com/identity/oauth/token"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get(self) -> str:
+        self.calls += 1
+        return "fake-token"
+
+
 class FakeMarketo:
     """Marketo's import queue in miniature: 10 jobs queued-or-importing, 1016 beyond.
 
@@ -74,6 +87,7 @@ class FakeMarketo:
         self.block_create: asyncio.Event | None = None
         self.rows_of = rows_of or (lambda path: 10)
         self.complete_on_poll = False
+        self.tokens = FakeTokens()
 
     def outstanding(self) -> int:
         return sum(1 for j in self.jobs.values() if j.status in ("Queued", "Importing"))
