@@ -59,6 +59,7 @@ def generate(path: Path, target: int) -> int:
 
 
 def _child_prepare(source: str, work: str) -> dict[str, Any]:
+    # Imported in the child only: the baseline child's peak memory must not include leadflow.
     from orchestrator.intake.encoding import scan_source
     from orchestrator.intake.fields import Catalogue, Field
     from orchestrator.intake.prepare import PrepareSpec, max_line_bytes, prepare_file
@@ -87,7 +88,7 @@ def _child_prepare(source: str, work: str) -> dict[str, Any]:
 
 
 def _child_baseline(source: str, work: str) -> dict[str, Any]:
-    import csv
+    import csv  # in the child only, like leadflow's imports in ``_child_prepare``
 
     t0 = time.perf_counter()
     rows = 0
@@ -102,7 +103,7 @@ def _child_baseline(source: str, work: str) -> dict[str, Any]:
 
 
 def _child_main(kind: str, source: str, work: str) -> None:
-    import resource
+    import resource  # in the child only, like leadflow's imports in ``_child_prepare``
 
     if kind == "prepare":  # imports are not part of the measurement
         import orchestrator.intake.prepare  # noqa: F401

@@ -16,8 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.naive_poller import run_naive
+from bench.scaling import scale_client_constants
 from bench.simhost import SimHost
 from bench.workload import Upload
+from orchestrator.daemon import Daemon
+from orchestrator.logging import configure
+from orchestrator.marketo import MarketoClient
 from orchestrator.models import NewUpload
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import Store
@@ -51,23 +56,6 @@ def scaled_settings(root: Path, url: str, scale: float) -> Settings:
     settings = load_settings(None, overrides)
     settings.paths.ensure()
     return settings
-
-
-def scale_client_constants(scale: float) -> None:
-    """Divide the client's fixed waits by ``scale`` (this benchmark process only).
-
-    The token manager waits ``expires_in + 0.5`` real seconds when identity says a token has
-    under 5 s left, and a ``615`` backoff is capped at 5 s: fixed real-time constants that
-    would stall a run at 100x for minutes of simulated time. ``expires_in`` itself is in
-    simulated seconds, so the client believes a token lives ``scale`` times longer than it
-    does; it then meets ``602`` and refreshes reactively, which the benchmark counts.
-    """
-    from orchestrator.marketo import retry_policy as policy
-    from orchestrator.marketo import tokens
-
-    tokens.MIN_LIFETIME_S = 5.0 / scale
-    tokens.WAIT_PAD_S = 0.5 / scale
-    policy.CONCURRENCY_WAIT_CAP_S = 5.0 / scale
 
 
 class _NoIntake:
@@ -114,10 +102,6 @@ async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
     Raises:
         TimeoutError: not finished within ``timeout_s`` real seconds.
     """
-    from orchestrator.daemon import Daemon
-    from orchestrator.logging import configure
-    from orchestrator.marketo import MarketoClient
-
     configure("json", "error")
     scale_client_constants(scale)
     await enqueue(settings, uploads)
@@ -168,8 +152,6 @@ async def run_scenario(kind: str, uploads: list[Upload], sim_config: dict[str, A
     Returns:
         `analyse`'s figures plus ``run`` (what the runner reported) and ``real_s``.
     """
-    from bench.naive_poller import run_naive
-
     async with SimHost(sim_config, scale) as sim:
         settings = scaled_settings(root / kind, sim.url, scale)
         t_wall = time.perf_counter()

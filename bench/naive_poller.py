@@ -16,8 +16,10 @@ import time
 from collections import deque
 from typing import Any
 
+from bench.scaling import scale_client_constants
 from bench.workload import Upload
 from orchestrator.errors import ApiError, QueueFull, UncertainSubmit
+from orchestrator.marketo import MarketoClient
 from orchestrator.settings import Settings
 
 #: Marketo's queue: jobs queued-or-importing per instance (contract 2.4).
@@ -39,9 +41,6 @@ async def run_naive(settings: Settings, uploads: list[Upload], *, scale: float,
     Raises:
         TimeoutError: not done within ``timeout_s``.
     """
-    from bench.harness import scale_client_constants
-    from orchestrator.marketo import MarketoClient
-
     scale_client_constants(scale)
     pending: deque[Upload] = deque(uploads)
     outstanding: dict[int, Upload] = {}

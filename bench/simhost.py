@@ -16,13 +16,18 @@ so the parent converts its own ``time.monotonic()`` readings to simulated time e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import time
 from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+from aiohttp import web
+
+from orchestrator.simulator import ScaledClock, SimulatorConfig, create_app
 
 
 class SimHost:
@@ -105,10 +110,6 @@ class SimHost:
 
 
 async def _serve(config_json: str, time_scale: float) -> None:
-    from aiohttp import web
-
-    from orchestrator.simulator import ScaledClock, SimulatorConfig, create_app
-
     config = SimulatorConfig.model_validate(json.loads(config_json))
     start, mono0 = time.time(), time.monotonic()
     clock = ScaledClock(time_scale, start=start)
@@ -129,9 +130,6 @@ async def _serve(config_json: str, time_scale: float) -> None:
 
 
 if __name__ == "__main__":
-    import contextlib
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         asyncio.run(_serve(sys.argv[1], float(sys.argv[2])))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -63,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep or status != "ok":
                 row["folder"] = str(folder)
             else:
-                import shutil
-
                 shutil.rmtree(folder, ignore_errors=True)
             print(json.dumps(row, default=str), flush=True)
             summary.append(row)

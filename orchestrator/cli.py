@@ -10,36 +10,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tomllib
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.settings import Settings, load_settings
+from orchestrator.logging import configure, redact_text
+from orchestrator.settings import Settings, load_settings, parse_set_flags
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 
 
-def parse_set_flags(values: list[str]) -> dict[str, Any]:
-    """Turn ``--set section.key=value`` flags into a nested dict of overrides."""
-    overrides: dict[str, Any] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(item, "expected --set section.key=value")
-        node = overrides
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return overrides
-
-
 def _version() -> str:
     """The installed distribution's version (``unknown`` when run from a bare checkout)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("leadflow")
     except PackageNotFoundError:
@@ -161,8 +149,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    # Each command's modules are imported only when it is chosen (start-up time: ``status``,
+    # ``submit`` and ``--help`` do not load the daemon, the simulator or the demo).
     if args.command == "simulator":
-        from orchestrator.logging import configure
         from orchestrator.simulator import SimulatorConfig, serve
 
         configure(args.log_format or "auto", args.log_level or "info")
@@ -184,8 +173,6 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await run_demo(args)
 
     settings = settings_from_args(args)
-    from orchestrator.logging import configure
-
     configure(settings.log.format, settings.log.level)
     if args.command == "migrate":
         from orchestrator.commands.status import migrate_command
@@ -216,10 +203,6 @@ def _check_simulator_config(path: Path, config_cls: Any) -> None:
     Raises:
         ConfigError: the file is missing, not TOML, or holds an invalid value.
     """
-    import tomllib
-
-    from pydantic import ValidationError
-
     try:
         config_cls.from_toml(path)
     except OSError as exc:
@@ -254,8 +237,6 @@ async def cli(argv: list[str]) -> int:
         print(f"leadflow: invalid setting {exc.key}: {exc.reason}", file=sys.stderr)
         return EXIT_CONFIG
     except OrchestratorError as exc:
-        from orchestrator.logging import redact_text
-
         print(f"leadflow: {redact_text(str(exc))}", file=sys.stderr)
         for cause in _causes(exc)[1:]:
             print(f"  caused by {redact_text(cause)}", file=sys.stderr)

@@ -11,6 +11,7 @@ import codecs
 import contextvars
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -382,6 +383,25 @@ class _AliasEnvSource(PydanticBaseSettingsSource):
         return {"import": found} if found else {}
 
 
+def parse_set_flags(values: list[str]) -> dict[str, Any]:
+    """Turn ``--set section.key=value`` flags into a nested dict of overrides.
+
+    Raises:
+        ConfigError: a flag without ``=`` or without a key.
+    """
+    overrides: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(item, "expected --set section.key=value")
+        node = overrides
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return overrides
+
+
 def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``base`` with ``extra`` merged in, nested mappings key by key (extra wins)."""
     merged = dict(base)
@@ -432,8 +452,6 @@ def load_settings(
         if not path.is_file():
             raise ConfigError("config", f"file {path} not found")
         try:
-            import tomllib
-
             tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError("config", f"{path} is not valid TOML: {exc}") from exc

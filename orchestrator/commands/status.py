@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator.commands.metrics import render_prometheus
 from orchestrator.commands.output import print_out
 from orchestrator.daemon.credentials import read_pause
 from orchestrator.places import results_dir
@@ -200,8 +201,6 @@ async def status_command(
     async with Store.open(settings.paths.database) as store:
         data = await collect_status(store, settings, time.time())
     if prometheus:
-        from orchestrator.commands.metrics import render_prometheus
-
         print_out(render_prometheus(data).rstrip("\n"))
     else:
         print_out(json.dumps(data, indent=2) if as_json else render_status(data))

@@ -29,7 +29,14 @@ import structlog
 from aiohttp import web
 from rich.console import Console
 
-from orchestrator.demo.files import ROUTE_FOLDER, ROUTE_LIST_ID, DemoFile, write_demo_files
+from orchestrator.daemon import Daemon
+from orchestrator.demo.files import (
+    DEMO_SEED,
+    ROUTE_FOLDER,
+    ROUTE_LIST_ID,
+    DemoFile,
+    write_demo_files,
+)
 from orchestrator.demo.progress import ProgressView, read_progress
 from orchestrator.demo.summary import (
     build_summary,
@@ -38,7 +45,9 @@ from orchestrator.demo.summary import (
     render_summary,
 )
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.settings import Settings, deep_merge, load_settings
+from orchestrator.logging import configure
+from orchestrator.settings import Settings, deep_merge, load_settings, parse_set_flags
+from orchestrator.simulator import DEFAULT_MUNCHKIN_ID, SimulatorConfig, create_app
 from orchestrator.store import Store
 
 log = structlog.get_logger(__name__)
@@ -140,9 +149,6 @@ async def start_simulator(
     stack: AsyncExitStack, time_scale: float
 ) -> tuple[str, web.Application]:
     """Serve the simulator on a free loopback port until ``stack`` closes; return its URL."""
-    from orchestrator.demo.files import DEMO_SEED
-    from orchestrator.simulator import DEFAULT_MUNCHKIN_ID, SimulatorConfig, create_app
-
     # Tokens live an hour of *real* time, so the demo's figures show no 602 refreshes.
     config = SimulatorConfig(seed=DEMO_SEED, token_lifetime_s=int(3600 * time_scale))
     app = create_app(config, time_scale=time_scale)
@@ -214,8 +220,6 @@ async def drain(settings: Settings, console: Console, expected: int) -> str | No
         None when it drained; otherwise why it stopped early (a signal, or a crash with its
         cause, which is also in the log).
     """
-    from orchestrator.daemon import Daemon
-
     stop = asyncio.Event()
     with ProgressView(console, expected) as view:
         try:
@@ -236,8 +240,6 @@ async def drain(settings: Settings, console: Console, expected: int) -> str | No
 
 async def keep_running(settings: Settings, console: Console) -> None:
     """Run the daemon on the demo inbox until SIGINT/SIGTERM, printing each finished file."""
-    from orchestrator.daemon import Daemon
-
     async with Daemon(settings) as daemon:
         seen = {r["file_id"] for r in read_reports(settings.paths.results).values()}
         task = asyncio.create_task(daemon.run(once=False))
@@ -287,8 +289,6 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _user_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from orchestrator.cli import parse_set_flags
-
     user = parse_set_flags(list(getattr(args, "overrides", None) or []))
     if getattr(args, "log_level", None):
         user.setdefault("log", {})["level"] = args.log_level
@@ -311,8 +311,6 @@ async def run_demo(args: argparse.Namespace) -> int:
     Raises:
         ConfigError: a bad setting, or a ``--dir`` that is not a demo folder.
     """
-    from orchestrator.logging import configure
-
     started = time.monotonic()
     console = _console()
     demo_dir = _absolute(args.dir)

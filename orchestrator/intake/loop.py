@@ -10,24 +10,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import structlog
 from watchfiles import Change, awatch
 
-from orchestrator.intake.watcher import moved_in_paths
-
-if TYPE_CHECKING:
-    from orchestrator.intake.service import Intake
+from orchestrator.intake.watcher import StabilityTracker, moved_in_paths
+from orchestrator.settings import Settings
+from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
+
+
+class Watched(Protocol):
+    """What the loop drives: ``service.Intake``."""
+
+    @property
+    def settings(self) -> Settings:
+        """``paths.inbox``, ``intake.stable_s``, ``intake.rescan_interval_s``."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """Epoch seconds."""
+        ...
+
+    @property
+    def tracker(self) -> StabilityTracker:
+        """When each inbox file is stable."""
+        ...
+
+    async def scan_once(self) -> Any:
+        """List the inbox once; claim and prepare every stable file."""
+        ...
 
 Batch = set[tuple[Change, str]]
 #: Milliseconds watchfiles waits for a burst of events to settle before yielding it.
 DEBOUNCE_MS = 300
 
 
-async def _watch(intake: Intake, stop: asyncio.Event, queue: asyncio.Queue[Batch]) -> None:
+async def _watch(intake: Watched, stop: asyncio.Event, queue: asyncio.Queue[Batch]) -> None:
     inbox = intake.settings.paths.inbox
     try:
         async for changes in awatch(
@@ -54,7 +76,7 @@ def _mtimes(paths: set[str]) -> dict[str, float]:
     return out
 
 
-async def watch_loop(intake: Intake, stop: asyncio.Event) -> None:
+async def watch_loop(intake: Watched, stop: asyncio.Event) -> None:
     """Scan at start, then on events, on the rescan interval and when files become stable."""
     settings = intake.settings.intake
     await asyncio.to_thread(intake.settings.paths.inbox.mkdir, parents=True, exist_ok=True)
@@ -112,7 +134,7 @@ async def _next_batch(queue: asyncio.Queue[Batch], stop: asyncio.Event, timeout:
     return batch
 
 
-async def _safe_scan(intake: Intake) -> None:
+async def _safe_scan(intake: Watched) -> None:
     try:
         await intake.scan_once()
     except Exception:  # the loop must survive a bad scan

@@ -23,6 +23,7 @@ from orchestrator.errors import StoreError
 from orchestrator.intake.catalogue import CatalogueCache, CatalogueUnavailable, Describe
 from orchestrator.intake.claim import claim, scan_and_prepare_small
 from orchestrator.intake.encoding import SourceScan
+from orchestrator.intake.loop import watch_loop
 from orchestrator.intake.prepare import (
     Prepared,
     PrepareSpec,
@@ -164,8 +165,6 @@ class Intake:
         ``intake.rescan_interval_s`` and when a tracked file is due to become stable.
         ``on_enqueued`` is called after each file's uploads are enqueued.
         """
-        from orchestrator.intake.loop import watch_loop
-
         self._on_enqueued = on_enqueued
         await watch_loop(self, stop)
 

@@ -18,7 +18,7 @@ secret ``leadflow-sim-secret``. The admin API lives under ``/_sim/`` (see `admin
 
 from __future__ import annotations
 
-from orchestrator.simulator.app import SIMULATOR_KEY, create_app
+from orchestrator.simulator.app import SIMULATOR_KEY
 from orchestrator.simulator.clock import Clock, ManualClock, ScaledClock
 from orchestrator.simulator.config import (
     DEFAULT_CLIENT_ID,
@@ -30,7 +30,7 @@ from orchestrator.simulator.config import (
     SimulatorConfig,
 )
 from orchestrator.simulator.engine import Simulator
-from orchestrator.simulator.server import DEFAULT_PORT, serve
+from orchestrator.simulator.server import DEFAULT_PORT, create_app, serve
 
 __all__ = [
     "DEFAULT_CLIENT_ID",

@@ -14,8 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.simulator import errors
-from orchestrator.simulator.clock import Clock
-from orchestrator.simulator.config import MUNCHKIN_PATTERN, STRING_TYPES, SimulatorConfig
+from orchestrator.simulator.config import MUNCHKIN_PATTERN, STRING_TYPES
 from orchestrator.simulator.csvparse import parse_header_params, parse_multipart, render_report
 from orchestrator.simulator.engine import Instance, Simulator
 from orchestrator.simulator.errors import ApiError
@@ -320,30 +319,3 @@ def add_marketo_routes(app: web.Application) -> None:
         _add(app, "*", path, wrong_method)  # only reached by other methods: 605
     for root in ("/rest/{tail:.*}", "/bulk/{tail:.*}"):
         _add(app, "*", root, _api("unknown", _unknown))
-
-
-def create_app(
-    config: SimulatorConfig | None = None,
-    *,
-    clock: Clock | None = None,
-    time_scale: float | None = None,
-) -> web.Application:
-    """Build the simulator as an aiohttp application (contract 8).
-
-    Args:
-        config: Settings; defaults to `SimulatorConfig()` (one instance ``123-ABC-456``,
-            client ``leadflow-sim`` / ``leadflow-sim-secret``, Marketo's limits).
-        clock: A `ManualClock` for tests, or any `Clock`; defaults to a `ScaledClock`.
-        time_scale: Simulated seconds per real second for the default clock (default 1).
-
-    Returns:
-        The application; ``app[SIMULATOR_KEY]`` is its `Simulator`. The admin API lives
-        under ``/_sim/``.
-    """
-    from orchestrator.simulator.admin import add_admin_routes
-
-    app = web.Application(client_max_size=1 << 20)
-    app[SIMULATOR_KEY] = Simulator(config, clock, time_scale)
-    add_admin_routes(app)
-    add_marketo_routes(app)
-    return app

@@ -7,6 +7,7 @@ copy (`SimulatorConfig.merged`) when settings change at runtime (contract 8.9, 8
 
 from __future__ import annotations
 
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -266,8 +267,6 @@ class SimulatorConfig(BaseModel):
     @field_validator("instances")
     @classmethod
     def _check_instances(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        import re
-
         if not value:
             raise ValueError("at least one instance is required")
         for munchkin in value:

@@ -1,4 +1,8 @@
-"""Running the simulator as a server until cancelled (``leadflow simulator``)."""
+"""The simulator assembled and served: ``create_app`` and ``serve`` (``leadflow simulator``).
+
+``create_app`` puts Marketo's API (``app``) and the admin API (``admin``) on one aiohttp
+application; ``serve`` runs it as a server until cancelled.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,41 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from orchestrator.simulator.app import SIMULATOR_KEY, create_app
+from orchestrator.simulator.admin import add_admin_routes
+from orchestrator.simulator.app import SIMULATOR_KEY, add_marketo_routes
+from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.engine import Simulator
 
 log = structlog.get_logger(__name__)
 
 #: Default listening port of ``leadflow simulator``.
 DEFAULT_PORT = 8780
+
+
+def create_app(
+    config: SimulatorConfig | None = None,
+    *,
+    clock: Clock | None = None,
+    time_scale: float | None = None,
+) -> web.Application:
+    """Build the simulator as an aiohttp application (contract 8).
+
+    Args:
+        config: Settings; defaults to `SimulatorConfig()` (one instance ``123-ABC-456``,
+            client ``leadflow-sim`` / ``leadflow-sim-secret``, Marketo's limits).
+        clock: A `ManualClock` for tests, or any `Clock`; defaults to a `ScaledClock`.
+        time_scale: Simulated seconds per real second for the default clock (default 1).
+
+    Returns:
+        The application; ``app[SIMULATOR_KEY]`` is its `Simulator`. The admin API lives
+        under ``/_sim/``.
+    """
+    app = web.Application(client_max_size=1 << 20)
+    app[SIMULATOR_KEY] = Simulator(config, clock, time_scale)
+    add_admin_routes(app)
+    add_marketo_routes(app)
+    return app
 
 
 async def serve(

@@ -7,6 +7,7 @@ The files live in the top-level ``migrations/`` folder of a checkout and are pac
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -106,8 +107,6 @@ async def migrate(conn: aiosqlite.Connection, folder: Path | None = None) -> lis
 
 def _statements(sql: str) -> list[str]:
     """Split a migration into statements, keeping trigger bodies whole."""
-    import sqlite3
-
     statements: list[str] = []
     buffer = ""
     for line in sql.splitlines(keepends=True):

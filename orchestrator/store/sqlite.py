@@ -30,6 +30,7 @@ from orchestrator.models import (
     UploadRecord,
     UploadStatus,
     pack_rows,
+    unpack_rows,
 )
 from orchestrator.places import PENDING_ID
 from orchestrator.store.migrate import migrate
@@ -453,8 +454,6 @@ class Store:
 
     async def upload_source_rows(self, upload_id: int) -> list[int]:
         """Return the source line number of each row of an upload, in order."""
-        from orchestrator.models import unpack_rows
-
         row = await self._fetchone(SELECT_UPLOAD_SOURCE_ROWS, (upload_id,))
         return unpack_rows(row[0]) if row else []
 
