@@ -27,7 +27,7 @@ from orchestrator.models import NewUpload
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import Store
 
-#: Marketo's importing slots (contract 2.4).
+#: Marketo's importing slots (docs/reference/marketo-api.md §2.4).
 IMPORTING_SLOTS = 2
 #: Upload options of every benchmark upload.
 OPTIONS = {"format": "csv", "lookupField": "email"}

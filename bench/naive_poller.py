@@ -22,7 +22,7 @@ from orchestrator.errors import ApiError, QueueFull, UncertainSubmit
 from orchestrator.marketo import MarketoClient
 from orchestrator.settings import Settings
 
-#: Marketo's queue: jobs queued-or-importing per instance (contract 2.4).
+#: Marketo's queue: jobs queued-or-importing per instance (docs/reference/marketo-api.md §2.4).
 MARKETO_QUEUE = 10
 OPTIONS = {"format": "csv", "lookupField": "email"}
 

@@ -42,7 +42,7 @@ from orchestrator.errors import ConfigError
 DEFAULT_BASE_URL = "http://127.0.0.1:8780"
 #: Marketo's bulk body limit is 10 MB; we keep the whole multipart body under this (bytes).
 DEFAULT_MAX_UPLOAD_BYTES = 9_500_000
-#: Contract section 9.2: a share of Marketo's 100 calls / 20 s.
+#: docs/reference/marketo-api.md §9.2: a share of Marketo's 100 calls / 20 s.
 DEFAULT_CALLS_PER_20S = 50
 ENV_PREFIX = "LEADFLOW_"
 CONFIG_ENV = "LEADFLOW_CONFIG"
@@ -57,7 +57,7 @@ class _Section(BaseModel):
 
 
 class MarketoSettings(_Section):
-    """How to reach one Marketo instance (contract sections 1 and 6)."""
+    """How to reach one Marketo instance (docs/reference/marketo-api.md §1 and §6)."""
 
     #: REST endpoint, e.g. ``https://123-ABC-456.mktorest.com``; a trailing ``/rest`` or ``/``
     #: is stripped.
@@ -162,7 +162,7 @@ class PathSettings(_Section):
 
 
 class LimitSettings(_Section):
-    """Our share of the instance's limits (contract sections 2.4, 6 and 9)."""
+    """Our share of the instance's limits (docs/reference/marketo-api.md §2.4, §6 and §9)."""
 
     #: Most of our import jobs queued-or-importing at Marketo at once (Marketo's queue: 10).
     import_slots: int = Field(default=10, ge=1, le=10)
@@ -178,7 +178,10 @@ class LimitSettings(_Section):
 
 
 class PollingSettings(_Section):
-    """How often to ask Marketo for a batch's status, seconds (contract 2.4: 5 to 30 s)."""
+    """How often to ask for a batch's status, seconds.
+
+    See docs/reference/marketo-api.md §2.4: 5 to 30 s.
+    """
 
     #: Shortest interval between two status calls for one batch, seconds.
     min_interval_s: PositiveFloat = 5.0
@@ -223,7 +226,7 @@ class IntakeSettings(_Section):
 
 
 class ImportKind(StrEnum):
-    """Which bulk import endpoint an upload goes to (contract sections 2 and 4)."""
+    """Which bulk import endpoint an upload goes to (docs/reference/marketo-api.md §2 and §4)."""
 
     #: ``POST /bulk/v1/leads.json``.
     LEADS = "leads"
@@ -234,7 +237,7 @@ class ImportKind(StrEnum):
 
 
 class ImportSettings(_Section):
-    """Import options for files at the inbox root (contract 2.1)."""
+    """Import options for files at the inbox root (docs/reference/marketo-api.md §2.1)."""
 
     #: Marketo ``lookupField``: the dedupe field of the upsert.
     lookup_field: str = "email"

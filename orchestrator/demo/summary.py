@@ -20,7 +20,7 @@ from rich.text import Text
 
 from orchestrator.demo.files import ROUTE_FOLDER, ROUTE_LIST_ID, DemoFile
 
-#: Marketo's queue of import jobs per instance (contract 2.4).
+#: Marketo's queue of import jobs per instance (docs/reference/marketo-api.md §2.4).
 MARKETO_QUEUE = 10
 _ROWS = ("total", "imported", "failed", "warned", "rejected")
 

@@ -1,7 +1,8 @@
 """The lead describe, cached: fetched once, refreshed every ``intake.describe_refresh_s``.
 
-Contract 8.7: ``GET /rest/v1/leads/describe.json`` counts as an API call, so it is not asked
-for every file. A failed refresh keeps the stale catalogue; with none at all, files wait.
+docs/reference/marketo-api.md §8.7: ``GET /rest/v1/leads/describe.json`` counts as an API call, so
+it is not asked for every file. A failed refresh keeps the stale catalogue; with none at all, files
+wait.
 """
 
 from __future__ import annotations

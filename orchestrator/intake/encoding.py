@@ -4,8 +4,8 @@ Order (issue 5): a byte order mark (UTF-8, UTF-16LE/BE) decides; otherwise the f
 strict UTF-8, which ``prepare`` checks while it decodes (no extra pass); if it is not, the
 encoding is ``intake.encoding`` when set, else guessed with ``charset-normalizer`` from a
 bounded sample (unless ``intake.allow_encoding_guess`` is false), with Windows-1252 preferred
-among Latin single-byte pages (``prefer_cp1252``). Contract section 7: uploads are UTF-8
-without BOM.
+among Latin single-byte pages (``prefer_cp1252``). docs/reference/marketo-api.md §7: uploads are
+UTF-8 without BOM.
 """
 
 from __future__ import annotations

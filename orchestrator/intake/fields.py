@@ -1,7 +1,7 @@
 """The lead field catalogue: REST API names, display names and types from Marketo's describe.
 
-Contract section 7: the header of an upload must hold REST API names (``firstName``, not
-"First Name"); display names are not matched by Marketo, so intake maps them here.
+docs/reference/marketo-api.md §7: the header of an upload must hold REST API names (``firstName``,
+not "First Name"); display names are not matched by Marketo, so intake maps them here.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The header: trimmed columns mapped to REST API names, or a clear rejection.
 
-Contract section 7: Marketo matches header columns to REST API names exactly and rejects the
-whole upload on an unknown one (``1006``). Intake maps each trimmed column by exact REST name,
-then case-insensitive REST name, then display name, and rejects unknown or repeated columns
+docs/reference/marketo-api.md §7: Marketo matches header columns to REST API names exactly and
+rejects the whole upload on an unknown one (``1006``). Intake maps each trimmed column by exact REST
+name, then case-insensitive REST name, then display name, and rejects unknown or repeated columns
 itself, naming close matches.
 """
 

@@ -1,7 +1,7 @@
 """Why a file or a row cannot be imported: one exception and the exact reason strings.
 
-Row reasons repeat Marketo's own failure texts (contract sections 7 and 8.5) so that local
-rejections and Marketo's failures read alike in ``failures.csv``.
+Row reasons repeat Marketo's own failure texts (docs/reference/marketo-api.md §7 and §8.5) so that
+local rejections and Marketo's failures read alike in ``failures.csv``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Row rules over batches of records, with a C-speed fast path for clean batches.
 
-Rules, in Marketo's order (contract 8.5): a record whose field count differs from the
-header's; an empty lookup value (empty or one of ``intake.null_tokens`` after trimming); a
+Rules, in Marketo's order (docs/reference/marketo-api.md §8.5): a record whose field count differs
+from the header's; an empty lookup value (empty or one of ``intake.null_tokens`` after trimming); a
 value that is not of its field's type. Records whose every field is empty or spaces (the
 ``,,,`` rows spreadsheets leave) are skipped like blank lines and counted nowhere.
 

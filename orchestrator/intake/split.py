@@ -3,11 +3,11 @@
 Uploads are UTF-8 CSV without BOM, comma, CRLF, minimal RFC 4180 quoting, header in each,
 split only between records so that the whole multipart body stays under the limit.
 
-Contract sections 2.1 and 9.4: Marketo refuses a body over 10 MB (HTTP 413); leadflow keeps
-the whole multipart body under ``limits.max_upload_bytes``. The body is the file plus the
-multipart framing (boundaries, the part's ``Content-Disposition`` and ``Content-Type`` lines
-and any form fields); ``MULTIPART_OVERHEAD`` bytes are reserved for it, which is several times
-what the client sends (about 300 bytes), so an upload file is at most
+docs/reference/marketo-api.md §2.1 and §9.4: Marketo refuses a body over 10 MB (HTTP 413);
+leadflow keeps the whole multipart body under ``limits.max_upload_bytes``. The body is the file
+plus the multipart framing (boundaries, the part's ``Content-Disposition`` and ``Content-Type``
+lines and any form fields); ``MULTIPART_OVERHEAD`` bytes are reserved for it, which is several
+times what the client sends (about 300 bytes), so an upload file is at most
 ``max_upload_bytes - MULTIPART_OVERHEAD`` bytes.
 """
 

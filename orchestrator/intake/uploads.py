@@ -1,8 +1,8 @@
 """From written uploads to ``NewUpload`` records, and each route's Marketo options.
 
-Contract 2.1 (leads: ``format``, ``lookupField``, ``listId``, ``partitionName``), 4.1 (program
-members: ``programId``, ``programMemberStatus``) and 4.2 (custom objects: ``apiName``). Uploads
-are always written comma-separated, so ``format`` is always ``csv``.
+docs/reference/marketo-api.md §2.1 (leads: ``format``, ``lookupField``, ``listId``,
+``partitionName``), §4.1 (program members: ``programId``, ``programMemberStatus``) and §4.2 (custom
+objects: ``apiName``). Uploads are always written comma-separated, so ``format`` is always ``csv``.
 """
 
 from __future__ import annotations

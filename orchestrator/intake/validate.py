@@ -1,12 +1,12 @@
 """Value checks per Marketo data type: pure functions, as lenient as Marketo.
 
-Contract 8.5: a value that does not parse as the field's type (integer, float, boolean,
-date, datetime) fails the row with ``Invalid data type in field DISPLAY NAME``. Intake
-rejects such rows itself, and must never refuse what Marketo would accept, so each check is
-the lenient one: surrounding spaces are ignored, booleans take true/false/1/0/yes/no/t/f/y/n
-in any case, dates take ISO 8601 (also with a time part) and ``M/D/YYYY``, datetimes take
-ISO 8601 with ``T`` or a space, optional seconds, fraction and offset or ``Z``. An empty
-value is always allowed (it means "no value").
+docs/reference/marketo-api.md §8.5: a value that does not parse as the field's type (integer,
+float, boolean, date, datetime) fails the row with ``Invalid data type in field DISPLAY NAME``.
+Intake rejects such rows itself, and must never refuse what Marketo would accept, so each check
+is the lenient one: surrounding spaces are ignored, booleans take true/false/1/0/yes/no/t/f/y/n
+in any case, dates take ISO 8601 (also with a time part) and ``M/D/YYYY``, datetimes take ISO
+8601 with ``T`` or a space, optional seconds, fraction and offset or ``Z``. An empty value is
+always allowed (it means "no value").
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The shapes of the calls: paths and query parameters per import kind, and parsed answers.
 
-Pure functions only (contract sections 2, 3, 4 and 7): the client builds requests with them and
-turns successful JSON answers into the frozen records `ImportJob`, `BatchStatus` and
-`LeadField`. A successful answer whose ``result`` is missing or malformed raises
-`MalformedAnswer`, which the client treats as transient (contract 7: clients treat
-``success: true`` with an empty ``result`` as transient).
+Pure functions only (docs/reference/marketo-api.md §2, §3, §4 and §7): the client builds
+requests with them and turns successful JSON answers into the frozen records `ImportJob`,
+`BatchStatus` and `LeadField`. A successful answer whose ``result`` is missing or malformed
+raises `MalformedAnswer`, which the client treats as transient (docs/reference/marketo-api.md
+§7: clients treat ``success: true`` with an empty ``result`` as transient).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ENDPOINT_STATUS = "import_status"
 ENDPOINT_FAILURES = "failures"
 ENDPOINT_WARNINGS = "warnings"
 ENDPOINT_DESCRIBE = "describe"
-#: Path of the lead describe call (contract 7, 8.7).
+#: Path of the lead describe call (docs/reference/marketo-api.md §7, §8.7).
 DESCRIBE_PATH = "/rest/v1/leads/describe.json"
 
 
@@ -40,7 +40,7 @@ class MalformedAnswer(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ImportJob:
-    """A created import job (contract 2.2).
+    """A created import job (docs/reference/marketo-api.md §2.2).
 
     Attributes:
         batch_id: Marketo's ``batchId``.
@@ -53,7 +53,9 @@ class ImportJob:
 
 @dataclass(frozen=True, slots=True)
 class BatchStatus:
-    """The status of an import job (contract 3.1, 4.1, 4.2); counters are "so far".
+    """The status of an import job; counters are "so far".
+
+    See docs/reference/marketo-api.md §3.1, §4.1, §4.2.
 
     Attributes:
         batch_id: Marketo's ``batchId``.
@@ -75,7 +77,7 @@ class BatchStatus:
 
 @dataclass(frozen=True, slots=True)
 class LeadField:
-    """One lead field from the describe call (contract 8.7).
+    """One lead field from the describe call (docs/reference/marketo-api.md §8.7).
 
     Attributes:
         name: the REST API name (used in upload headers).
@@ -105,7 +107,7 @@ def _check_kind(kind: str) -> None:
 
 
 def create_path(kind: str, options: Mapping[str, Any]) -> str:
-    """Return the path of the create call (contract 2.1, 4.1, 4.2).
+    """Return the path of the create call (docs/reference/marketo-api.md §2.1, §4.1, §4.2).
 
     Raises:
         ApiPermanentError: code ``config``: unknown kind, or ``programId``/``objectApiName``
@@ -149,7 +151,7 @@ def create_params(kind: str, options: Mapping[str, Any]) -> dict[str, str]:
     """Return the query parameters of the create call; None values are left out.
 
     ``format`` defaults to ``csv``; program member imports send it upper-case (the spec's
-    enum for that endpoint is ``CSV``/``TSV``/``SSV``, contract 4.1).
+    enum for that endpoint is ``CSV``/``TSV``/``SSV``, docs/reference/marketo-api.md §4.1).
     """
     _check_kind(kind)
     params: dict[str, str] = {}

@@ -66,7 +66,7 @@ class _Answer:
 
 
 class MarketoClient:
-    """The daemon's only door to one Marketo instance (contract sections 1 to 6 and 9).
+    """The daemon's only door to one Marketo instance (docs/reference/marketo-api.md §1-§6, §9).
 
     Args:
         settings: all settings; uses ``marketo.*`` and ``limits.*``.
@@ -148,7 +148,7 @@ class MarketoClient:
     # -- the calls --------------------------------------------------------------------------
 
     async def create_import(self, path: Path, kind: str, options: Mapping[str, Any]) -> ImportJob:
-        """Upload ``path`` as a new import job (contract 2.1, 4.1, 4.2).
+        """Upload ``path`` as a new import job (docs/reference/marketo-api.md §2.1, §4.1, §4.2).
 
         Args:
             path: the prepared upload file; streamed from disk, reopened on every attempt.
@@ -188,7 +188,7 @@ class MarketoClient:
     async def get_status(
         self, batch_id: int, kind: str, options: Mapping[str, Any]
     ) -> BatchStatus:
-        """Return the status of an import job (contract 3.1, 4.1, 4.2).
+        """Return the status of an import job (docs/reference/marketo-api.md §3.1, §4.1, §4.2).
 
         Raises:
             ApiPermanentError: code ``1013`` for a batchId Marketo does not know (any more).
@@ -205,7 +205,7 @@ class MarketoClient:
     async def download_failures(
         self, batch_id: int, kind: str, options: Mapping[str, Any], dest: Path
     ) -> bool:
-        """Stream the failures file of a job to ``dest`` (contract 3.2).
+        """Stream the failures file of a job to ``dest`` (docs/reference/marketo-api.md §3.2).
 
         Returns:
             True if a file was written; False on HTTP 404 or an empty body (no failed rows).
@@ -219,14 +219,14 @@ class MarketoClient:
     async def download_warnings(
         self, batch_id: int, kind: str, options: Mapping[str, Any], dest: Path
     ) -> bool:
-        """Stream the warnings file of a job to ``dest`` (contract 3.3).
+        """Stream the warnings file of a job to ``dest`` (docs/reference/marketo-api.md §3.3).
 
         Returns and raises as `download_failures`.
         """
         return await self._download(batch_id, kind, options, dest, "warnings")
 
     async def describe_leads(self) -> list[LeadField]:
-        """Return the instance's lead fields (contract 7, 8.7).
+        """Return the instance's lead fields (docs/reference/marketo-api.md §7, §8.7).
 
         Raises:
             ApiPermanentError, ApiTransientError, QuotaExhausted, AuthError: as for
@@ -280,8 +280,8 @@ class MarketoClient:
             decision = decide(outcome, state, self._retry, self._rand())
             state = decision.state
             if req.upload is not None and outcome.http_status >= 500:
-                # A gateway error may hide a job that was created (contract 5, idempotency
-                # note); resending is data-safe because the import is an upsert.
+                # A gateway error may hide a job that was created (docs/reference/marketo-api.md §5,
+                # idempotency note); resending is data-safe because the import is an upsert.
                 log.warning(
                     "upload_ambiguous", path=req.path, status=outcome.http_status,
                     action=str(decision.action),

@@ -2,8 +2,9 @@
 
 Every answer (HTTP status plus body) is turned into an `Outcome` by `classify`, a pure
 function. The category is found by the numeric code only (Marketo sends it as a quoted string,
-``"1016"``, but a number is accepted too); the message text is never evaluated (contract 5:
-"the HTTP reason phrase must not be evaluated", and messages differ between instances).
+``"1016"``, but a number is accepted too); the message text is never evaluated
+(docs/reference/marketo-api.md §5: "the HTTP reason phrase must not be evaluated", and messages
+differ between instances).
 """
 
 from __future__ import annotations
@@ -39,19 +40,20 @@ class Category(StrEnum):
     UNKNOWN = "unknown"
 
 
-#: Contract section 5: every Marketo code we know, keyed on the code as a string.
+#: docs/reference/marketo-api.md §5: every Marketo code we know, keyed on the code as a string.
 CODE_TABLE: Mapping[str, Category] = {
-    # Tokens (contract 1.3): refresh once and replay.
+    # Tokens (docs/reference/marketo-api.md §1.3): refresh once and replay.
     "600": Category.AUTH,
     "601": Category.AUTH,
     "602": Category.AUTH,
-    # Limits (contract 6).
+    # Limits (docs/reference/marketo-api.md §6).
     "606": Category.THROTTLE,
     "615": Category.THROTTLE,
     "607": Category.QUOTA,
-    # Import queue (contract 2.4).
+    # Import queue (docs/reference/marketo-api.md §2.4).
     "1016": Category.QUEUE_FULL,
-    # Transient: backoff and retry (contract 5, cross-checked with production clients).
+    # Transient: backoff and retry (docs/reference/marketo-api.md §5, cross-checked with production
+    # clients).
     "604": Category.TRANSIENT,
     "608": Category.TRANSIENT,
     "611": Category.TRANSIENT,
@@ -61,7 +63,8 @@ CODE_TABLE: Mapping[str, Category] = {
     "1014": Category.TRANSIENT,
     "1019": Category.TRANSIENT,
     "1022": Category.TRANSIENT,
-    # Permanent for this request: report, never resend unchanged (contract 5, 9.8).
+    # Permanent for this request: report, never resend unchanged (docs/reference/marketo-api.md §5,
+    # §9.8).
     "603": Category.PERMANENT,
     "605": Category.PERMANENT,
     "609": Category.PERMANENT,
@@ -84,7 +87,8 @@ CODE_TABLE: Mapping[str, Category] = {
     "1025": Category.PERMANENT,
 }
 
-#: HTTP statuses other than 2xx that carry a meaning of their own (contract 5, HTTP-level).
+#: HTTP statuses other than 2xx that carry a meaning of their own (docs/reference/marketo-api.md §5,
+#: HTTP-level).
 HTTP_TABLE: Mapping[int, Category] = {
     413: Category.PERMANENT,  # body too large: split the file, never resend as-is
     414: Category.PERMANENT,  # URI too long
@@ -179,7 +183,7 @@ def classify(
         retry_after: the ``Retry-After`` header, if any.
 
     Returns:
-        An `Outcome`. Rules, in order (contract 5 and 6):
+        An `Outcome`. Rules, in order (docs/reference/marketo-api.md §5 and §6):
         5xx -> transient; 413/414 -> permanent, 429 -> throttle; other non-2xx -> permanent
         (a wrong path is a bug); a 2xx body that is not a JSON object -> transient (gateway
         page); ``success: true`` -> ok; ``success: false`` with an ``errors`` entry -> the

@@ -1,6 +1,6 @@
 """One limits governor per Marketo instance: rate window, calls in flight, daily budget.
 
-Every call except identity goes through `Governor.slot` (contract sections 6 and 9.2):
+Every call except identity goes through `Governor.slot` (docs/reference/marketo-api.md §6 and §9.2):
 
 - at most ``limits.max_concurrent_calls`` calls in flight (a semaphore);
 - at most ``limits.calls_per_20s`` calls in any sliding 20-second window. A call occupies the

@@ -23,7 +23,7 @@ from orchestrator.marketo.errors_table import Category, Outcome
 from orchestrator.settings import MarketoSettings
 from orchestrator.timing import equal_jitter_backoff
 
-#: Marketo's rate window, seconds (contract 6).
+#: Marketo's rate window, seconds (docs/reference/marketo-api.md §6).
 RATE_WINDOW_S = 20.0
 #: Attempts for an answer with a code not in the table before it is treated as permanent.
 UNKNOWN_ATTEMPTS = 3
@@ -31,7 +31,8 @@ UNKNOWN_ATTEMPTS = 3
 MAX_THROTTLES = 200
 #: Longest wait after ``615`` (a call in flight elsewhere returns soon), seconds.
 CONCURRENCY_WAIT_CAP_S = 5.0
-#: Token refreshes per call that do not spend a retry (contract 1.3: refresh once, replay).
+#: Token refreshes per call that do not spend a retry (docs/reference/marketo-api.md §1.3: refresh
+#: once, replay).
 FREE_TOKEN_REFRESHES = 1
 
 
@@ -125,7 +126,7 @@ def throttle_delay(code: str | None, throttles: int, cfg: RetryConfig, rand: flo
 
 
 def decide(outcome: Outcome, state: CallState, cfg: RetryConfig, rand: float) -> Decision:
-    """Decide what to do after one answer (contract sections 1.3, 5, 6 and 9).
+    """Decide what to do after one answer (docs/reference/marketo-api.md §1.3, §5, §6 and §9).
 
     Args:
         outcome: the classified answer.

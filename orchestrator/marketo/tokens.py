@@ -1,4 +1,4 @@
-"""One access token per Marketo instance, shared by every caller (contract section 1).
+"""One access token per Marketo instance, shared by every caller (docs/reference/marketo-api.md §1).
 
 `TokenManager.get` returns a token that is good for a while yet, asking the identity endpoint
 ``marketo.token_refresh_margin_s`` before it expires; `TokenManager.refresh` is called after a
@@ -31,7 +31,7 @@ from orchestrator.timing import Clock, equal_jitter_backoff
 log = structlog.get_logger(__name__)
 
 #: A token with no more than this many seconds left is waited out, then asked for again
-#: (contract 1.4: ``expires_in: 0`` happens at the end of a token's life).
+#: (docs/reference/marketo-api.md §1.4: ``expires_in: 0`` happens at the end of a token's life).
 MIN_LIFETIME_S = 5.0
 #: Extra seconds slept after waiting out a token, so that Marketo has minted the next one.
 WAIT_PAD_S = 0.5
@@ -60,7 +60,7 @@ class IdentityAnswer:
 
 
 def parse_identity(http_status: int, body: bytes | str) -> IdentityAnswer:
-    """Classify an answer of ``/identity/oauth/token`` (contract 1.1, 1.4).
+    """Classify an answer of ``/identity/oauth/token`` (docs/reference/marketo-api.md §1.1, §1.4).
 
     Args:
         http_status: the HTTP status.
@@ -100,9 +100,9 @@ def refresh_deadline(now: float, expires_in: float, margin_s: float, same_token:
     """Return when to ask the identity endpoint again, epoch seconds.
 
     A new token is refreshed ``margin_s`` before it expires. Asking early returns the same
-    token (contract 1.4), so when a refresh brought back the token we already had, ask again
-    only `MIN_LIFETIME_S` before its end (the answer will then be too short and be waited out).
-    The lead never exceeds half the remaining lifetime.
+    token (docs/reference/marketo-api.md §1.4), so when a refresh brought back the token we already
+    had, ask again only `MIN_LIFETIME_S` before its end (the answer will then be too short and be
+    waited out). The lead never exceeds half the remaining lifetime.
 
     Args:
         now: epoch seconds when the answer arrived.
@@ -202,7 +202,9 @@ class TokenManager:
                 attempts += 1
                 if attempts >= self._retry.attempts:
                     raise ApiTransientError("identity", answer.message)
-                delay = equal_jitter_backoff(attempts, self._retry.base_s, self._retry.cap_s, self._rand())
+                delay = equal_jitter_backoff(
+                    attempts, self._retry.base_s, self._retry.cap_s, self._rand()
+                )
                 log.warning("token_retry", reason=answer.message, attempt=attempts, delay_s=delay)
                 await self._sleep(delay)
                 continue

@@ -1,8 +1,9 @@
 """Mapping Marketo's failures and warnings files back to source row numbers.
 
-Marketo's files (contract 3.2, 3.3, 8.6) hold the upload's columns (REST names) plus one
-appended reason column, no row numbers, in no guaranteed order, and may drop an empty last
-column from the header and the rows. So rows are parsed by header name with the csv module,
+Marketo's files (docs/reference/marketo-api.md §3.2, §3.3, §8.6) hold the upload's columns (REST
+names) plus one appended reason column, no row numbers, in no guaranteed order, and may drop an
+empty last column from the header and the rows. So rows are parsed by header name with the csv
+module,
 missing columns become ``""``, and each reported row is matched to the upload's rows by content:
 first by all its values (identical rows are matched to consecutive source rows, in file
 order), then, if that fails, by the value of the lookup column alone. Everything here is pure
@@ -19,9 +20,9 @@ from typing import Any
 
 from orchestrator.models import DELIMITER_OF_FORMAT
 
-#: The column Marketo appends to a failures file (contract 3.2).
+#: The column Marketo appends to a failures file (docs/reference/marketo-api.md §3.2).
 FAILURE_REASON = "Import Failure Reason"
-#: The column Marketo appends to a warnings file (contract 3.3).
+#: The column Marketo appends to a warnings file (docs/reference/marketo-api.md §3.3).
 WARNING_REASON = "Import Warning Reason"
 
 #: Longest field the CSV readers here accept, in characters (an upload is under 10 MB).
@@ -67,7 +68,7 @@ class ReportedRow:
 def read_reported_rows(
     path: Path, columns: Sequence[str], reason_column: str, delimiter: str = ","
 ) -> Iterator[ReportedRow]:
-    """Parse a Marketo failures or warnings file by header name (contract 3.2, 8.6).
+    """Parse a failures or warnings file by header name (docs/reference/marketo-api.md §3.2, §8.6).
 
     Args:
         path: the downloaded file (UTF-8; a BOM is tolerated, bad bytes are replaced).

@@ -51,9 +51,9 @@ class RowCounts:
 def count_rows(file: FileRecord, uploads: Sequence[UploadRecord]) -> RowCounts:
     """Count a file's rows from Marketo's counters and intake's figures.
 
-    A complete upload contributes ``numOfLeadsProcessed`` imported (contract 3.1: imported
-    rows, warned rows included) and ``numOfRowsFailed`` failed; a failed or rejected upload
-    contributes all its rows as failed. A file that intake ended as rejected, empty or
+    A complete upload contributes ``numOfLeadsProcessed`` imported (docs/reference/marketo-api.md
+    §3.1: imported rows, warned rows included) and ``numOfRowsFailed`` failed; a failed or rejected
+    upload contributes all its rows as failed. A file that intake ended as rejected, empty or
     duplicate has every row rejected.
     """
     imported = failed = warned = 0

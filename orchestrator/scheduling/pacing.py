@@ -4,10 +4,10 @@ The scheduler and the poller (``scheduler.py``, ``poller.py``) carry these decis
 Every function here is deterministic; randomness (jitter) comes in as a ``rand`` argument
 in ``[0, 1)``, so tests pin it.
 
-Contract: Marketo holds at most 10 import jobs queued-or-importing per instance, 2 of them
-importing, in one FIFO shared with every other integration (2.4, 4.3). ``1016`` means the
-queue is full: back-pressure, never a spent attempt (9.3). Status should be polled every
-5 to 30 s, and a queued job cannot finish before the jobs ahead of it start (9.5).
+Marketo's rules (docs/reference/marketo-api.md): it holds at most 10 import jobs queued-or-importing per
+instance, 2 of them importing, in one FIFO shared with every other integration (§2.4, §4.3).
+``1016`` means the queue is full: back-pressure, never a spent attempt (§9.3). Status should be
+polled every 5 to 30 s, and a queued job cannot finish before the jobs ahead of it start (§9.5).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from orchestrator.timing import equal_jitter_backoff
 
-#: Jobs Marketo imports at once per instance (contract 2.4).
+#: Jobs Marketo imports at once per instance (docs/reference/marketo-api.md §2.4).
 MARKETO_IMPORTING_SLOTS = 2
 
 
@@ -172,7 +172,7 @@ QUEUED_GROWTH = 1.5
 def next_poll_delay(view: PollView, min_s: float, max_s: float) -> float:
     """Return seconds until the next status call for one job.
 
-    Policy (contract 9.5: spend calls where a status can change):
+    Policy (docs/reference/marketo-api.md §9.5: spend calls where a status can change):
 
     - ``Importing``: the job finishes in about ``(rows - done) / rate`` seconds. Poll at
       that estimate, within ``[min_s, max_s]``; without a rate estimate poll at ``min_s``.
@@ -306,7 +306,7 @@ def after_batch_unknown(batch_failures: int, already_lost_once: bool) -> BatchOu
     """Decide after Marketo no longer knows a batchId: upload again once, then give up.
 
     Marketo answers ``1013`` for a batchId it does not know, e.g. one older than seven days
-    (contract 2.4, simulator rule 8.6).
+    (docs/reference/marketo-api.md §2.4; the simulator's rule is §8.6).
 
     Args:
         batch_failures: batches of this upload that failed or were lost before this one.

@@ -2,7 +2,8 @@
 
 Each pass takes the uploads whose ``next_poll_at`` has come (``Store.due_for_poll``), asks
 for their status concurrently, writes the counters with ``Store.transition_upload`` and plans
-the next poll with ``policy.next_poll_delay``. Polling policy (contract 2.4, 9.5), between
+the next poll with ``policy.next_poll_delay``. Polling policy (docs/reference/marketo-api.md §2.4,
+§9.5), between
 ``polling.min_interval_s`` and ``polling.max_interval_s``:
 
 - an ``Importing`` job is polled at its expected remaining time, estimated from the observed
@@ -54,7 +55,7 @@ log = structlog.get_logger(__name__)
 
 #: ``uploads.error_code`` of an upload whose batchId Marketo forgot and that went again.
 LOST_BATCH_CODE = "1013"
-#: Marketo's import statuses (contract 2.3).
+#: Marketo's import statuses (docs/reference/marketo-api.md §2.3).
 MARKETO_STATUSES = frozenset({"Queued", "Importing", "Complete", "Failed"})
 #: Most status calls started in one pass (the client also limits calls in flight).
 MAX_POLLS_PER_PASS = 20
@@ -212,7 +213,8 @@ class Poller:
     async def _record(self, upload: UploadRecord, st: Any, place: tuple[int, int]) -> None:
         now = self._clock()
         if st.status not in MARKETO_STATUSES:
-            # Not one of Marketo's four (contract 2.3): keep the job and ask again later.
+            # Not one of Marketo's four (docs/reference/marketo-api.md §2.3): keep the job and ask
+            # again later.
             await self._later(upload, now + self._settings.polling.max_interval_s)
             log.warning("poll_unexpected_status", marketo_status=str(st.status)[:40])
             return

@@ -6,9 +6,9 @@ than ``limits.import_slots`` of our jobs queued-or-importing (``Store.count_in_f
 How many slots other integrations leave us is learned from ``1016`` answers (pure rules in
 ``policy.py``). One create call is in flight at a time, so the count it acts on is exact.
 
-Contract: 2.4 (2 importing, 10 in all, ``1016``), 5 (error classes), 9.3 (``1016`` is
-back-pressure, never a spent attempt), 9.7 (record the batchId before acting on it; upload
-again when an answer was lost, and say so).
+See docs/reference/marketo-api.md: §2.4 (2 importing, 10 in all, ``1016``), §5 (error classes), §9.3
+(``1016`` is back-pressure, never a spent attempt), §9.7 (record the batchId before acting on
+it; upload again when an answer was lost, and say so).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A faithful Marketo Bulk Import simulator (contract sections 1 to 8).
+"""A faithful Marketo Bulk Import simulator (docs/reference/marketo-api.md §1 to §8).
 
 Public API: `create_app` builds the aiohttp application in-process; `serve` runs it as a
 server (``leadflow simulator``); `SimulatorConfig` holds every setting. The simulator shares

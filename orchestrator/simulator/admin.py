@@ -1,4 +1,4 @@
-"""The simulator-only admin API under ``/_sim/`` (contract 8.10).
+"""The simulator-only admin API under ``/_sim/`` (docs/reference/marketo-api.md §8.10).
 
 Admin calls need no token and count toward no limit. Endpoints about one instance take
 ``?instance=<munchkinId>`` (default: the root instance). Bodies are JSON; times are simulated

@@ -1,8 +1,8 @@
 """The Marketo-facing HTTP surface: identity, bulk imports, status, files, describe.
 
 Every API call goes through one gate (`_api`): request log, injected HTTP failure, token check
-(header only, contract 8.2), injected API fault, limits (8.3), latency, then the endpoint.
-Instances are chosen by an optional ``/<munchkinId>`` URL prefix (8.1).
+(header only, docs/reference/marketo-api.md §8.2), injected API fault, limits (§8.3), latency, then
+the endpoint. Instances are chosen by an optional ``/<munchkinId>`` URL prefix (§8.1).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ async def _gate(
         sim.release(inst)
 
 
-# ----- identity (1.1, 8.2) ----------------------------------------------------------------
+# ----- identity (§1.1, §8.2) ----------------------------------------------------------------
 
 
 async def _method_not_allowed(request: web.Request) -> web.Response:
@@ -124,7 +124,7 @@ async def identity(request: web.Request) -> web.Response:
     return response
 
 
-# ----- uploads (2, 4, 8.3, 8.4) ------------------------------------------------------------
+# ----- uploads (§2, §4, §8.3, §8.4) ------------------------------------------------------------
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -175,8 +175,8 @@ def _upload(kind: JobKind) -> _Impl:
         job = sim.enqueue_import(inst, kind, target, delimiter, prepared)
         dropped = sim.take_dropped_response(inst)
         if dropped:
-            # The job is queued, but the client never sees the answer (contract 8.9); writing
-            # the response below fails quietly inside aiohttp.
+            # The job is queued, but the client never sees the answer (docs/reference/marketo-api.md
+            # §8.9); writing the response below fails quietly inside aiohttp.
             inst.errors["dropped"] += 1
             if request.transport is not None:
                 request.transport.abort()
@@ -193,7 +193,7 @@ def _upload(kind: JobKind) -> _Impl:
     return impl
 
 
-# ----- status and files (3, 4, 8.6) -------------------------------------------------------
+# ----- status and files (§3, §4, §8.6) -------------------------------------------------------
 
 
 def _status_result(job: Job) -> dict[str, Any]:
@@ -252,7 +252,7 @@ def _file(kind: JobKind, warnings: bool) -> _Impl:
     return impl
 
 
-# ----- describe (8.7) and unknown paths ---------------------------------------------------
+# ----- describe (§8.7) and unknown paths ---------------------------------------------------
 
 
 async def _describe(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:

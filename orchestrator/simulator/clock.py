@@ -1,4 +1,4 @@
-"""Simulated time: one clock per simulator, scaled or manual (contract 8.1).
+"""Simulated time: one clock per simulator, scaled or manual (docs/reference/marketo-api.md §8.1).
 
 All simulator time is read from a clock returning epoch seconds. `ScaledClock` runs at
 ``time_scale`` times real time; `ManualClock` only moves when a test calls `advance`.
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-#: Marketo's daily quota resets at midnight in this zone (contract 6).
+#: Marketo's daily quota resets at midnight in this zone (docs/reference/marketo-api.md §6).
 CHICAGO = ZoneInfo("America/Chicago")
 
 #: Where a `ManualClock` starts by default: Monday 2026-03-02 09:00 America/Chicago.

@@ -1,8 +1,9 @@
 """The simulator's configuration: instances, credentials, limits, catalogue and faults.
 
-Every limit of contract section 8 is a field here so tests can shrink it (a 2 KB body limit,
-a 3-call rate window). The whole object is frozen; the admin API replaces it with a validated
-copy (`SimulatorConfig.merged`) when settings change at runtime (contract 8.9, 8.10).
+Every limit of docs/reference/marketo-api.md §8 is a field here so tests can shrink it (a 2 KB body
+limit, a 3-call rate window). The whole object is frozen; the admin API replaces it with a validated
+copy (`SimulatorConfig.merged`) when settings change at runtime (docs/reference/marketo-api.md §8.9,
+§8.10).
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 #: The munchkin id of the default instance (served at the root and under its own prefix).
 DEFAULT_MUNCHKIN_ID = "123-ABC-456"
-#: Client id of the instance's custom service (contract 8.2).
+#: Client id of the instance's custom service (docs/reference/marketo-api.md §8.2).
 DEFAULT_CLIENT_ID = "leadflow-sim"
-#: Client secret of the instance's custom service (contract 8.2).
+#: Client secret of the instance's custom service (docs/reference/marketo-api.md §8.2).
 DEFAULT_CLIENT_SECRET = "leadflow-sim-secret"
-#: Whole-request body limit for bulk uploads, in bytes (contract 8.3).
+#: Whole-request body limit for bulk uploads, in bytes (docs/reference/marketo-api.md §8.3).
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 #: Munchkin ids look like ``123-ABC-456``; URL prefixes must match this.
 MUNCHKIN_PATTERN = r"\d{3}-[A-Za-z]{3}-\d{3}"
 
 
 class FieldType(StrEnum):
-    """Data types of lead and custom-object fields (contract 8.5, 8.7)."""
+    """Data types of lead and custom-object fields (docs/reference/marketo-api.md §8.5, §8.7)."""
 
     #: Free text limited to the field's ``length``.
     STRING = "string"
@@ -59,7 +60,7 @@ STRING_TYPES = frozenset(
 
 
 class FieldSpec(BaseModel):
-    """One field of the catalogue, as returned by Describe (contract 8.7)."""
+    """One field of the catalogue, as returned by Describe (docs/reference/marketo-api.md §8.7)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -83,7 +84,7 @@ def _f(
     return FieldSpec(name=name, display_name=display, data_type=data_type, **kw)
 
 
-#: The standard lead fields of contract 8.7 plus a few custom ones.
+#: The standard lead fields of docs/reference/marketo-api.md §8.7 plus a few custom ones.
 DEFAULT_LEAD_FIELDS: tuple[FieldSpec, ...] = (
     _f("id", "Id", FieldType.INTEGER, read_only=True),
     _f("email", "Email Address", FieldType.EMAIL),
@@ -111,7 +112,7 @@ DEFAULT_LEAD_FIELDS: tuple[FieldSpec, ...] = (
     _f("lastPurchaseAt", "Last Purchase At", FieldType.DATETIME, custom=True),
 )
 
-#: Standard fields that Marketo accepts as ``lookupField`` (contract 2.1).
+#: Standard fields that Marketo accepts as ``lookupField`` (docs/reference/marketo-api.md §2.1).
 STANDARD_LOOKUP_FIELDS = frozenset(
     {
         "id",
@@ -130,7 +131,7 @@ STANDARD_LOOKUP_FIELDS = frozenset(
 
 
 class CustomObjectSpec(BaseModel):
-    """A custom object type that accepts bulk imports (contract 4.2)."""
+    """A custom object type that accepts bulk imports (docs/reference/marketo-api.md §4.2)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -157,7 +158,10 @@ def _default_custom_objects() -> dict[str, CustomObjectSpec]:
 
 
 class FaultConfig(BaseModel):
-    """Injected faults (contract 8.9); all off by default. Probabilities are in [0, 1]."""
+    """Injected faults, all off by default; probabilities are in [0, 1].
+
+    See docs/reference/marketo-api.md §8.9.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -198,24 +202,26 @@ class FaultConfig(BaseModel):
 
 
 class SimulatorConfig(BaseModel):
-    """Everything the simulator can be told; the defaults are Marketo's (contract 8).
+    """Everything the simulator can be told; defaults are Marketo's.
+
+    See docs/reference/marketo-api.md §8.
 
     Durations are simulated seconds unless a field says otherwise; sizes are bytes.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: Munchkin ids served; the first is the default instance at the URL root (8.1).
+    #: Munchkin ids served; the first is the default instance at the URL root (§8.1).
     instances: tuple[str, ...] = (DEFAULT_MUNCHKIN_ID,)
-    #: Client id of the custom service of every instance (8.2).
+    #: Client id of the custom service of every instance (§8.2).
     client_id: str = DEFAULT_CLIENT_ID
-    #: Client secret of the custom service of every instance (8.2).
+    #: Client secret of the custom service of every instance (§8.2).
     client_secret: str = DEFAULT_CLIENT_SECRET
     #: The ``scope`` returned by identity (the API-only user).
     scope: str = "leadflow-sim@example.com"
-    #: Lifetime of a freshly minted token, seconds (1.1).
+    #: Lifetime of a freshly minted token, seconds (§1.1).
     token_lifetime_s: int = Field(3600, gt=0)
-    #: Calls allowed per rate window (6, 8.3).
+    #: Calls allowed per rate window (§6, §8.3).
     rate_limit_calls: int = Field(100, gt=0)
     #: Length of the sliding rate window, seconds.
     rate_window_s: float = Field(20.0, gt=0)
@@ -223,21 +229,21 @@ class SimulatorConfig(BaseModel):
     max_concurrent_calls: int = Field(10, gt=0)
     #: Calls allowed per America/Chicago day (607).
     daily_quota: int = Field(50_000, gt=0)
-    #: Import jobs allowed to run at once (2.4).
+    #: Import jobs allowed to run at once (§2.4).
     max_importing: int = Field(2, gt=0)
     #: Import jobs allowed queued-or-importing (1016 beyond).
     max_queued: int = Field(10, gt=0)
     #: Whole multipart body limit for uploads, bytes (413 beyond).
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
-    #: Rows processed per simulated second while ``Importing`` (8.5).
+    #: Rows processed per simulated second while ``Importing`` (§8.5).
     rows_per_second: float = Field(500.0, gt=0)
     #: Batches disappear this many simulated seconds after creation (seven days).
     batch_retention_s: float = Field(7 * 86400.0, gt=0)
-    #: The lead field catalogue (8.7).
+    #: The lead field catalogue (§8.7).
     fields: tuple[FieldSpec, ...] = DEFAULT_LEAD_FIELDS
     #: More lead fields appended to ``fields``.
     extra_fields: tuple[FieldSpec, ...] = ()
-    #: Program member custom fields accepted in program member imports (4.1).
+    #: Program member custom fields accepted in program member imports (§4.1).
     program_member_fields: tuple[FieldSpec, ...] = (
         _f("membershipNote", "Membership Note", custom=True),
     )
@@ -245,7 +251,7 @@ class SimulatorConfig(BaseModel):
     lists: tuple[int, ...] = (1001, 1002)
     #: Lead partitions that exist (``partitionName``).
     partitions: tuple[str, ...] = ("Default",)
-    #: Programs that accept member imports (4.1).
+    #: Programs that accept member imports (§4.1).
     programs: tuple[int, ...] = (2001, 2002)
     #: Valid ``programMemberStatus`` values.
     program_member_statuses: tuple[str, ...] = (
@@ -255,7 +261,7 @@ class SimulatorConfig(BaseModel):
         "Influenced",
         "Attended",
     )
-    #: Custom object types by API name (4.2).
+    #: Custom object types by API name (§4.2).
     custom_objects: dict[str, CustomObjectSpec] = Field(default_factory=_default_custom_objects)
     #: Keep imported leads in memory (turn off for very large benchmarks).
     store_leads: bool = True

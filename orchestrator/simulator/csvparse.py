@@ -1,8 +1,8 @@
 """Upload bodies: multipart/form-data splitting, strict UTF-8 decoding, RFC 4180 records.
 
-Contract 8.4 and 8.5: the body is split without buffering more than the limit (the caller
-enforces it), the file part is decoded strictly as UTF-8 (a BOM is kept as part of the first
-header name) and parsed with the format's delimiter; completely blank lines are skipped.
+docs/reference/marketo-api.md §8.4 and §8.5: the body is split without buffering more than the limit
+(the caller enforces it), the file part is decoded strictly as UTF-8 (a BOM is kept as part of the
+first header name) and parsed with the format's delimiter; completely blank lines are skipped.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def render_report(
     delimiter: str,
     reason_header: str,
 ) -> str:
-    """Render a failures or warnings file (contract 3.2, 8.6).
+    """Render a failures or warnings file (docs/reference/marketo-api.md §3.2, §8.6).
 
     Each row is padded or cut to the header's width and followed by its reason. When the last
     column is empty in every reported row, that column is dropped from the header and the rows

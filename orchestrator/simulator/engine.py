@@ -1,4 +1,6 @@
-"""The simulator's in-memory rules, free of HTTP (contract 8.1 to 8.6, 8.9, 8.10).
+"""The simulator's in-memory rules, free of HTTP.
+
+See docs/reference/marketo-api.md §8.1-§8.6, §8.9, §8.10.
 
 `Simulator` owns the instances, the clock, the configuration and the seeded random
 generators; the call gate (tokens, limits, faults) comes from `CallGate`. Nothing runs in the
@@ -61,7 +63,9 @@ class Simulator(CallGate):
         return self.instances.get(munchkin_id)
 
     def update_settings(self, patch: dict[str, Any]) -> SimulatorConfig:
-        """Deep-merge ``patch`` into the settings, at runtime (contract 8.9, 8.10).
+        """Deep-merge ``patch`` into the settings at runtime.
+
+        See docs/reference/marketo-api.md §8.9, §8.10.
 
         New munchkin ids get fresh instances; removed ones are dropped. Setting
         ``faults.fail_next_jobs`` or ``faults.drop_next_upload_responses`` re-arms those
@@ -99,7 +103,7 @@ class Simulator(CallGate):
             inst.reset(self.config)
         self.rng.seed(self.config.seed)
 
-    # ----- the import queue (2.4, 8.3, 8.5) ---------------------------------------------
+    # ----- the import queue (§2.4, §8.3, §8.5) ---------------------------------------------
 
     def advance(self, inst: Instance) -> None:
         """Bring the queue up to the clock.
@@ -198,7 +202,7 @@ class Simulator(CallGate):
         program_id: str | None = None,
         object_api_name: str | None = None,
     ) -> tuple[ImportTarget, str]:
-        """Validate an upload's parameters and check the queue has room (8.4, 8.3).
+        """Validate an upload's parameters and check the queue has room (§8.4, §8.3).
 
         Returns:
             The import target and the delimiter, for `prepare_rows` and `enqueue_import`.
@@ -293,7 +297,7 @@ class Simulator(CallGate):
 
         Raises:
             ApiError: 1013 ``Object not found`` for an unknown, expired, foreign or
-                other-kind batch (contract 8.6).
+                other-kind batch (docs/reference/marketo-api.md §8.6).
         """
         self.advance(inst)
         try:
@@ -304,10 +308,12 @@ class Simulator(CallGate):
             raise ApiError.of(errors.OBJECT_NOT_FOUND)
         return job
 
-    # ----- statistics (8.10) ------------------------------------------------------------
+    # ----- statistics (§8.10) ------------------------------------------------------------
 
     def stats(self, inst: Instance) -> dict[str, Any]:
-        """The admin statistics of one instance (contract 8.10), brought up to date.
+        """The admin statistics of one instance, brought up to date.
+
+        See docs/reference/marketo-api.md §8.10.
 
         Returns:
             ``munchkinId``, ``now``; queue: ``queued``, ``importing``, ``queued_or_importing``,

@@ -1,8 +1,8 @@
 """The gate every call passes: identity and tokens, call limits, injected faults.
 
-Contract 8.2 (tokens read only from ``Authorization: Bearer``), 8.3 (rate window, concurrency,
-daily quota; refused calls count), 8.9 (faults). `CallGate` is mixed into `Simulator`, which
-provides the configuration, the clock and the random generators.
+See docs/reference/marketo-api.md: §8.2 (tokens read only from ``Authorization: Bearer``), §8.3 (rate
+window, concurrency, daily quota; refused calls count), §8.9 (faults). `CallGate` is mixed into
+`Simulator`, which provides the configuration, the clock and the random generators.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class CallGate:
         """A Marketo-style ``requestId``: ``<hex>#<hex>`` (random, then time in ms)."""
         return f"{self.id_rng.getrandbits(16):x}#{int(self.now() * 1000):x}"
 
-    # ----- identity and tokens (8.2) ----------------------------------------------------
+    # ----- identity and tokens (§8.2) ----------------------------------------------------
 
     def identity(
         self, inst: Instance, grant_type: str | None, client_id: str | None, secret: str | None
@@ -91,7 +91,7 @@ class CallGate:
             raise ApiError.of(errors.TOKEN_EXPIRED)
         raise ApiError.of(errors.TOKEN_INVALID)
 
-    # ----- call limits (8.3) ------------------------------------------------------------
+    # ----- call limits (§8.3) ------------------------------------------------------------
 
     def _count(self, inst: Instance, now: float) -> None:
         inst.rate_calls.append(now)
@@ -132,7 +132,7 @@ class CallGate:
         """A call admitted by `admit` has returned."""
         inst.inflight -= 1
 
-    # ----- faults (8.9) -----------------------------------------------------------------
+    # ----- faults (§8.9) -----------------------------------------------------------------
 
     def roll_http_fault(self) -> int | None:
         """Maybe pick an HTTP 500/502/503 gateway failure for this call."""

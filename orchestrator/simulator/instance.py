@@ -1,6 +1,7 @@
 """The state of one Marketo instance: tokens, limits, queue, batches, leads, statistics.
 
-Contract 8.1: each instance has its own tokens, queue, rate windows and daily quota.
+docs/reference/marketo-api.md §8.1: each instance has its own tokens, queue, rate windows and daily
+quota.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def next_chicago_midnight(ts: float) -> float:
 
 
 class Instance:
-    """The state of one Marketo instance (contract 8.1)."""
+    """The state of one Marketo instance (docs/reference/marketo-api.md §8.1)."""
 
     def __init__(self, munchkin_id: str, config: SimulatorConfig) -> None:
         self.munchkin_id = munchkin_id

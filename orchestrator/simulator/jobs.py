@@ -1,4 +1,4 @@
-"""An import job and its clock-driven progress (contract 2.3, 3.1, 8.5).
+"""An import job and its clock-driven progress (docs/reference/marketo-api.md §2.3, §3.1, §8.5).
 
 A job's progress is never driven by a background task: a job that started ``Importing`` at
 ``t0`` with rate ``r`` has processed ``min(rows, floor((now - t0) * r))`` rows; the engine
@@ -19,7 +19,10 @@ from orchestrator.simulator.rows import FAIL, LEAD_NOT_FOUND, OK, WARN, RowRules
 
 
 class JobKind(StrEnum):
-    """What a job imports; all kinds share one queue (contract 4.3, 8.8)."""
+    """What a job imports; every kind shares one queue.
+
+    See docs/reference/marketo-api.md §4.3, §8.8.
+    """
 
     #: ``POST /bulk/v1/leads.json``.
     LEAD = "lead"
@@ -32,7 +35,10 @@ class JobKind(StrEnum):
 
 
 class JobStatus(StrEnum):
-    """Import status strings, exactly as Marketo spells them (contract 2.3)."""
+    """Import status strings, spelled exactly as Marketo does.
+
+    See docs/reference/marketo-api.md §2.3.
+    """
 
     #: Waiting for one of the importing slots.
     QUEUED = "Queued"
@@ -187,7 +193,10 @@ class Job:
         return True
 
     def message(self) -> str | None:
-        """The status ``message`` (contract 8.5 exact forms); None while not terminal."""
+        """The status ``message``; None while the job is not terminal.
+
+        The exact forms are in docs/reference/marketo-api.md §8.5.
+        """
         if self.status is JobStatus.FAILED:
             return f"Import failed: {self.fail_reason}"
         if self.status is not JobStatus.COMPLETE:
@@ -203,7 +212,10 @@ class Job:
         return text
 
     def timeline(self) -> dict[str, Any]:
-        """The admin view of this job (contract 8.10): timeline and counters."""
+        """The admin view of this job, timeline and counters.
+
+        See docs/reference/marketo-api.md §8.10.
+        """
         return {
             "batchId": self.batch_id,
             "kind": self.kind.value,

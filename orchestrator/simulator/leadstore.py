@@ -1,6 +1,6 @@
 """What imports write: leads, list and program memberships, custom-object records.
 
-Leads are upserted on the lookup field (contract 2.1, 4.1, 4.2, 8.5).
+Leads are upserted on the lookup field (docs/reference/marketo-api.md §2.1, §4.1, §4.2, §8.5).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Marketo's response shapes and the simulator's request log.
 
-JSON answers carry ``application/json;charset=UTF-8`` (contract 1.1); errors are HTTP 200 with
-``success: false`` (5); gateway failures and 413 have HTML bodies (8.3, 8.9); a missing
-failures/warnings file is a plain-text 404 (8.6). Every Marketo call gets a request-log entry
-recording where its token was sent (8.2, 8.10).
+JSON answers carry ``application/json;charset=UTF-8`` (docs/reference/marketo-api.md §1.1); errors
+are HTTP 200 with ``success: false`` (§5); gateway failures and 413 have HTML bodies (§8.3, §8.9); a
+missing failures/warnings file is a plain-text 404 (§8.6). Every Marketo call gets a request-log
+entry recording where its token was sent (§8.2, §8.10).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from aiohttp import web
 from orchestrator.simulator.engine import Instance, Simulator
 from orchestrator.simulator.errors import ApiError
 
-#: Content type of every JSON answer (contract 1.1).
+#: Content type of every JSON answer (docs/reference/marketo-api.md §1.1).
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
-#: Content type of failures and warnings files (contract 3.2).
+#: Content type of failures and warnings files (docs/reference/marketo-api.md §3.2).
 CSV_CONTENT_TYPE = "text/csv;charset=UTF-8"
 #: The request-log entry of the request being handled.
 ENTRY_KEY = web.RequestKey("sim_entry", dict)
@@ -36,7 +36,10 @@ def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
 
 
 def ok(sim: Simulator, result: list[dict[str, Any]]) -> web.Response:
-    """``{"requestId", "result": [...], "success": true}`` (contract 2.2, 3.1)."""
+    """Return ``{"requestId", "result": [...], "success": true}``.
+
+    See docs/reference/marketo-api.md §2.2.
+    """
     return json_response({"requestId": sim.request_id(), "result": result, "success": True})
 
 
@@ -54,7 +57,7 @@ def error(sim: Simulator, inst: Instance, exc: ApiError) -> web.Response:
 
 
 def html(status: int, title: str) -> web.Response:
-    """An nginx-style HTML error page, as a gateway would send (8.9, 413)."""
+    """An nginx-style HTML error page, as a gateway would send (§8.9, 413)."""
     text = f"<html><head><title>{status} {title}</title></head><body><center><h1>{status} "
     text += f"{title}</h1></center><hr><center>nginx</center></body></html>\n"
     return web.Response(text=text, status=status, content_type="text/html")
@@ -64,13 +67,13 @@ HTTP_TITLES = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service U
 
 
 def too_large(inst: Instance) -> web.Response:
-    """HTTP 413 with an HTML body for a body over ``max_body_bytes`` (8.3); counted as "413"."""
+    """HTTP 413 with an HTML body for a body over ``max_body_bytes`` (§8.3); counted as "413"."""
     inst.errors["413"] += 1
     return html(413, "Request Entity Too Large")
 
 
 def not_found_file() -> web.Response:
-    """The plain-text 404 of a failures/warnings file that does not exist (8.6)."""
+    """The plain-text 404 of a failures/warnings file that does not exist (§8.6)."""
     return web.Response(text="404 Not Found\n", status=404, content_type="text/plain")
 
 

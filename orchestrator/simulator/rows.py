@@ -1,8 +1,9 @@
 """Row outcomes of an import: failure, warning or success, with Marketo's reason strings.
 
-Contract 8.5: checks run in this order — field count, empty lookup value, data type,
-implausible email (warning), over-long string (warning, value truncated). Custom objects
-(contract 4.2) ignore unknown columns and fail rows without their dedupe fields.
+docs/reference/marketo-api.md §8.5: checks run in this order — field count, empty lookup value, data
+type, implausible email (warning), over-long string (warning, value truncated). Custom objects
+(docs/reference/marketo-api.md §4.2) ignore unknown columns and fail rows without their dedupe
+fields.
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ class RowRules:
         self.min_length = min((length for _, length, _ in self.strings), default=0)
 
     def classify(self, row: list[str]) -> tuple[int, str | None]:
-        """Return ``(OK|WARN|FAIL, reason)`` for one data row (contract 8.5 order)."""
+        """Return ``(OK|WARN|FAIL, reason)`` for one data row.
+
+        The checks run in the order of docs/reference/marketo-api.md §8.5.
+        """
         if len(row) != self.width:
             return FAIL, WRONG_FIELD_COUNT
         if self.key_indexes is None:

@@ -31,7 +31,7 @@ def create_app(
     clock: Clock | None = None,
     time_scale: float | None = None,
 ) -> web.Application:
-    """Build the simulator as an aiohttp application (contract 8).
+    """Build the simulator as an aiohttp application (docs/reference/marketo-api.md §8).
 
     Args:
         config: Settings; defaults to `SimulatorConfig()` (one instance ``123-ABC-456``,

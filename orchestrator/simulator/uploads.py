@@ -1,8 +1,10 @@
-"""Validation of an upload before a job exists (contract 8.4) and row outcome precomputation.
+"""Validation of an upload before a job exists, and row outcomes computed in advance.
+
+See docs/reference/marketo-api.md §8.4 and §8.5.
 
 `check_params` validates the parameters (cheap, before the queue check); `prepare_rows` decodes
-and parses the file, checks its header and classifies every row (contract 8.5), so that a job
-only has to apply the outcomes as the clock moves.
+and parses the file, checks its header and classifies every row (docs/reference/marketo-api.md
+§8.5), so that a job only has to apply the outcomes as the clock moves.
 """
 
 from __future__ import annotations

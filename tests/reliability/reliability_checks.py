@@ -213,7 +213,7 @@ def assert_repeats_bounded_and_logged(lf: Leadflow, sim: SimulatorProcess) -> di
 
 
 def current_token(sim: SimulatorProcess) -> str:
-    """Ask identity for the token (the same one while it lives, contract 1.4)."""
+    """The token from identity, the same one while it lives (docs/reference/marketo-api.md §1.4)."""
     query = urllib.parse.urlencode(
         {"grant_type": "client_credentials", "client_id": CLIENT_ID,
          "client_secret": CLIENT_SECRET})

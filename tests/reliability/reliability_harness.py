@@ -175,7 +175,8 @@ class SimulatorProcess:
         """SIGTERM, then SIGKILL after 5 s (idempotent)."""
         _stop(self.proc)
 
-    # --- admin API (contract 8.10) ---------------------------------------------------------
+    # --- admin API (docs/reference/marketo-api.md §8.10)
+    # ---------------------------------------------------------
 
     def get(self, path: str) -> Any:
         """GET an admin path, e.g. ``/_sim/stats``."""

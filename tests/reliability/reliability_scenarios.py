@@ -191,9 +191,9 @@ def fault_soak(
 
     The simulator's clock and the daemon's wall clock are both moved to
     ``before_midnight_s`` before the next America/Chicago midnight, so Marketo's quota day
-    and the daemon's agree (contract 6). The quota (``daily_quota`` calls) runs out first;
-    once the simulator has answered ``607`` it is raised for the new day, which starts at
-    midnight for both. Faults: 10% HTTP 5xx with HTML bodies, 5% each of 604, 608, 611 and
+    and the daemon's agree (docs/reference/marketo-api.md §6). The quota (``daily_quota`` calls)
+    runs out first; once the simulator has answered ``607`` it is raised for the new day, which
+    starts at midnight for both. Faults: 10% HTTP 5xx with HTML bodies, 5% each of 604, 608, 611 and
     713, 2% of dropped upload responses (and the first one for sure), tokens dying 3 s
     after they are minted though ``expires_in`` promises ``before_midnight_s + 4`` (so the
     first token is dead, yet not due for a refresh, when the quota pause ends), foreign jobs

@@ -30,7 +30,7 @@ def marketo_report(
     shuffle: bool = True,
     seed: int = 1,
 ) -> str:
-    """A failures/warnings file as Marketo writes it (contract 3.2, 8.6).
+    """A failures/warnings file as Marketo writes it (docs/reference/marketo-api.md §3.2, §8.6).
 
     Unordered; an empty last column (empty in every reported row) is dropped from header and rows.
     """

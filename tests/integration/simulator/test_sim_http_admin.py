@@ -1,4 +1,7 @@
-"""The admin API (contract 8.10): settings, reset, stats, request log, clock."""
+"""The admin API: settings, reset, stats, request log, clock.
+
+See docs/reference/marketo-api.md §8.10.
+"""
 
 from __future__ import annotations
 

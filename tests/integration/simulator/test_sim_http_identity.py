@@ -1,4 +1,4 @@
-"""Identity and tokens (contract 1, 8.2): reuse, expiry, 600/601/602, 401."""
+"""Identity and tokens: reuse, expiry, 600/601/602, 401 (docs/reference/marketo-api.md §1, §8.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Program member and custom object imports (contract 4, 8.8), describe (8.7), instances (8.1)."""
+"""Program member and custom object imports, describe, instances.
+
+See docs/reference/marketo-api.md §4, §8.8 (kinds), §8.7 (describe) and §8.1 (instances).
+"""
 
 from __future__ import annotations
 

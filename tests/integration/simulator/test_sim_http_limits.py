@@ -1,4 +1,7 @@
-"""Per-instance call limits (contract 6, 8.3): 606, 615, 607 with their windows."""
+"""Per-instance call limits: 606, 615, 607 with their windows.
+
+See docs/reference/marketo-api.md §6, §8.3.
+"""
 
 from __future__ import annotations
 

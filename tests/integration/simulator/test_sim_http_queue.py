@@ -1,4 +1,7 @@
-"""The import queue (contract 2.4, 8.3, 8.5, 8.6, 8.8, 8.9): 1016, FIFO, expiry, faults."""
+"""The import queue: 1016, FIFO, expiry, faults.
+
+See docs/reference/marketo-api.md §2.4, §8.3, §8.5, §8.6, §8.8 and §8.9.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Row outcomes, messages, failures/warnings files, the lead store (contract 3, 8.5, 8.6)."""
+"""Row outcomes, messages, failures/warnings files, the lead store.
+
+See docs/reference/marketo-api.md §3, §8.5 and §8.6.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Validation at upload (contract 8.4, 8.3): the job is not created."""
+"""Validation at upload (docs/reference/marketo-api.md §8.4, §8.3): the job is not created."""
 
 from __future__ import annotations
 

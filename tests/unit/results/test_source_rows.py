@@ -27,7 +27,8 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_dropped_empty_last_column_is_filled_with_empty_string(tmp_path: Path) -> None:
-    # contract 3.2: the blog-observed file lost its empty trailing `email` column
+    # docs/reference/marketo-api.md §3.2: the blog-observed file lost its empty trailing `email`
+    # column
     path = write(
         tmp_path / "f.csv",
         "firstName,lastName,phone,Import Failure Reason\r\n"

@@ -1,4 +1,7 @@
-"""The lead store: upsert on any lookup field with indexes kept in step (contract 8.5)."""
+"""The lead store: upsert on any lookup field, indexes kept in step.
+
+See docs/reference/marketo-api.md §8.5.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Row outcome order and reason strings (contract 8.5)."""
+"""Row outcome order and reason strings (docs/reference/marketo-api.md §8.5)."""
 
 from __future__ import annotations
 
