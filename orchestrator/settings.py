@@ -187,7 +187,7 @@ class PollingSettings(_Section):
     min_interval_s: PositiveFloat = 5.0
     #: Longest interval between two status calls for a batch whose status can change
     #: (importing, or among our first 2 queued), seconds; one further back in Marketo's FIFO
-    #: waits up to 10 times this (see ``orchestrator/policy.py``).
+    #: waits up to 10 times this (see ``orchestrator/scheduling/pacing.py``).
     max_interval_s: PositiveFloat = 30.0
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@
 
 ``__aenter__`` opens, through one ``AsyncExitStack``, the store with the single-daemon lock,
 the Marketo client, and builds intake, the scheduler, the poller and the reporter. ``run``
-first recovers, once, from whatever the previous process left (``daemon_recovery``: uploads
+first recovers, once, from whatever the previous process left (``recovery``: uploads
 caught mid-submit are sent again, uploads with a batchId resume polling; files left in work
 are resumed, half-written results are rewritten), then runs the loops in one
 ``asyncio.TaskGroup``. A crash in any loop cancels the others and is logged
@@ -16,11 +16,11 @@ flight get ``daemon.shutdown_grace_s`` and are then cancelled; every state chang
 committed, so nothing else needs saving. The loops wait on "new work, tick or stop" (asyncio
 events), never on fixed sleeps.
 
-``--once`` drains (``daemon_drain``): it takes what is in the inbox, waits until every upload
+``--once`` drains (``drain``): it takes what is in the inbox, waits until every upload
 is terminal and every file has its report (``reported_at`` set), then returns. It first gets a
-token (``daemon_auth.check_credentials``): refused credentials or an unreachable identity
+token (``credentials.check_credentials``): refused credentials or an unreachable identity
 endpoint end it with exit 1 and one line. Without ``--once`` a refusal pauses work instead
-(``daemon_auth.AuthGate``) until identity grants a token again.
+(``credentials.AuthGate``) until identity grants a token again.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any, Protocol, Self
 
 import structlog
 
-from orchestrator.daemon import drain as daemon_drain
+from orchestrator.daemon import drain
 from orchestrator.daemon.credentials import (
     AUTH_RETRY_FACTOR,
     AuthGate,
@@ -285,7 +285,7 @@ class Daemon:
     async def recover(self) -> None:
         """Resolve, once, everything the previous process left in flight (before any loop).
 
-        Uploads (``daemon_recovery.recover_uploads``), then intake's files left in work, then
+        Uploads (``recovery.recover_uploads``), then intake's files left in work, then
         a report pass for half-written results.
         """
         await recover_uploads(self.store, self.clock())
@@ -365,8 +365,8 @@ class Daemon:
         return True
 
     async def _drain_inbox(self) -> None:
-        """``--once``: take every file in the inbox (``daemon_drain.drain_inbox``)."""
-        await daemon_drain.drain_inbox(self.settings, self.intake, self.clock, self.stop_event,
+        """``--once``: take every file in the inbox (``drain.drain_inbox``)."""
+        await drain.drain_inbox(self.settings, self.intake, self.clock, self.stop_event,
                                        self.on_enqueued)
         self.inbox_taken.set()
 
@@ -381,7 +381,7 @@ class Daemon:
 
     async def drained(self) -> bool:
         """Return whether every upload is terminal and every file has its report."""
-        return await daemon_drain.drained(self.store)
+        return await drain.drained(self.store)
 
 
 async def _guarded(name: str, coro: Awaitable[Any]) -> None:

@@ -1,10 +1,10 @@
 """Intake: claims stable files from the inbox, prepares them and enqueues their uploads.
 
-One task owns the loop; each file is claimed (``store.add_file`` then an atomic rename into
+One task owns the loop; each file is claimed (``store.add_file`` then ``places.move`` into
 ``paths.work/<file_id>/source/<name>``), prepared in a worker thread, and either enqueued in one
 transaction or ended ``rejected``/``empty``/``duplicate`` with one sentence. Reports and moving
-the source out of ``work`` belong to the Reporter (``orchestrator/results.py``). Nothing that
-goes wrong with one file stops the loop.
+the source out of ``work`` belong to the Reporter (``orchestrator/results/reporter.py``).
+Nothing that goes wrong with one file stops the loop.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Marketo client: tokens, one limits governor, every call, every error code.
 
 Public API: `MarketoClient` and the records it returns (`ImportJob`, `BatchStatus`,
-`LeadField`); the pure decision helpers live in `errors_table` and `policy`.
+`LeadField`); the pure decision helpers live in `errors_table` and `retry_policy`.
 """
 
 from __future__ import annotations

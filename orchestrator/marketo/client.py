@@ -3,10 +3,10 @@
 ``async with MarketoClient(settings, store=store) as client`` gives `create_import`,
 `get_status`, `download_failures`, `download_warnings` and `describe_leads`. Each call goes
 through the instance's one `Governor` (rate window, calls in flight, daily budget), carries the
-token only in ``Authorization: Bearer``, and is retried according to `policy.decide`; each HTTP
-attempt logs one ``api_call`` line (method, path, ``requestId``, error code, duration,
-attempt). Uploads are streamed from disk with a multipart body rebuilt on every attempt;
-failure and warning files are streamed to disk in chunks.
+token only in ``Authorization: Bearer``, and is retried according to `retry_policy.decide`; each
+HTTP attempt logs one ``api_call`` line (method, path, ``requestId``, error code, duration,
+attempt). Uploads are streamed from disk with a multipart body rebuilt on every attempt; failure
+and warning files are streamed to disk in chunks.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ class MarketoClient:
     async def _call(
         self, req: _Request, parse: Callable[[Mapping[str, Any]], object] | None = None
     ) -> _Answer:
-        """Send ``req`` until `policy.decide` says done or fail."""
+        """Send ``req`` until `retry_policy.decide` says done or fail."""
         state = CallState()
         attempt = 0
         while True:

@@ -3,7 +3,7 @@
 A file whose uploads are all terminal goes ``queued -> reporting``. For a ``reporting`` file the
 reporter fetches Marketo's failures file only when ``numOfRowsFailed > 0`` and the warnings file
 only when ``numOfRowsWithWarning > 0`` (docs/reference/marketo-api.md §9.6), maps their rows back to
-source line numbers (``results_map``), merges them with intake's local rejections, and writes
+source line numbers (``source_rows``), merges them with intake's local rejections, and writes
 ``paths.results/<file name>.<file id>/`` (``report.json``, ``failures.csv``, ``warnings.csv``)
 under a temporary name that is then swapped into place. It then moves the source to
 ``paths.archive`` or ``paths.rejected`` as ``<file id>-<name>`` and finishes the file in one

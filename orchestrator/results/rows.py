@@ -6,7 +6,7 @@ file inside the results folder being built, so memory stays bounded by one uploa
 
 - intake's ``rejections.csv`` (rows never sent);
 - for each complete upload with ``numOfRowsFailed > 0`` / ``numOfRowsWithWarning > 0``, the rows
-  of Marketo's failures / warnings file, joined back to the upload's rows (``results_map``);
+  of Marketo's failures / warnings file, joined back to the upload's rows (``source_rows``);
 - for each upload that failed or was rejected at Marketo, every one of its rows, with the
   upload's error as the reason.
 """

@@ -2,7 +2,7 @@
 
 Each pass takes the uploads whose ``next_poll_at`` has come (``Store.due_for_poll``), asks
 for their status concurrently, writes the counters with ``Store.transition_upload`` and plans
-the next poll with ``policy.next_poll_delay``. Polling policy (docs/reference/marketo-api.md §2.4,
+the next poll with ``pacing.next_poll_delay``. Polling policy (docs/reference/marketo-api.md §2.4,
 §9.5), between
 ``polling.min_interval_s`` and ``polling.max_interval_s``:
 
@@ -14,7 +14,7 @@ the next poll with ``policy.next_poll_delay``. Polling policy (docs/reference/ma
 - a ``Queued`` job further back cannot even start while two of our jobs ahead of it are
   unfinished (Marketo's queue is FIFO with 2 importing), so it is polled rarely: when the
   rows ahead of it should be done on 2 slots at the observed rate, or, without a rate, at an
-  interval growing linearly with its position; up to ``policy.DEEP_QUEUE_FACTOR`` (10) times
+  interval growing linearly with its position; up to ``pacing.DEEP_QUEUE_FACTOR`` (10) times
   ``max_interval_s``. When it moves up to the first 2 (a job ahead finished), its next poll
   is brought forward;
 - a job found ``Queued`` poll after poll waits behind jobs we cannot see (other
@@ -44,7 +44,7 @@ from orchestrator.errors import (
     QuotaExhausted,
 )
 from orchestrator.models import UPLOAD_AT_MARKETO, UploadRecord, UploadStatus
-from orchestrator.scheduling import pacing as policy
+from orchestrator.scheduling import pacing
 from orchestrator.scheduling.scheduler import FileNames
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -158,8 +158,8 @@ class Poller:
     async def _promote(self, queue: list[UploadRecord], now: float) -> None:
         """Bring forward the next poll of jobs that moved up to the front of our queue."""
         polling = self._settings.polling
-        for position, upload in enumerate(queue[: policy.MARKETO_IMPORTING_SLOTS]):
-            at = policy.promoted_poll_at(
+        for position, upload in enumerate(queue[: pacing.MARKETO_IMPORTING_SLOTS]):
+            at = pacing.promoted_poll_at(
                 upload.next_poll_at, position, now, polling.min_interval_s,
                 polling.max_interval_s,
             )
@@ -247,7 +247,7 @@ class Poller:
         done = (st.num_leads_processed or 0) + (st.num_rows_failed or 0)
         if st.status == "Importing":
             previous = self._last_seen.get(upload.id)
-            self.rate = policy.observed_rate(
+            self.rate = pacing.observed_rate(
                 previous[0] if previous else None,
                 previous[1] if previous else None,
                 done,
@@ -255,7 +255,7 @@ class Poller:
                 self.rate,
             )
             self._last_seen[upload.id] = (done, now)
-        view = policy.PollView(
+        view = pacing.PollView(
             status=st.status,
             position=place[0],
             rows=upload.rows,
@@ -264,7 +264,7 @@ class Poller:
             rate=self.rate,
             queued_polls=upload.polls if st.status == "Queued" else 0,
         )
-        delay = policy.next_poll_delay(
+        delay = pacing.next_poll_delay(
             view, self._settings.polling.min_interval_s, self._settings.polling.max_interval_s
         )
         new = _U.IMPORTING if st.status == "Importing" else upload.status
@@ -275,7 +275,7 @@ class Poller:
     async def _batch_failed(
         self, upload: UploadRecord, st: Any, counters: dict[str, Any]
     ) -> None:
-        outcome = policy.after_batch_failed(
+        outcome = pacing.after_batch_failed(
             upload.batch_failures, self._settings.daemon.max_batch_attempts
         )
         message = st.message or "Import failed"
@@ -304,7 +304,7 @@ class Poller:
         self._finished(upload, st, "failed", batch_failures=outcome.batch_failures)
 
     async def _lost(self, upload: UploadRecord, exc: ApiPermanentError) -> None:
-        outcome = policy.after_batch_unknown(
+        outcome = pacing.after_batch_unknown(
             upload.batch_failures, upload.error_code == LOST_BATCH_CODE
         )
         text = f"Marketo no longer knows batch {upload.batch_id}: {exc.message}"

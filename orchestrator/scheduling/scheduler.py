@@ -4,7 +4,7 @@ Strict FIFO over uploads in enqueue order (``Store.claim_next``). It keeps Marke
 queue full, so the 2 importing slots never idle while we have a backlog, and never holds more
 than ``limits.import_slots`` of our jobs queued-or-importing (``Store.count_in_flight``).
 How many slots other integrations leave us is learned from ``1016`` answers (pure rules in
-``policy.py``). One create call is in flight at a time, so the count it acts on is exact.
+``pacing``). One create call is in flight at a time, so the count it acts on is exact.
 
 See docs/reference/marketo-api.md: §2.4 (2 importing, 10 in all, ``1016``), §5 (error classes), §9.3
 (``1016`` is back-pressure, never a spent attempt), §9.7 (record the batchId before acting on
@@ -33,7 +33,7 @@ from orchestrator.errors import (
     UncertainSubmit,
 )
 from orchestrator.models import UploadRecord, UploadStatus
-from orchestrator.scheduling import pacing as policy
+from orchestrator.scheduling import pacing
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timing import Clock, wait_any
@@ -95,7 +95,7 @@ class Scheduler:
         slot_freed: set by the poller when one of our jobs left Marketo's queue.
         submitted: set after each accepted upload (the poller watches it).
         finished: set when an upload became terminal here (rejected; wakes the reporter).
-        state: what was learned from ``1016`` answers (``policy.SlotState``).
+        state: what was learned from ``1016`` answers (``pacing.SlotState``).
     """
 
     def __init__(
@@ -116,7 +116,7 @@ class Scheduler:
         self.slot_freed = asyncio.Event()
         self.submitted = asyncio.Event()
         self.finished = asyncio.Event()
-        self.state = policy.SlotState()
+        self.state = pacing.SlotState()
         self.queue_full_answers = 0
         self._paused_until = 0.0
         self._transient_streak: dict[int, int] = {}
@@ -125,8 +125,8 @@ class Scheduler:
         self._names = FileNames(store)
 
     def allowed(self, now: float) -> int:
-        """Return how many of our jobs may be at Marketo now (see ``policy``)."""
-        return policy.allowed_outstanding(self.state, self._settings.limits.import_slots, now)
+        """Return how many of our jobs may be at Marketo now (see ``pacing``)."""
+        return pacing.allowed_outstanding(self.state, self._settings.limits.import_slots, now)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Submit uploads until ``stop`` is set.
@@ -241,7 +241,7 @@ class Scheduler:
         self._transient_streak.pop(upload.id, None)
         self._uncertain_streak.pop(upload.id, None)
         self._announced.discard(upload.id)
-        self.state = policy.on_submitted(
+        self.state = pacing.on_submitted(
             self.state, outstanding + 1, self._settings.limits.import_slots
         )
         with structlog.contextvars.bound_contextvars(batch_id=batch_id):
@@ -280,7 +280,7 @@ class Scheduler:
         now = self._clock()
         settings = self._settings.daemon
         self.queue_full_answers += 1
-        self.state = policy.on_queue_full(
+        self.state = pacing.on_queue_full(
             self.state,
             outstanding,
             now,
@@ -308,7 +308,7 @@ class Scheduler:
         not_before: float | None = None
         if streak > 1:
             marketo = self._settings.marketo
-            not_before = policy.transient_not_before(
+            not_before = pacing.transient_not_before(
                 streak - 1, now, base_s=marketo.retry_base_s, max_s=marketo.retry_max_s,
                 rand=self._rand(),
             )
@@ -355,7 +355,7 @@ class Scheduler:
         marketo = self._settings.marketo
         retry_after = getattr(exc, "retry_after", None) or 0.0
         not_before = max(
-            policy.transient_not_before(
+            pacing.transient_not_before(
                 streak, now, base_s=marketo.retry_base_s, max_s=marketo.retry_max_s,
                 rand=self._rand(),
             ),
