@@ -7,9 +7,7 @@ resolved path (relative ``paths.database`` resolves against the working director
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 from orchestrator.commands.metrics import render_prometheus
 from orchestrator.commands.output import print_out
 from orchestrator.daemon.credentials import read_pause
+from orchestrator.daemon.lock import daemon_running
 from orchestrator.places import results_dir
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -42,29 +41,6 @@ def missing_database(settings: Settings) -> str | None:
         f"working directory, here {Path.cwd()}): run from the daemon's folder, pass its "
         "--config, or set paths.database to an absolute path; `leadflow migrate` creates one"
     )
-
-
-def daemon_running(database: Path) -> int | None:
-    """Return the pid of the daemon holding ``<database>.lock`` (0 if unknown), or None.
-
-    Tries a non-blocking shared ``flock`` on the lock file and lets it go at once; a daemon
-    holds it exclusively for as long as it runs. Never creates the file.
-    """
-    path = Path(str(database) + ".lock")
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.read(fd, 32).decode("ascii", "replace").strip()
-            return int(text) if text.isdigit() else 0
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
 
 
 def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The daemon: lifecycle, credential gate, drain mode and recovery at start-up.
+"""The daemon: lifecycle, credential gate, drain mode, recovery at start-up, one-daemon lock.
 
 ``Daemon`` and ``run_daemon`` live in ``orchestrator.daemon.lifecycle``; they are re-exported here.
 """

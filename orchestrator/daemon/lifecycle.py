@@ -5,8 +5,8 @@
     async with Daemon(settings) as daemon:
         await daemon.run(once=False)
 
-``__aenter__`` opens, through one ``AsyncExitStack``, the store with the single-daemon lock,
-the Marketo client, and builds intake, the scheduler, the poller and the reporter. ``run``
+``__aenter__`` takes, through one ``AsyncExitStack``, the single-daemon lock (``lock``), the
+store and the Marketo client, and builds intake, the scheduler, the poller and the reporter. ``run``
 first recovers, once, from whatever the previous process left (``recovery``: uploads
 caught mid-submit are sent again, uploads with a batchId resume polling; files left in work
 are resumed, half-written results are rewritten), then runs the loops in one
@@ -46,6 +46,7 @@ from orchestrator.daemon.credentials import (
     MarketoUnreachable,
     refused_message,
 )
+from orchestrator.daemon.lock import SingleDaemonLock
 from orchestrator.daemon.recovery import recover_uploads
 from orchestrator.errors import AuthError, OrchestratorError
 from orchestrator.intake import Intake
@@ -154,8 +155,9 @@ class Daemon:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             make_folders(self.settings)
+            stack.enter_context(SingleDaemonLock(self.settings.paths.database))
             self.store = await stack.enter_async_context(
-                Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
+                Store.open(self.settings.paths.database, clock=self.clock)
             )
             if self._given_client is not None:
                 self.client = self._given_client

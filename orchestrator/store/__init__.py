@@ -1,10 +1,10 @@
 """The store: SQLite (aiosqlite) with named queries and numbered migrations.
 
-``Store`` and ``SingleDaemonLock`` live in ``orchestrator.store.sqlite``; they are re-exported here.
+``Store`` lives in ``orchestrator.store.sqlite``; it is re-exported here.
 """
 
 from __future__ import annotations
 
-from orchestrator.store.sqlite import SingleDaemonLock, Store
+from orchestrator.store.sqlite import Store
 
-__all__ = ["SingleDaemonLock", "Store"]
+__all__ = ["Store"]

@@ -10,9 +10,7 @@ writes ``status_history``. Times are epoch seconds from the injected ``clock``.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -22,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from orchestrator.errors import DatabaseLocked, InvalidTransition, StoreError
+from orchestrator.errors import InvalidTransition, StoreError
 from orchestrator.models import (
     FileRecord,
     FileStatus,
@@ -127,46 +125,6 @@ UPLOAD_MUTABLE = frozenset(
 )
 
 
-class SingleDaemonLock:
-    """An exclusive ``flock`` on ``<database>.lock``: one daemon per database.
-
-    Raises:
-        DatabaseLocked: from ``acquire`` when another process holds it.
-    """
-
-    def __init__(self, database: Path) -> None:
-        self.path = Path(str(database) + ".lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        """Take the lock without waiting."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = ""
-            try:
-                holder = self.path.read_text().strip()
-            except OSError:
-                pass
-            raise DatabaseLocked(
-                f"another leadflow daemon (pid {holder or '?'}) is using {self.path.parent}; "
-                "stop it first or point paths.database elsewhere"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        """Drop the lock (idempotent)."""
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 class Store:
     """The database behind leadflow. Build it with ``Store.open`` (an async context manager).
 
@@ -186,7 +144,6 @@ class Store:
         path: Path,
         *,
         clock: Clock = time.time,
-        exclusive: bool = False,
         migrate_schema: bool = True,
     ) -> AsyncIterator[Store]:
         """Open (and migrate) the database at ``path``.
@@ -194,40 +151,31 @@ class Store:
         Args:
             path: the SQLite file; its folder is created.
             clock: returns epoch seconds; injected by tests.
-            exclusive: take the single-daemon lock (``leadflow run``).
             migrate_schema: apply pending migrations.
 
         Raises:
-            DatabaseLocked: ``exclusive`` and another daemon holds the lock.
             SchemaTooNew: the database is newer than this code.
             StoreError: the file is not a database, or cannot be opened.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = SingleDaemonLock(path) if exclusive else None
-        if lock is not None:
-            lock.acquire()
         try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        try:
+            conn.row_factory = aiosqlite.Row
             try:
-                conn = await aiosqlite.connect(path, isolation_level=None)
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open database {path}: {exc}") from exc
-            try:
-                conn.row_factory = aiosqlite.Row
-                try:
-                    await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-                    await conn.execute("PRAGMA journal_mode = WAL")
-                    await conn.execute("PRAGMA synchronous = NORMAL")
-                    await conn.execute("PRAGMA foreign_keys = ON")
-                    if migrate_schema:
-                        await migrate(conn)
-                except sqlite3.DatabaseError as exc:
-                    raise StoreError(f"database {path} cannot be used: {exc}") from exc
-                yield cls(conn, clock)
-            finally:
-                await conn.close()
+                await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                await conn.execute("PRAGMA journal_mode = WAL")
+                await conn.execute("PRAGMA synchronous = NORMAL")
+                await conn.execute("PRAGMA foreign_keys = ON")
+                if migrate_schema:
+                    await migrate(conn)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"database {path} cannot be used: {exc}") from exc
+            yield cls(conn, clock)
         finally:
-            if lock is not None:
-                lock.release()
+            await conn.close()
 
     @property
     def clock(self) -> Clock:

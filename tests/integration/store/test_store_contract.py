@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import cli
-from orchestrator.errors import DatabaseLocked, InvalidTransition
+from orchestrator.errors import InvalidTransition
 from orchestrator.models import FileStatus, NewUpload, UploadStatus
 from orchestrator.store import Store
 
@@ -170,48 +170,6 @@ async def test_call_accounting_per_day(tmp_path: Path) -> None:
         await store.count_calls("2026-12-01", "import_status", 5)
         assert await store.calls_on("2026-11-30") == 4
         assert (await store.usage_on("2026-11-30"))["import_create"] == {"calls": 1, "errors": 1}
-
-
-async def test_only_one_daemon_per_database(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db", exclusive=True):
-        with pytest.raises(DatabaseLocked, match="another leadflow daemon"):
-            async with Store.open(tmp_path / "q.db", exclusive=True):
-                pass
-        async with Store.open(tmp_path / "q.db") as reader:  # status still works
-            assert (await reader.counts_by_status())["files"]["queued"] == 0
-    async with Store.open(tmp_path / "q.db", exclusive=True):
-        pass  # released on exit
-
-
-HOLDER = """
-import asyncio, sys
-from pathlib import Path
-from orchestrator.store import Store
-async def m():
-    async with Store.open(Path(sys.argv[1]), exclusive=True):
-        print('held', flush=True)
-        sys.stdin.readline()
-asyncio.run(m())
-"""
-
-
-def test_lock_held_by_another_process(tmp_path: Path) -> None:
-    db = tmp_path / "q.db"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(db)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-
-        async def attempt() -> None:
-            async with Store.open(db, exclusive=True):
-                pass
-
-        with pytest.raises(DatabaseLocked, match=f"pid {holder.pid}"):
-            asyncio.run(attempt())
-    finally:
-        holder.communicate("\n", timeout=30)
 
 
 async def test_status_and_migrate_commands(

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs as _capture_logs
 
 from orchestrator.daemon import Daemon, DaemonCrashed
 from orchestrator.daemon.credentials import CredentialsRefused
+from orchestrator.daemon.lock import SingleDaemonLock
 from orchestrator.errors import AuthError
 from orchestrator.models import FileStatus, NewUpload, UploadStatus
 from orchestrator.settings import Settings
@@ -186,7 +187,7 @@ async def test_a_crashing_loop_cancels_the_others_and_releases_the_lock(
     assert len(crashed) == 1 and crashed[0]["loop"] == "intake"
     assert logs[-1]["event"] == "daemon_stopped" and logs[-1]["reason"] == "crashed"
     # The single-daemon lock is free again.
-    async with Store.open(settings.paths.database, exclusive=True):
+    with SingleDaemonLock(settings.paths.database):
         pass
 
 
