@@ -48,14 +48,9 @@ from orchestrator.places import (
     source_path,
     work_dir,
 )
+from orchestrator.results.report import build_report, count_rows, decide_status
 from orchestrator.results.rows import UploadRows, write_rows
-from orchestrator.results.write import (
-    build_report,
-    count_rows,
-    decide_status,
-    replace_dir,
-    write_json,
-)
+from orchestrator.results.write import replace_dir, write_json
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timing import Clock

@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from orchestrator.models import UPLOAD_DEAD, FileRecord, UploadRecord
+from orchestrator.results.report import upload_reason
 from orchestrator.results.source_rows import (
     FAILURE_REASON,
     WARNING_REASON,
@@ -38,7 +39,6 @@ from orchestrator.results.write import (
     read_rejections,
     read_spill,
     to_columns,
-    upload_reason,
     write_spill,
 )
 
