@@ -1,10 +1,10 @@
-# The two commands: `make run` (the demo) and `make test` (lint, types, tests).
+# The two commands: `make run` (the demo) and `make test` (lint, types, tests, docs).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck contracts pytest bench clean
+.PHONY: run test lint typecheck contracts pytest docs-build docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/leadflow demo
 
-test: $(STAMP) lint typecheck contracts pytest
+test: $(STAMP) lint typecheck contracts docs-build pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator tests bench
@@ -31,8 +31,15 @@ contracts: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadgroup
 
+# The docs site: built with --strict (a broken link fails) into site/, served by `make docs`.
+docs-build: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var build dist .mypy_cache .pytest_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) var build dist site .mypy_cache .pytest_cache .ruff_cache .import_linter_cache

@@ -303,5 +303,5 @@ def render_next_steps(summary: Mapping[str, Any]) -> RenderableType:
     if not summary.get("keep_running"):
         lines.append(Text(f"  your own files: {cmd} demo --keep-running, then drop files into "
                           f"{w['inbox']}"))
-    lines.append(Text('  real Marketo: README.md, "Running against a real Marketo"'))
+    lines.append(Text("  real Marketo: docs/howto/real-marketo.md"))
     return Group(*lines)

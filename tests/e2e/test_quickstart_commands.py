@@ -1,4 +1,4 @@
-"""The README's quick start, followed literally: its fenced blocks, run in bash.
+"""The tutorial's quick start (docs/tutorial/quickstart.md), followed literally, run in bash.
 
 The fenced block that starts the simulator is run line by line in one bash process, in an
 empty folder, with the installed ``leadflow`` first on the PATH. The only changes: port 8780
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[2] / "README.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "tutorial" / "quickstart.md"
 MARK = "@@@ "
 
 
