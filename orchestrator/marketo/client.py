@@ -95,8 +95,10 @@ class MarketoClient:
         window_s: float | None = None,
     ) -> None:
         self._settings = settings
-        self._secret = settings.marketo.secret()
-        register_secret(self._secret)
+        # Read once here so that a missing secret stops the start-up with a clear line; the
+        # token manager reads the source again on every identity call (a rotated secret file
+        # is picked up without a restart).
+        register_secret(settings.marketo.secret())
         if window_s is None:
             window_s = settings.limits.rate_window_s
         self._clock = clock
@@ -120,7 +122,7 @@ class MarketoClient:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._tokens = TokenManager(
-            self._settings.marketo, self._secret, self._session,
+            self._settings.marketo, self._read_secret, self._session,
             clock=self._clock, sleep=self._sleep, rand=self._rand,
         )
         return self
@@ -138,6 +140,14 @@ class MarketoClient:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _read_secret(self) -> str:
+        """The client secret from the current settings' source (read at every identity call).
+
+        Raises:
+            ConfigError: it cannot be read (the token manager treats that as a refusal).
+        """
+        return self._settings.marketo.secret()
 
     @property
     def tokens(self) -> TokenManager:
