@@ -3,10 +3,10 @@
 Every call except identity goes through `Governor.slot` (contract sections 6 and 9.2):
 
 - at most ``limits.max_concurrent_calls`` calls in flight (a semaphore);
-- at most ``limits.calls_per_20s`` calls in any sliding 20-second window. A call occupies the
-  window from the moment it is sent until 20 s after its answer arrived (or for as long as it
-  is in flight), so that however long the request took to reach Marketo, no 20-s window at
-  Marketo's end can hold more than the limit;
+- at most ``limits.calls_per_20s`` calls in any sliding window of ``limits.rate_window_s``
+  (Marketo's 20 s). A call occupies the window from the moment it is sent until a window after
+  it is over (or for as long as it is in flight), so that however long the request took to
+  reach Marketo, no window at Marketo's end can hold more than the limit;
 - at most ``limits.daily_call_budget`` calls per quota day (midnight to midnight
   America/Chicago), counted in the database's ``api_usage`` table (or in memory without a
   store); when it is used up, or when Marketo answers ``607``, every call waits until the
