@@ -44,6 +44,8 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8780"
 DEFAULT_MAX_UPLOAD_BYTES = 9_500_000
 #: docs/reference/marketo-api.md §9.2: a share of Marketo's 100 calls / 20 s.
 DEFAULT_CALLS_PER_20S = 50
+#: Marketo's rate window, seconds (contract 6).
+DEFAULT_RATE_WINDOW_S = 20.0
 ENV_PREFIX = "LEADFLOW_"
 CONFIG_ENV = "LEADFLOW_CONFIG"
 
@@ -171,6 +173,9 @@ class LimitSettings(_Section):
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1500, le=10_485_760)
     #: Calls in any sliding 20-second window (Marketo allows 100 for all integrations).
     calls_per_20s: int = Field(default=DEFAULT_CALLS_PER_20S, ge=1, le=100)
+    #: Length of that sliding window, seconds. Marketo's is 20; change it only for a test
+    #: double or a gateway with a window of its own (``calls_per_20s`` then applies to it).
+    rate_window_s: PositiveFloat = DEFAULT_RATE_WINDOW_S
     #: Calls in flight at once (Marketo allows 10 for all integrations).
     max_concurrent_calls: int = Field(default=5, ge=1, le=10)
     #: Calls per day (America/Chicago day) we allow ourselves.

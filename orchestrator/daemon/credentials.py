@@ -86,6 +86,8 @@ def read_pause(database: Path) -> dict[str, Any] | None:
 
 def refused_message(exc: AuthError, url: str) -> str:
     """The one stderr line for a refusal (the HTTP status is taken from the error's text)."""
+    if exc.code == "secret":  # the secret file could not be read: nothing was sent
+        return f"{exc.message}: fix marketo.client_secret_file (it is read again at every try)"
     found = re.search(r"HTTP (\d{3})", exc.message)
     status = found.group(1) if found else "401"
     return (

@@ -288,9 +288,12 @@ class Daemon:
         """Resolve, once, everything the previous process left in flight (before any loop).
 
         Uploads (``recovery.recover_uploads``), then intake's files left in work, then
-        a report pass for half-written results.
+        a report pass for half-written results. The first polls of uploads at Marketo are
+        spread over time (``rate_window_s / calls_per_20s`` apart).
         """
-        await recover_uploads(self.store, self.clock())
+        limits = self.settings.limits
+        await recover_uploads(self.store, self.clock(),
+                              spacing_s=limits.rate_window_s / limits.calls_per_20s)
         await self.intake.recover()
         await self._report_pass()
         self.scheduler.work.set()
@@ -417,6 +420,7 @@ def _summary(settings: Settings) -> dict[str, Any]:
         "import_slots": settings.limits.import_slots,
         "max_upload_bytes": settings.limits.max_upload_bytes,
         "calls_per_20s": settings.limits.calls_per_20s,
+        "rate_window_s": settings.limits.rate_window_s,
         "daily_call_budget": settings.limits.daily_call_budget,
         "polling_s": [settings.polling.min_interval_s, settings.polling.max_interval_s],
         "routes": [route.name for route in settings.routes],

@@ -4,7 +4,10 @@ The daemon runs ``recover_uploads`` once, before any loop (then intake's own rec
 report pass). Uploads caught mid-submit (``submitting``) go back to ``queued`` with
 ``error_code`` ``UNCERTAIN_CODE``: the create call may or may not have landed, so they are
 sent again (an upsert) and the scheduler says so when they go
-(``resubmitted_after_uncertain_submit``). Uploads with a batchId at Marketo are polled at once.
+(``resubmitted_after_uncertain_submit``). Uploads with a batchId at Marketo are polled again,
+paced: their first polls are spread ``spacing_s`` apart (the daemon uses the rate window divided
+by ``limits.calls_per_20s``), and every poll goes through the client's governor, which knows the
+calls the previous process made in the current window.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from orchestrator.store import Store
 log = structlog.get_logger(__name__)
 
 
-async def recover_uploads(store: Store, now: float) -> None:
+async def recover_uploads(store: Store, now: float, spacing_s: float = 0.0) -> None:
     """Re-queue uploads caught mid-submit and make uploads at Marketo due for a poll.
 
     Args:
         store: the open store.
-        now: epoch seconds; the ``next_poll_at`` given to uploads at Marketo.
+        now: epoch seconds; the ``next_poll_at`` of the first upload at Marketo.
+        spacing_s: seconds between the first polls of two uploads at Marketo (in
+            submission order), so recovery never polls every batch at once.
 
     Raises:
         InvalidTransition, sqlite3.Error: the store refused (the daemon reports a crash).
@@ -40,7 +45,8 @@ async def recover_uploads(store: Store, now: float) -> None:
         )
     resumed = 0
     for upload in await store.at_marketo():
-        await store.transition_upload(upload.id, upload.status, upload.status, next_poll_at=now)
+        at = now + resumed * spacing_s
+        await store.transition_upload(upload.id, upload.status, upload.status, next_poll_at=at)
         resumed += 1
     if resumed:
-        log.info("polling_resumed", uploads=resumed)
+        log.info("polling_resumed", uploads=resumed, spacing_s=round(spacing_s, 3))

@@ -29,7 +29,7 @@ from orchestrator.marketo import calls
 from orchestrator.marketo.calls import BatchStatus, ImportJob, LeadField, MalformedAnswer
 from orchestrator.marketo.errors_table import Category, Outcome, classify
 from orchestrator.marketo.governor import Governor, UsageStore
-from orchestrator.marketo.retry_policy import RATE_WINDOW_S, Action, CallState, RetryConfig, decide
+from orchestrator.marketo.retry_policy import Action, CallState, RetryConfig, decide
 from orchestrator.marketo.tokens import TokenManager
 from orchestrator.marketo.transfer import maybe_sent, open_form, stream_to
 from orchestrator.settings import Settings
@@ -77,7 +77,7 @@ class MarketoClient:
         sleep: awaits seconds; every wait of the client goes through it.
         wait_for_quota: wait for the quota reset (default) or raise `QuotaExhausted`.
         rand: returns a number in ``[0, 1)`` for backoff jitter.
-        window_s: Marketo's rate window, seconds (20; tests may shrink it).
+        window_s: the rate window, seconds; None takes ``limits.rate_window_s`` (20).
 
     Raises:
         ConfigError: no client secret is configured.
@@ -93,11 +93,15 @@ class MarketoClient:
         sleep: Sleep = asyncio.sleep,
         wait_for_quota: bool = True,
         rand: Callable[[], float] = random.random,
-        window_s: float = RATE_WINDOW_S,
+        window_s: float | None = None,
     ) -> None:
         self._settings = settings
-        self._secret = settings.marketo.secret()
-        register_secret(self._secret)
+        # Read once here so that a missing secret stops the start-up with a clear line; the
+        # token manager reads the source again on every identity call (a rotated secret file
+        # is picked up without a restart).
+        register_secret(settings.marketo.secret())
+        if window_s is None:
+            window_s = settings.limits.rate_window_s
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
@@ -119,7 +123,7 @@ class MarketoClient:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._tokens = TokenManager(
-            self._settings.marketo, self._secret, self._session,
+            self._settings.marketo, self._read_secret, self._session,
             clock=self._clock, sleep=self._sleep, rand=self._rand,
         )
         return self
@@ -137,6 +141,14 @@ class MarketoClient:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _read_secret(self) -> str:
+        """The client secret from the current settings' source (read at every identity call).
+
+        Raises:
+            ConfigError: it cannot be read (the token manager treats that as a refusal).
+        """
+        return self._settings.marketo.secret()
 
     @property
     def tokens(self) -> TokenManager:
@@ -319,13 +331,14 @@ class MarketoClient:
         # Identity calls are ungoverned: get a token before taking a place, and again inside
         # (normally instant), since waiting for the governor may have taken hours.
         await self.tokens.get()
-        async with self.governor.slot(req.endpoint):
+        async with self.governor.slot(req.endpoint) as ticket:
             token = await self.tokens.get()
             headers = {"Authorization": f"Bearer {token}"}
             if req.dest is None:
                 headers["Accept"] = "application/json"
             started = time.perf_counter()
             handle: IO[bytes] | None = None
+            responded = False
             try:
                 form: aiohttp.FormData | None = None
                 if req.upload is not None:
@@ -339,8 +352,13 @@ class MarketoClient:
                     req.method, url, params=dict(req.params) or None, data=form,
                     headers=headers, timeout=timeout, allow_redirects=False,
                 ) as resp:
+                    responded = True
                     answer = await self._read(req, resp, token)
             except (TimeoutError, aiohttp.ClientError) as exc:
+                if not responded:
+                    # Marketo never answered (refused, timed out, reset): it did not count the
+                    # call, so neither does the daily budget (issue 13.6).
+                    ticket.no_answer()
                 answer = self._transport_failure(req, exc, attempt, started, token)
             finally:
                 if handle is not None:

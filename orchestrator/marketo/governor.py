@@ -3,16 +3,28 @@
 Every call except identity goes through `Governor.slot` (docs/reference/marketo-api.md §6 and §9.2):
 
 - at most ``limits.max_concurrent_calls`` calls in flight (a semaphore);
-- at most ``limits.calls_per_20s`` calls in any sliding 20-second window. A call occupies the
-  window from the moment it is sent until 20 s after its answer arrived (or for as long as it
-  is in flight), so that however long the request took to reach Marketo, no 20-s window at
-  Marketo's end can hold more than the limit;
+- at most ``limits.calls_per_20s`` calls in any sliding window of ``limits.rate_window_s``
+  (Marketo's 20 s). A call occupies the window from the moment it is sent until a window after
+  it is over (or for as long as it is in flight), so that however long the request took to
+  reach Marketo, no window at Marketo's end can hold more than the limit;
 - at most ``limits.daily_call_budget`` calls per quota day (midnight to midnight
   America/Chicago), counted in the database's ``api_usage`` table (or in memory without a
   store); when it is used up, or when Marketo answers ``607``, every call waits until the
   reset (``quota_paused`` is logged once per pause) or, with ``wait_for_quota=False``, raises
   `QuotaExhausted`;
 - after a ``606`` every call holds off for a while (`Governor.hold`).
+
+The window is the instance's, not the process's (contract 9.2a): with a store, every call is
+written to the database (``api_calls``) before it is sent and stamped when it is over, and a
+new process reads the calls of its predecessors still in the window before its first call
+(`Store.restore_window`); a call its predecessor had in flight when it died counts as made,
+answered when the new process started. A crash loop therefore never starts from an empty
+window.
+
+The daily budget counts what Marketo counts: calls that got an HTTP answer. A call is counted
+when it is admitted (so concurrent callers cannot overshoot, and a process dying mid-call
+leaves it counted) and taken back when it got no answer at all (connection refused, timeout,
+reset: the client calls `CallTicket.no_answer`). Such a call still occupies the rate window.
 
 Time comes from an injected ``clock`` and waiting from an injected ``sleep``, so tests cross
 the window and midnight without real waiting.
@@ -51,6 +63,46 @@ class UsageStore(Protocol):
     async def calls_on(self, day: str) -> int:
         """Return the calls counted on ``day``."""
         ...
+
+    async def begin_call(self, day: str, endpoint: str, sent_at: float) -> int:
+        """Count a call on ``day`` and record it as sent; return its id."""
+        ...
+
+    async def end_call(
+        self,
+        call_id: int,
+        answered_at: float,
+        *,
+        refund: tuple[str, str] | None = None,
+        forget_before: float | None = None,
+    ) -> None:
+        """Mark a call over; ``refund`` takes it back off ``(day, endpoint)``'s usage."""
+        ...
+
+    async def restore_window(self, now: float, window_s: float) -> list[float]:
+        """Return when the calls still in the window were over (settling dead processes')."""
+        ...
+
+
+@dataclass(slots=True)
+class CallTicket:
+    """One call admitted by `Governor.slot`; the caller says whether Marketo answered it.
+
+    Attributes:
+        endpoint: the usage key.
+        day: the quota day it was counted on.
+        call_id: its ``api_calls`` row (None without a store).
+        answered: False once `no_answer` was called.
+    """
+
+    endpoint: str
+    day: str
+    call_id: int | None = None
+    answered: bool = True
+
+    def no_answer(self) -> None:
+        """The call got no HTTP answer (refused, timed out, reset): it leaves the day's count."""
+        self.answered = False
 
 
 def window_wait(
@@ -123,6 +175,8 @@ class Governor:
         self._logged_pause = 0.0
         self._memory_day = ""
         self._memory_calls = 0
+        self._restored = store is None
+        self._restore_lock = asyncio.Lock()
         #: Most calls ever in flight at once (statistics and tests).
         self.peak_in_flight = 0
 
@@ -168,7 +222,30 @@ class Governor:
                 )
             await self._sleep(state.resume_at - now)
 
-    async def _admit(self, endpoint: str) -> bool:
+    async def restore(self) -> None:
+        """Load the calls earlier processes made in the current window (once; idempotent).
+
+        `slot` calls it before the first call; calling it earlier (at start-up) is allowed.
+        Calls a dead process left in flight count as made and answered now.
+        """
+        if self._restored:
+            return
+        async with self._restore_lock:
+            if self._restored or self._store is None:
+                return
+            now = self._clock()
+            answered = await self._store.restore_window(now, self._window_s)
+            ends = [t + self._window_s for t in answered]
+            self._done = collections.deque(sorted([*ends, *self._done]))
+            self._restored = True
+            if answered:
+                log.info(
+                    "rate_window_restored", calls=len(answered),
+                    in_flight_at_exit=sum(1 for t in answered if t == now),
+                    window_s=self._window_s, limit=self._limits.calls_per_20s,
+                )
+
+    async def _admit(self, endpoint: str) -> CallTicket | None:
         """Count the call if the day's budget allows it; else pause until the reset.
 
         Check and count happen under one lock, so concurrent callers cannot overshoot.
@@ -176,12 +253,41 @@ class Governor:
         async with self._budget_lock:
             now = self._clock()
             if now < self._quota.resume_at:
-                return False
+                return None
             if await self._used_today(now) >= self._limits.daily_call_budget:
                 self.pause_for_quota("budget")
-                return False
-            await self._count(endpoint, 1, 0)
-            return True
+                return None
+            day = quota_day(now)
+            if self._store is not None:
+                call_id = await self._store.begin_call(day, endpoint, now)
+                return CallTicket(endpoint, day, call_id)
+            self._count_memory(day, 1)
+            return CallTicket(endpoint, day)
+
+    async def _finish(self, ticket: CallTicket, over_at: float) -> None:
+        """Record that the call is over; take it off the day's count if it got no answer."""
+        refund = None if ticket.answered else (ticket.day, ticket.endpoint)
+        if self._store is None:
+            if refund is not None:
+                self._count_memory(ticket.day, -1)
+            return
+        assert ticket.call_id is not None
+        try:
+            await self._store.end_call(
+                ticket.call_id, over_at, refund=refund,
+                forget_before=over_at - self._window_s,
+            )
+        except Exception as exc:  # noqa: BLE001 - the call happened; only the record failed
+            # Left in flight in the database: the next process counts it as made (safe side).
+            log.warning("api_call_not_recorded", endpoint=ticket.endpoint,
+                        error=f"{type(exc).__name__}: {exc}")
+
+    def _count_memory(self, day: str, calls: int) -> None:
+        if day != self._memory_day:
+            if calls < 0:
+                return  # counted on a day that is over
+            self._memory_day, self._memory_calls = day, 0
+        self._memory_calls += calls
 
     async def _used_today(self, now: float) -> int:
         day = quota_day(now)
@@ -191,18 +297,10 @@ class Governor:
             self._memory_day, self._memory_calls = day, 0
         return self._memory_calls
 
-    async def _count(self, endpoint: str, calls: int, errors: int) -> None:
-        day = quota_day(self._clock())
-        if self._store is not None:
-            await self._store.count_calls(day, endpoint, calls, errors)
-            return
-        if day != self._memory_day:
-            self._memory_day, self._memory_calls = day, 0
-        self._memory_calls += calls
-
     async def count_error(self, endpoint: str) -> None:
         """Record that a call of ``endpoint`` ended in an error (for ``leadflow status``)."""
-        await self._count(endpoint, 0, 1)
+        if self._store is not None:
+            await self._store.count_calls(quota_day(self._clock()), endpoint, 0, 1)
 
     async def _wait_window(self) -> None:
         while True:
@@ -221,19 +319,25 @@ class Governor:
             await self._sleep(wait)
 
     @asynccontextmanager
-    async def slot(self, endpoint: str) -> AsyncIterator[None]:
+    async def slot(self, endpoint: str) -> AsyncIterator[CallTicket]:
         """Wait until a call of ``endpoint`` may be sent, count it, and hold its place.
 
         The body of the ``async with`` sends the request and reads the answer; leaving it
-        marks the call answered.
+        marks the call over. The body calls ``ticket.no_answer()`` when no HTTP answer came
+        (the call then leaves the day's count, but not the rate window).
 
         Args:
             endpoint: the usage key, e.g. ``import_create``, ``import_status``, ``failures``,
                 ``warnings``, ``describe``.
 
+        Yields:
+            The call's `CallTicket`.
+
         Raises:
             QuotaExhausted: the daily quota is used up and the governor must not wait.
+            sqlite3.Error: the store could not record the call (it was not sent).
         """
+        await self.restore()
         await self._wait_quota()
         async with self._semaphore:
             while True:
@@ -241,17 +345,19 @@ class Governor:
                 # Reserve the place in the window before the budget check awaits the database.
                 self._in_flight += 1
                 try:
-                    admitted = await self._admit(endpoint)
+                    ticket = await self._admit(endpoint)
                 except BaseException:
                     self._in_flight -= 1
                     raise
-                if admitted:
+                if ticket is not None:
                     break
                 self._in_flight -= 1
                 await self._wait_quota()
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             try:
-                yield
+                yield ticket
             finally:
                 self._in_flight -= 1
-                self._done.append(self._clock() + self._window_s)
+                over_at = self._clock()
+                self._done.append(over_at + self._window_s)
+                await self._finish(ticket, over_at)

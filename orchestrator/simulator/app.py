@@ -108,6 +108,10 @@ async def identity(request: web.Request) -> web.Response:
     """``GET|POST /identity/oauth/token``: parameters from the query string or a form body."""
     sim, inst = _instance(request)
     entry = log_request(sim, inst, request, "identity")
+    if sim.roll_identity_fault():
+        inst.errors["502"] += 1
+        entry["status"] = 502
+        return html(502, HTTP_TITLES[502])
     params: dict[str, str] = {}
     if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
         form = await request.post()

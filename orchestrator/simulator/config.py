@@ -199,6 +199,9 @@ class FaultConfig(BaseModel):
     foreign_job_duration_s: float = Field(60.0, gt=0)
     #: Tokens really expire this many seconds before their ``expires_in`` says.
     token_early_expiry_s: float = Field(0.0, ge=0)
+    #: Probability of an HTTP 502 with an HTML body on an identity call (a gateway or proxy
+    #: in front of identity failing); the API faults above never touch identity.
+    identity_502_probability: float = Field(0.0, ge=0, le=1)
 
 
 class SimulatorConfig(BaseModel):
@@ -219,8 +222,9 @@ class SimulatorConfig(BaseModel):
     client_secret: str = DEFAULT_CLIENT_SECRET
     #: The ``scope`` returned by identity (the API-only user).
     scope: str = "leadflow-sim@example.com"
-    #: Lifetime of a freshly minted token, seconds (§1.1).
-    token_lifetime_s: int = Field(3600, gt=0)
+    #: Lifetime of a freshly minted token, seconds (§1.1); fractions allowed. ``expires_in`` is
+    #: sent as whole seconds, rounded down, as Marketo does.
+    token_lifetime_s: float = Field(3600.0, gt=0)
     #: Calls allowed per rate window (§6, §8.3).
     rate_limit_calls: int = Field(100, gt=0)
     #: Length of the sliding rate window, seconds.

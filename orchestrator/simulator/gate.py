@@ -143,6 +143,11 @@ class CallGate:
                 return status
         return None
 
+    def roll_identity_fault(self) -> bool:
+        """Maybe fail this identity call with an HTTP 502 (``identity_502_probability``)."""
+        p = self.config.faults.identity_502_probability
+        return bool(p) and self.rng.random() < p
+
     def roll_api_fault(self) -> tuple[ApiError, bool] | None:
         """Maybe pick an injected 604/608/611/713; the flag says whether it counts as a call."""
         f = self.config.faults

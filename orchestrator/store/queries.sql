@@ -108,6 +108,24 @@ SELECT COALESCE(SUM(calls), 0) FROM api_usage WHERE day = ?
 -- name: select_usage_on_day
 SELECT endpoint, calls, errors FROM api_usage WHERE day = ? ORDER BY 1
 
+-- name: insert_api_call
+-- A call admitted by the governor, about to be sent (``answered_at`` stays NULL meanwhile).
+INSERT INTO api_calls (endpoint, day, sent_at) VALUES (?, ?, ?) RETURNING id
+
+-- name: answer_api_call
+UPDATE api_calls SET answered_at = ? WHERE id = ?
+
+-- name: settle_api_calls
+-- Calls a dead process left in flight: they count as made, answered now.
+UPDATE api_calls SET answered_at = ? WHERE answered_at IS NULL
+
+-- name: forget_api_calls
+-- Calls answered before the rate window began no longer count anywhere.
+DELETE FROM api_calls WHERE answered_at IS NOT NULL AND answered_at <= ?
+
+-- name: select_api_calls_answered
+SELECT answered_at FROM api_calls WHERE answered_at IS NOT NULL ORDER BY answered_at
+
 -- name: insert_error
 INSERT INTO errors (at, file_id, upload_id, code, message) VALUES (?, ?, ?, ?, ?)
 

@@ -78,6 +78,11 @@ SELECT_HISTORY = _Q["select_history"]
 UPSERT_USAGE = _Q["upsert_usage"]
 SELECT_CALLS_ON_DAY = _Q["select_calls_on_day"]
 SELECT_USAGE_ON_DAY = _Q["select_usage_on_day"]
+INSERT_API_CALL = _Q["insert_api_call"]
+ANSWER_API_CALL = _Q["answer_api_call"]
+SETTLE_API_CALLS = _Q["settle_api_calls"]
+FORGET_API_CALLS = _Q["forget_api_calls"]
+SELECT_API_CALLS_ANSWERED = _Q["select_api_calls_answered"]
 INSERT_ERROR = _Q["insert_error"]
 SELECT_RECENT_ERRORS = _Q["select_recent_errors"]
 SELECT_FILES_FOR_STATUS = _Q["select_files_for_status"]
@@ -494,6 +499,68 @@ class Store:
         """Return the calls counted on ``day`` over all endpoints."""
         row = await self._fetchone(SELECT_CALLS_ON_DAY, (day,))
         return int(row[0]) if row else 0
+
+    async def begin_call(self, day: str, endpoint: str, sent_at: float) -> int:
+        """Count one call of ``endpoint`` on ``day`` and record it as sent; return its id.
+
+        Both happen in one transaction, before the request leaves: a process that dies
+        during the call leaves it counted and in flight (see `restore_window`).
+
+        Args:
+            day: ``YYYY-MM-DD`` in America/Chicago (Marketo's quota day).
+            endpoint: the usage key, e.g. ``import_status``.
+            sent_at: epoch seconds.
+        """
+        async with self._transaction() as conn:
+            await conn.execute(UPSERT_USAGE, (day, endpoint, 1, 0))
+            async with conn.execute(INSERT_API_CALL, (endpoint, day, sent_at)) as cursor:
+                row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def end_call(
+        self,
+        call_id: int,
+        answered_at: float,
+        *,
+        refund: tuple[str, str] | None = None,
+        forget_before: float | None = None,
+    ) -> None:
+        """Mark a call from `begin_call` as over, in one transaction.
+
+        Args:
+            call_id: the id `begin_call` returned.
+            answered_at: epoch seconds when the call was over.
+            refund: ``(day, endpoint)`` the call was counted on, when it got no HTTP answer
+                (connection refused, timeout, reset): Marketo did not count it, so it is taken
+                back off that day's usage.
+            forget_before: also delete calls answered at or before this time (epoch seconds;
+                they have left the rate window).
+        """
+        async with self._transaction() as conn:
+            await conn.execute(ANSWER_API_CALL, (answered_at, call_id))
+            if refund is not None:
+                await conn.execute(UPSERT_USAGE, (refund[0], refund[1], -1, 0))
+            if forget_before is not None:
+                await conn.execute(FORGET_API_CALLS, (forget_before,))
+
+    async def restore_window(self, now: float, window_s: float) -> list[float]:
+        """Return when the calls of earlier processes that are still in the window were over.
+
+        In one transaction: calls left in flight (their process died) are stamped ``now``
+        (they count as made and answered now), calls over before ``now - window_s`` are
+        deleted, and the ``answered_at`` of the others is returned, oldest first.
+
+        Args:
+            now: epoch seconds.
+            window_s: the rate window, seconds.
+        """
+        async with self._transaction() as conn:
+            await conn.execute(SETTLE_API_CALLS, (now,))
+            await conn.execute(FORGET_API_CALLS, (now - window_s,))
+            async with conn.execute(SELECT_API_CALLS_ANSWERED) as cursor:
+                rows = await cursor.fetchall()
+        return [float(r[0]) for r in rows]
 
     async def usage_on(self, day: str) -> dict[str, dict[str, int]]:
         """Return ``{endpoint: {"calls": n, "errors": n}}`` for ``day``."""

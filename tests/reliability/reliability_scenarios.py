@@ -170,6 +170,105 @@ def crash_soak(
         sim.stop()
 
 
+def wait_for_calls(lf: Leadflow, proc: Any, calls: int, timeout: float) -> int:
+    """Wait until the daemon's current run logged ``calls`` ``api_call`` lines, or ``timeout``.
+
+    Returns:
+        The calls its log shows (fewer when the governor held it back until the timeout).
+    """
+    log = lf.logs / f"run-{lf.runs:03d}.jsonl"
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = log.read_bytes().count(b'"api_call"') if log.exists() else 0
+        if seen >= calls:
+            break
+        assert proc.poll() is None, ("the daemon exited", lf.stderr_text()[-3000:])
+        time.sleep(0.01)
+    return seen
+
+
+def crash_loop(
+    workdir: Path,
+    *,
+    seed: int = 1212,
+    files: int = 12,
+    kills: int = 10,
+    time_scale: float = 10.0,
+    limit: int = 12,
+    window_real_s: float = 2.0,
+) -> dict[str, Any]:
+    """Kill the daemon ``kills`` times in quick succession under load, then drain (issue 12.1).
+
+    Marketo's rate window is 20 simulated seconds and the simulator runs ``time_scale`` times
+    faster than real time, so the daemon is told the window is ``window_real_s`` real seconds
+    (``limits.rate_window_s``) with ``limits.calls_per_20s = limit``; the simulator enforces
+    the same ``limit`` (``606`` beyond). Polling is fast and the batches import slowly, so
+    every run has calls to make at once: the batches left outstanding (recovery polls them),
+    uploads to send, files to describe. Each run is killed once it logged a seeded number of
+    calls (1 to 8, with 20 to 100 ms of latency per call, so others are in flight), or after
+    ``window_real_s * 1.5`` if the governor held it back; then ``run --once`` drains.
+
+    Returns:
+        Figures: ``kills``, ``calls_per_window_peak`` (the simulator's, in 20 simulated
+        seconds), ``limit``, ``errors``, ``calls_total``, ``calls_before_kill`` (per run),
+        ``restored`` (runs that logged ``rate_window_restored``), ``elapsed_s``.
+    """
+    started = time.monotonic()
+    rng = random.Random(seed)
+    sim = SimulatorProcess(
+        workdir / "sim",
+        _sim_config(seed, rate_limit_calls=limit, rate_window_s=window_real_s * time_scale,
+                    rows_per_second=2.0, token_lifetime_s=360_000,
+                    faults={"latency_s": 0.02, "latency_jitter_s": 0.08}),
+        time_scale,
+    ).start()
+    lf = Leadflow(
+        workdir / "lf",
+        daemon_settings(
+            workdir / "lf", sim.url,
+            limits={"calls_per_20s": limit, "rate_window_s": window_real_s,
+                    "max_concurrent_calls": 5, "import_slots": 10},
+            polling={"min_interval_s": 0.02, "max_interval_s": 0.1},
+        ),
+    )
+    try:
+        made = [
+            write_lead_file(lf.inbox, f"loop-{i:03d}.csv", tag=f"loop{seed}", index=i,
+                            rows=30 + 3 * i, rng=rng)
+            for i in range(files)
+        ]
+        names = [m.path.name for m in made]
+        before_kill: list[int] = []
+        for _ in range(kills):
+            proc = lf.start()
+            wait_for_event(lf, "daemon_started", proc)
+            before_kill.append(wait_for_calls(lf, proc, rng.randint(1, 8), window_real_s * 1.5))
+            code = lf.kill(proc)
+            assert code is None, (f"the daemon exited by itself with {code}",
+                                  lf.stderr_text()[-2000:])
+        drained = lf.run_once(timeout=50)
+        assert drained.returncode == 0, (drained.returncode, drained.stderr[-3000:])
+        assert_never_crashed(lf)
+        reports = assert_one_report_each(lf, names)
+        for name, report in reports.items():
+            assert report["status"] == "complete", (name, report["status"], report.get("error"))
+        stats = sim.stats()
+        return {
+            "kills": kills,
+            "calls_per_window_peak": stats["peak_calls_per_window"],
+            "limit": limit,
+            "errors": dict(sorted(stats["errors"].items())),
+            "calls_total": stats["calls_total"],
+            "calls_before_kill": before_kill,
+            "restored": len(events_named(lf, "rate_window_restored")),
+            "elapsed_s": round(time.monotonic() - started, 1),
+        }
+    finally:
+        lf.stop_all()
+        sim.stop()
+
+
 def seconds_to_chicago_midnight(now: float) -> float:
     """Seconds from ``now`` (epoch) to the next midnight America/Chicago."""
     local = datetime.fromtimestamp(now, CHICAGO)

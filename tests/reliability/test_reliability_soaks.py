@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from reliability_harness import require_module
-from reliability_scenarios import crash_soak, fault_soak
+from reliability_scenarios import crash_loop, crash_soak, fault_soak
 
 SOAK = os.environ.get("LEADFLOW_SOAK") == "1"
 
@@ -24,6 +24,19 @@ def test_crash_soak_fifteen_kills_lose_and_double_nothing(tmp_path: Path) -> Non
     print(json.dumps(figures))
     assert figures["kills"] == 15
     assert figures["rows_checked"] > 0
+
+
+@pytest.mark.xdist_group("reliability-crash-loop")
+def test_crash_loop_never_breaks_the_rate_limit(tmp_path: Path) -> None:
+    """Issue 12.1: ten SIGKILLs under load, then a drain: the simulator never saw more calls
+    in one 20-s window than ``limits.calls_per_20s``, and never answered 606."""
+    require_module("orchestrator.intake")
+    figures = crash_loop(tmp_path, kills=10)
+    print(json.dumps(figures))
+    assert sum(figures["calls_before_kill"]) > 0  # the runs were killed under load
+    assert figures["calls_per_window_peak"] <= figures["limit"], figures
+    assert "606" not in figures["errors"], figures
+    assert figures["restored"] >= 1, figures  # later runs did start from the stored window
 
 
 @pytest.mark.xdist_group("reliability-faults")

@@ -170,3 +170,48 @@ async def test_pause_file_is_json_naming_the_reason(
     assert not pause_file(settings.paths.database).exists()
     async with Store.open(Path(settings.paths.database)) as store:
         assert (await store.counts_by_status())["files"]["queued"] == 0
+
+
+async def test_a_fixed_secret_file_is_picked_up_without_a_restart(
+    make_sim: MakeSim, daemon_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Issue 13.1: the secret file is read again at every identity try."""
+    sim = await make_sim(**SIM)
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text("an-old-secret-0000\n", encoding="utf-8")
+    settings = daemon_settings(
+        sim.url, marketo={"client_secret": None, "client_secret_file": str(secret_file)}
+    )
+    made = write_lead_files(settings.paths.inbox, 2, lambda n: 5)
+    with capture_logs() as logs:
+        async with running(settings, auth_retry_s=0.2) as daemon:
+            task = asyncio.create_task(daemon.run())
+
+            async def paused() -> bool:
+                return pause_file(settings.paths.database).exists()
+
+            await _until(paused)
+            assert not await daemon.store.files_in(FileStatus.COMPLETE)
+            # The operator fixes the file (as a secret rotation would), atomically.
+            fixed = tmp_path / "client_secret.new"
+            fixed.write_text("leadflow-sim-secret\n", encoding="utf-8")
+            fixed.replace(secret_file)
+
+            async def reported() -> bool:
+                return len(await daemon.store.files_in(FileStatus.COMPLETE)) == len(made)
+
+            await _until(reported, timeout=5.0)
+            assert not task.done()  # the same process: no restart
+            assert not pause_file(settings.paths.database).exists()
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
+    events = [e["event"] for e in logs]
+    assert events.count("auth_failed") == 1
+    assert events.count("work_paused") == 1
+    assert events.count("work_resumed") == 1
+    statuses = [r["status"] for r in await sim.requests() if r["endpoint"] == "identity"]
+    first_ok = statuses.index(200)  # refused until the file was fixed, then granted
+    assert first_ok > 0 and set(statuses[:first_ok]) == {401}, statuses
+    assert set(statuses[first_ok:]) == {200}, statuses
+    text = json.dumps(logs, default=str)
+    assert "an-old-secret-0000" not in text and "leadflow-sim-secret" not in text

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
+from aiohttp import web
 from mkto_sim_env import MakeEnv
 from structlog.testing import capture_logs
 
-from orchestrator.errors import ApiPermanentError, QuotaExhausted, UncertainSubmit
+from orchestrator.errors import (
+    ApiPermanentError,
+    ApiTransientError,
+    QuotaExhausted,
+    UncertainSubmit,
+)
+from orchestrator.marketo import MarketoClient
+from orchestrator.settings import Settings
+from orchestrator.simulator import SimulatorConfig, create_app
+from orchestrator.store import Store
+from orchestrator.timing import quota_day
 
 CHICAGO = ZoneInfo("America/Chicago")
 OPTIONS = {"format": "csv", "lookupField": "email"}
@@ -235,3 +250,53 @@ async def test_program_member_and_custom_object_imports(make_env: MakeEnv, tmp_p
     async with env.admin.get(env.url("/_sim/program-members/2001")) as resp:
         members_at_marketo = await resp.json()
     assert len(members_at_marketo) == 2
+
+
+async def test_calls_marketo_never_answered_do_not_spend_the_daily_budget(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Issue 13.6: the daily budget counts what Marketo counts, not connection failures.
+
+    Marketo goes down (its port refuses connections) for a while and comes back: the calls
+    counted in ``api_usage`` are exactly the calls in the simulator's request log.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    runner = web.AppRunner(create_app(SimulatorConfig()))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    settings = make_settings(marketo={
+        "base_url": f"http://127.0.0.1:{port}", "retry_attempts": 3, "retry_base_s": 0.01,
+        "retry_max_s": 0.02, "connect_timeout_s": 2.0,
+    })
+    # No keep-alive: a connection pooled before the outage would still reach the server.
+    connector = aiohttp.TCPConnector(force_close=True)
+    try:
+        async with Store.open(tmp_path / "q.db") as store, aiohttp.ClientSession(
+            connector=connector
+        ) as session, MarketoClient(settings, store=store, session=session) as client:
+            job = await client.create_import(write_upload(tmp_path), "leads", OPTIONS)
+            await client.get_status(job.batch_id, "leads", {})
+            await site.stop()  # Marketo is down: every connection is refused
+            for _ in range(4):
+                with pytest.raises(ApiTransientError):
+                    await client.get_status(job.batch_id, "leads", {})
+            site = web.TCPSite(runner, "127.0.0.1", port)
+            await site.start()  # ... and back
+            status = await client.get_status(job.batch_id, "leads", {})
+            assert status.batch_id == job.batch_id
+            day = quota_day(time.time())
+            counted = await store.calls_on(day)
+            usage = await store.usage_on(day)
+        async with aiohttp.ClientSession() as admin, admin.get(
+            f"http://127.0.0.1:{port}/_sim/requests"
+        ) as resp:
+            logged = [r for r in await resp.json() if r["endpoint"] != "identity"]
+    finally:
+        await runner.cleanup()
+    assert len(logged) == 3  # create, status, status: the refused attempts never arrived
+    assert counted == len(logged), usage
+    # The 12 refused attempts are still visible as errors for ``leadflow status``.
+    assert usage["import_status"] == {"calls": 2, "errors": 12}

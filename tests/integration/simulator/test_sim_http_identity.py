@@ -116,3 +116,32 @@ async def test_identity_counts_toward_no_limit(make_sim: MakeSim) -> None:
     assert stats["quota_used_today"] == 1
     assert stats["calls_in_window"] == 1
     assert stats["calls_by_endpoint"]["identity"] == 6  # 5 + one by the helper
+
+
+async def test_fractional_token_lifetime_sends_whole_seconds(
+    make_sim: MakeSim, clock: ManualClock
+) -> None:
+    sim: Sim = await make_sim(token_lifetime_s=2.5)
+    first = await (await sim.client.get("/identity/oauth/token", params=CREDS)).json()
+    assert first["expires_in"] == 2  # whole seconds, rounded down, as Marketo sends them
+    clock.advance(2.0)
+    again = await (await sim.client.get("/identity/oauth/token", params=CREDS)).json()
+    assert (again["access_token"], again["expires_in"]) == (first["access_token"], 0)
+    clock.advance(0.5)  # now it has expired: the next one is minted
+    auth = {"Authorization": f"Bearer {first['access_token']}"}
+    resp = await sim.client.get(DESCRIBE, headers=auth)
+    assert error_of(await resp.json()) == ("602", "Access token expired")
+    fresh = await (await sim.client.get("/identity/oauth/token", params=CREDS)).json()
+    assert fresh["access_token"] != first["access_token"]
+
+
+async def test_identity_502_fault_answers_a_gateway_page(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(seed=3, faults={"identity_502_probability": 1.0})
+    resp = await sim.client.get("/identity/oauth/token", params=CREDS)
+    assert resp.status == 502
+    assert "Bad Gateway" in await resp.text()
+    await sim.admin("PATCH", "/_sim/settings", json={"faults": {"identity_502_probability": 0.0}})
+    assert (await sim.client.get("/identity/oauth/token", params=CREDS)).status == 200
+    stats = await sim.stats()
+    assert stats["errors"]["502"] == 1
+    assert stats["tokens_minted"] == 1

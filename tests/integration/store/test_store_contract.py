@@ -172,6 +172,28 @@ async def test_call_accounting_per_day(tmp_path: Path) -> None:
         assert (await store.usage_on("2026-11-30"))["import_create"] == {"calls": 1, "errors": 1}
 
 
+async def test_calls_of_the_rate_window_outlive_the_process(tmp_path: Path) -> None:
+    """Issue 12.1: what one process records, the next reads back (a real file, two opens)."""
+    async with Store.open(tmp_path / "q.db") as store:
+        done = await store.begin_call("2026-11-30", "import_status", 100.0)
+        await store.end_call(done, 100.5)
+        await store.begin_call("2026-11-30", "import_create", 101.0)  # dies in flight
+        refused = await store.begin_call("2026-11-30", "import_status", 101.5)
+        await store.end_call(refused, 101.6, refund=("2026-11-30", "import_status"))
+        old = await store.begin_call("2026-11-30", "describe", 50.0)
+        await store.end_call(old, 50.2)
+        # Counted when sent; the call that got no answer was taken back off the day.
+        assert await store.usage_on("2026-11-30") == {
+            "describe": {"calls": 1, "errors": 0},
+            "import_create": {"calls": 1, "errors": 0},
+            "import_status": {"calls": 1, "errors": 0},
+        }
+    async with Store.open(tmp_path / "q.db") as store:  # the next process, at 110 s
+        # The orphan is stamped 110, the one over before 90 is forgotten, the rest come back.
+        assert await store.restore_window(110.0, 20.0) == [100.5, 101.6, 110.0]
+        assert await store.restore_window(200.0, 20.0) == []
+
+
 async def test_status_and_migrate_commands(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs as _capture_logs
 from orchestrator.daemon import Daemon, DaemonCrashed
 from orchestrator.daemon.credentials import CredentialsRefused
 from orchestrator.daemon.lock import SingleDaemonLock
+from orchestrator.daemon.recovery import recover_uploads
 from orchestrator.errors import AuthError
 from orchestrator.models import FileStatus, NewUpload, UploadStatus
 from orchestrator.settings import Settings
@@ -171,6 +172,27 @@ async def test_recovery_resubmits_mid_submit_and_resumes_polling(
     resent = [e for e in logs if e["event"] == "resubmitted_after_uncertain_submit"]
     assert [e["upload_id"] for e in reaped] == [first.id]
     assert [e["upload_id"] for e in resent] == [first.id]
+
+
+async def test_recovery_paces_the_first_polls_of_batches_at_marketo(tmp_path: Path) -> None:
+    """Issue 12.1: start-up recovery never polls every outstanding batch at once."""
+    async with Store.open(tmp_path / "q.db") as store:
+        record = await store.add_file(name="a.csv", inbox_path="/in/a.csv",
+                                      work_path="/work/a", route=None, size_bytes=1)
+        ids = await store.enqueue_uploads(
+            record.id, [NewUpload(f"/work/a.{i}", 10, [i + 2]) for i in range(4)], sha256="a",
+        )
+        for batch_id, _ in enumerate(ids, start=1001):
+            claimed = await store.claim_next()
+            assert claimed is not None
+            await store.transition_upload(claimed.id, UploadStatus.SUBMITTING,
+                                          UploadStatus.SUBMITTED, batch_id=batch_id)
+        with capture_logs() as logs:
+            await recover_uploads(store, 1000.0, spacing_s=0.4)
+        due = {u.id: u.next_poll_at for u in await store.at_marketo()}
+    assert [due[i] for i in ids] == pytest.approx([1000.0, 1000.4, 1000.8, 1001.2])
+    (resumed,) = [e for e in logs if e["event"] == "polling_resumed"]
+    assert resumed["uploads"] == 4 and resumed["spacing_s"] == 0.4
 
 
 async def test_a_crashing_loop_cancels_the_others_and_releases_the_lock(

@@ -187,3 +187,79 @@ async def test_concurrent_callers_cannot_overshoot_the_budget(
     assert sorted(results) == ["refused"] * 7 + ["sent"] * 3
     assert await store.calls_on(quota_day(fake_time.now)) == 3
     assert gov.in_flight == 0
+
+
+async def test_a_new_process_counts_the_calls_its_predecessor_made_in_the_window(
+    fake_time: FakeTime, store: Store
+) -> None:
+    """Issue 12.1: the window lives in the database, not in one process."""
+    limits = LimitSettings(calls_per_20s=5)
+    first = Governor(limits, store=store, clock=fake_time.clock, sleep=fake_time.sleep)
+    t0 = fake_time.now
+    for _ in range(5):
+        async with first.slot("import_status"):
+            pass
+    fake_time.now += 1.0  # the process dies; the next one starts a second later
+    second = Governor(limits, store=store, clock=fake_time.clock, sleep=fake_time.sleep)
+    with capture_logs() as logs:
+        async with second.slot("import_status"):
+            assert fake_time.now == pytest.approx(t0 + 20.0)
+    (restored,) = [e for e in logs if e["event"] == "rate_window_restored"]
+    assert restored["calls"] == 5 and restored["in_flight_at_exit"] == 0
+
+
+async def test_a_call_in_flight_when_its_process_died_counts_as_made(
+    fake_time: FakeTime, store: Store
+) -> None:
+    # What a process killed during a call leaves: the call counted, never marked over.
+    await store.begin_call(quota_day(fake_time.now), "import_status", fake_time.now - 300)
+    restart = fake_time.now
+    gov = Governor(LimitSettings(calls_per_20s=1), store=store,
+                   clock=fake_time.clock, sleep=fake_time.sleep)
+    async with gov.slot("import_status"):
+        # It may have reached Marketo just before the kill: it counts until restart + window.
+        assert fake_time.now == pytest.approx(restart + 20.0)
+    assert await store.calls_on(quota_day(fake_time.now)) == 2
+
+
+async def test_calls_older_than_the_window_are_forgotten(
+    fake_time: FakeTime, store: Store
+) -> None:
+    gov = Governor(LimitSettings(calls_per_20s=3), store=store,
+                   clock=fake_time.clock, sleep=fake_time.sleep)
+    for _ in range(3):
+        async with gov.slot("import_status"):
+            pass
+    fake_time.now += 20.5
+    assert await store.restore_window(fake_time.now, 20.0) == []
+    again = Governor(LimitSettings(calls_per_20s=3), store=store,
+                     clock=fake_time.clock, sleep=fake_time.sleep)
+    t1 = fake_time.now
+    async with again.slot("import_status"):
+        assert fake_time.now == t1
+    assert fake_time.sleeps == []
+
+
+@pytest.mark.parametrize("with_store", [True, False])
+async def test_a_call_without_an_answer_leaves_the_budget_but_not_the_window(
+    fake_time: FakeTime, store: Store, with_store: bool
+) -> None:
+    """Issue 13.6: the daily budget counts what Marketo counts: calls it answered."""
+    gov = Governor(LimitSettings(calls_per_20s=2, daily_call_budget=2),
+                   store=store if with_store else None,
+                   clock=fake_time.clock, sleep=fake_time.sleep, wait_for_quota=False)
+    day = quota_day(fake_time.now)
+    t0 = fake_time.now
+    async with gov.slot("import_status") as ticket:
+        ticket.no_answer()  # connection refused
+    async with gov.slot("import_status"):
+        pass
+    if with_store:
+        assert await store.usage_on(day) == {"import_status": {"calls": 1, "errors": 0}}
+    # The refused call still held its place in the window (a third call waits) ...
+    async with gov.slot("import_status"):
+        assert fake_time.now == pytest.approx(t0 + 20.0)
+    # ... and two answered calls spend the budget of two.
+    with pytest.raises(QuotaExhausted):
+        async with gov.slot("import_status"):
+            pass

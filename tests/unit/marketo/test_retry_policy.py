@@ -11,7 +11,13 @@ from orchestrator.marketo.retry_policy import (
     decide,
     throttle_delay,
 )
-from orchestrator.marketo.tokens import MIN_LIFETIME_S, parse_identity, refresh_deadline
+from orchestrator.marketo.tokens import (
+    WAIT_PAD_S,
+    ZERO_WAITS,
+    TokenPlan,
+    parse_identity,
+    plan_token,
+)
 
 CFG = RetryConfig(attempts=4, base_s=1.0, cap_s=8.0, window_s=20.0)
 
@@ -136,9 +142,26 @@ def test_parse_identity_cases() -> None:
     assert parse_identity(200, b'{"access_token":"t"}').expires_in == 0.0
 
 
-def test_refresh_deadline() -> None:
-    assert refresh_deadline(100.0, 3600.0, 60.0, same_token=False) == 3640.0
-    # The same token came back: ask again only just before it ends.
-    assert refresh_deadline(100.0, 60.0, 60.0, same_token=True) == 100.0 + 60.0 - MIN_LIFETIME_S
-    # A short-lived new token is used for at least half its life.
-    assert refresh_deadline(0.0, 30.0, 60.0, same_token=False) == 15.0
+def test_plan_token_uses_a_token_while_it_lives() -> None:
+    # A long-lived token: refreshed the margin before it ends.
+    assert plan_token(100.0, 3600.0, lifetime_s=3600.0, margin_s=60.0) == TokenPlan(3640.0)
+    # A short-lived token: the margin is capped at a quarter of the lifetime it came with.
+    assert plan_token(0.0, 5.0, lifetime_s=5.0, margin_s=60.0) == TokenPlan(3.75)
+    assert plan_token(0.0, 2.0, lifetime_s=2.0, margin_s=60.0) == TokenPlan(1.5)
+    assert plan_token(0.0, 30.0, lifetime_s=30.0, margin_s=60.0) == TokenPlan(22.5)
+    # The same token came back inside the margin: it cannot be replaced yet; use it to its end.
+    assert plan_token(3.75, 1.0, lifetime_s=5.0, margin_s=60.0) == TokenPlan(4.75)
+    assert plan_token(100.0, 59.0, lifetime_s=3600.0, margin_s=60.0) == TokenPlan(159.0)
+    # ... but with more than the margin left (asked early), the margin still applies.
+    assert plan_token(100.0, 600.0, lifetime_s=3600.0, margin_s=60.0) == TokenPlan(640.0)
+
+
+def test_plan_token_waits_out_a_token_at_its_end_and_never_gives_up() -> None:
+    for zeros in range(ZERO_WAITS):
+        assert plan_token(10.0, 0.0, lifetime_s=5.0, margin_s=60.0, zeros=zeros) == TokenPlan(
+            0.0, WAIT_PAD_S
+        )
+    # An identity that never says how long its tokens live: use them a little at a time.
+    for zeros in (ZERO_WAITS, ZERO_WAITS + 50):
+        plan = plan_token(10.0, 0.0, lifetime_s=0.0, margin_s=60.0, zeros=zeros)
+        assert plan == TokenPlan(10.0 + WAIT_PAD_S)
