@@ -53,7 +53,7 @@ class PrepareSpec:
         catalogue: the describe catalogue, or None to keep the header as is (custom objects).
         lookup_field: REST name of the lookup column.
         max_upload_bytes: ``limits.max_upload_bytes``.
-        null_tokens: lookup values that count as empty (compared after trimming).
+        null_tokens: lookup values that count as empty (compared trimmed, ignoring case).
         allow_encoding_guess: ``intake.allow_encoding_guess``.
         encoding: ``intake.encoding`` (None: guess).
     """

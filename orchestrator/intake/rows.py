@@ -1,7 +1,8 @@
 """Row rules over batches of records, with a C-speed fast path for clean batches.
 
 Rules, in Marketo's order (contract 8.5): a record whose field count differs from the
-header's; an empty lookup value (empty or one of ``intake.null_tokens`` after trimming); a
+header's; an empty lookup value (empty, or one of ``intake.null_tokens`` after trimming and
+ignoring case); a
 value that is not of its field's type. Records whose every field is empty or spaces (the
 ``,,,`` rows spreadsheets leave) are skipped like blank lines and counted nowhere.
 
@@ -64,7 +65,7 @@ class RowRules:
         width: header columns.
         lookup: index of the lookup column.
         lookup_field: its REST name (for the rejection reason).
-        null_tokens: lookup values that count as empty after trimming.
+        null_tokens: lookup values that count as empty after trimming, ignoring case.
         typed: typed columns (``validate.typed_columns``).
         fold: compare lookup values case-insensitively (email; ``str.lower``).
         dups: the duplicate counter.
@@ -85,8 +86,8 @@ class RowRules:
     ) -> None:
         self.width = width
         self.lookup = lookup
-        self.nulls = frozenset(null_tokens) | {""}
-        self._folded_nulls = frozenset(map(str.lower, self.nulls))
+        #: The null tokens trimmed and lower-cased, and the empty string.
+        self.nulls = frozenset(token.strip().lower() for token in null_tokens) | {""}
         self.no_lookup = lookup_not_found(lookup_field)
         self.typed = typed
         self.fold = fold
@@ -112,9 +113,9 @@ class RowRules:
         keys = list(map(str.strip, map(self._key, batch)))
         if self.fold:  # lower-cased first: a key that is a null token is one lower-cased too
             keys = list(map(str.lower, keys))
-            if not self._folded_nulls.isdisjoint(keys):
+            if not self.nulls.isdisjoint(keys):
                 return None
-        elif not self.nulls.isdisjoint(keys):
+        elif not self.nulls.isdisjoint(map(str.lower, keys)):
             return None
         for index, fast, _check, _reason in self.typed:
             if not all(map(fast, map(itemgetter(index), batch))):
@@ -136,7 +137,7 @@ class RowRules:
                 reject(start, row, WRONG_FIELD_COUNT)
                 continue
             key = row[lookup].strip()
-            if key in nulls:
+            if key.lower() in nulls:
                 if not any(f.strip() for f in row):
                     continue
                 self.total += 1
