@@ -130,6 +130,17 @@ class Intake:
         listing = await asyncio.to_thread(scan_inbox, inbox, self.settings)
         for path, why in listing.ignored:
             self._log_once("inbox_entry_ignored", str(path), reason=why)
+        for folder in listing.foreign_folders:
+            self._log_once(
+                "inbox_folder_ignored",
+                str(folder),
+                folder=folder.name,
+                routes=[route.name for route in self.settings.routes],
+                route_folders=[route.subfolder for route in self.settings.routes],
+                reason="not a route folder: its files are left where they are; add a "
+                "[[routes]] entry with this folder (then restart or reload the daemon) or "
+                "move them to the inbox root or a route folder",
+            )
         present = {str(c.path) for c in listing.candidates}
         self.tracker.retain(present)
         for gone in [p for p in self._unclaimable if p not in present]:
@@ -207,10 +218,7 @@ class Intake:
             route=claimed.route,
             size_bytes=candidate.size,
         )
-        if candidate.route_error is not None:
-            await self._end(claimed, Unimportable(candidate.route_error))
-        else:
-            await self._process(claimed)
+        await self._process(claimed)
         return True
 
     async def _move_in(

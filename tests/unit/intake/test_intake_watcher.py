@@ -142,15 +142,12 @@ def test_scan_inbox_routes_unknown_folders_and_ignored(
     scan = scan_inbox(inbox, settings)
 
     found = {str(c.path.relative_to(inbox)): c for c in scan.candidates}
-    assert sorted(found) == ["events/e.csv", "regions/eu/r.csv", "root.csv", "typo/t.csv"]
-    assert found["root.csv"].route is None and found["root.csv"].route_error is None
+    assert sorted(found) == ["events/e.csv", "regions/eu/r.csv", "root.csv"]
+    assert found["root.csv"].route is None
     assert found["events/e.csv"].route is not None and found["events/e.csv"].route.list_id == 7
     assert found["regions/eu/r.csv"].route is not None
     assert found["regions/eu/r.csv"].route.name == "eu"
-    assert found["typo/t.csv"].route_error == (
-        "The inbox folder 'typo' is not a route (no [[routes]] entry has folder 'typo'); "
-        "drop files at the inbox root or in a route folder."
-    )
+    assert [str(p.relative_to(inbox)) for p in scan.foreign_folders] == ["typo"]
     ignored = {str(p.relative_to(inbox)): why for p, why in scan.ignored}
     assert ignored == {
         "link.csv": "symlink (not followed)",
