@@ -23,7 +23,12 @@ import structlog
 from orchestrator.intake.duplicates import DuplicateCounter, partitions_for
 from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding, utf8_damage
 from orchestrator.intake.fields import Catalogue
-from orchestrator.intake.header import HeaderMap, map_header
+from orchestrator.intake.header import (
+    HeaderMap,
+    data_like_cells,
+    map_header,
+    taken_while_written,
+)
 from orchestrator.intake.lines import LineFeed, canonical
 from orchestrator.intake.quirks import TrimmedReader, header_for_upload, sep_hint, trim_header
 from orchestrator.intake.reasons import Unimportable, empty
@@ -56,6 +61,7 @@ class PrepareSpec:
         null_tokens: lookup values that count as empty (compared trimmed, ignoring case).
         allow_encoding_guess: ``intake.allow_encoding_guess``.
         encoding: ``intake.encoding`` (None: guess).
+        stable_s: ``intake.stable_s``, named when a header looks like data (None: unknown).
     """
 
     catalogue: Catalogue | None
@@ -64,6 +70,7 @@ class PrepareSpec:
     null_tokens: Collection[str] = ()
     allow_encoding_guess: bool = True
     encoding: str | None = None
+    stable_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -199,7 +206,13 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
 
         delimiter = hinted or sniff_delimiter(header_line, all_known)
         columns, trim = header_for_upload(split_header(header_line, delimiter))
-        hmap = map_header(columns, catalogue, spec.lookup_field)
+        try:
+            hmap = map_header(columns, catalogue, spec.lookup_field)
+        except Unimportable as exc:
+            data = data_like_cells(columns)
+            if data:
+                raise Unimportable(taken_while_written(data, spec.stable_s, exc.reason)) from exc
+            raise
         lookup_field = hmap.fields[hmap.lookup_index]
         fold = spec.lookup_field == "email" or (
             lookup_field is not None and lookup_field.data_type.lower() == "email"

@@ -282,6 +282,7 @@ class Intake:
                 null_tokens=self.settings.intake.null_tokens,
                 allow_encoding_guess=self.settings.intake.allow_encoding_guess,
                 encoding=self.settings.intake.encoding,
+                stable_s=self.settings.intake.stable_s,
             )
             scanned, early = await asyncio.to_thread(scan_and_prepare_small, source, spec)
             scan = scanned

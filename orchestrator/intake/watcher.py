@@ -61,8 +61,11 @@ class Candidate:
 
 @dataclass(slots=True)
 class InboxScan:
-    """One listing of the inbox: candidates, entries ignored with the reason, and the
-    first-level folders that are no route (left alone)."""
+    """One listing of the inbox.
+
+    Candidates, entries ignored with the reason, and the first-level folders that are no
+    route (left alone).
+    """
 
     candidates: list[Candidate] = field(default_factory=list)
     ignored: list[tuple[Path, str]] = field(default_factory=list)

@@ -412,3 +412,40 @@ async def test_inbox_folder_that_is_no_route_is_left_alone_and_logged_once(
     assert all(e["routes"] == ["events", "webinar"] for e in ignored)
     assert all(e["route_folders"] == ["events", "webinar"] for e in ignored)
     assert not [e for e in logs if e["event"] == "file_rejected"]
+
+
+async def test_second_part_of_a_stalled_copy_says_it_was_taken_while_written(
+    make_intake: Callable[..., Intake], store: Store, clock: Clock
+) -> None:
+    """A copy pauses longer than stable_s: the first part is taken; the copier then writes the
+    rest under the same name (as a resuming transfer does), so that file's header is a row."""
+    intake = make_intake(intake={"stable_s": 5.0})
+    rows = [f"stall{n}@example.com,Stall,No{n}\r\n".encode() for n in range(1, 11)]
+    path = drop(intake, "stall.csv", b"email,firstName,lastName\r\n" + b"".join(rows[:5]))
+    assert await intake.scan_once() == 0
+    clock.now += 5.0
+    assert await intake.scan_once() == 1  # the first part, taken during the pause
+    path.write_bytes(b"".join(rows[5:]))  # the copy goes on
+    assert await intake.scan_once() == 0
+    clock.now += 5.0
+    assert await intake.scan_once() == 1
+    (second,) = await store.files_in(FileStatus.REJECTED)
+    assert second.error is not None
+    assert second.error.startswith(
+        "The header looks like data ('stall6@example.com'): the file was probably taken while "
+        "it was still being written (a copy that paused for longer than intake.stable_s = 5 s)"
+    )
+    assert "write it under a temporary name" in second.error
+    assert "or raise intake.stable_s" in second.error
+    assert "Unknown columns 'stall6@example.com'" in second.error  # the original reason too
+
+
+async def test_a_header_that_is_merely_unknown_gets_no_stall_hint(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    drop(intake, "typo.csv", b"emial,firstName\r\na@example.com,Ana\r\n")
+    assert await intake.scan_once() == 1
+    (rejected,) = await store.files_in(FileStatus.REJECTED)
+    assert rejected.error is not None and rejected.error.startswith("Unknown column 'emial'")
+    assert "still being written" not in rejected.error
