@@ -91,7 +91,8 @@ class Daemon:
         clock: epoch seconds (the store, client and loops all use it).
         client: a ready ``MarketoClient`` (tests); by default one is opened and closed here.
         intake_factory: builds the intake from ``(store, client)`` (tests); by default
-            ``Intake(settings, store, describe=client.describe_leads, clock=clock)``.
+            ``Intake(settings, store, describe=client.describe_leads, clock=clock,
+            describe_object=client.describe_custom_object)``.
         reporter_factory: builds the reporter from ``(store, client)`` (tests); by default
             ``Reporter(settings, store, client, clock)``.
         handle_signals: install SIGTERM/SIGINT handlers while ``run`` runs.
@@ -163,6 +164,7 @@ class Daemon:
                 intake_cls = importlib.import_module("orchestrator.intake").Intake
                 self.intake = intake_cls(
                     self.settings, self.store, describe=self._describe, clock=self.clock,
+                    describe_object=self._describe_object,
                 )
             if self._reporter_factory is not None:
                 self.reporter = self._reporter_factory(self.store, self.client)
@@ -215,6 +217,12 @@ class Daemon:
     async def _describe(self) -> Any:
         """``client.describe_leads`` for intake, waiting while the credentials are refused."""
         return await self.gate.call_when_open(self.stop_event, self.client.describe_leads)
+
+    async def _describe_object(self, api_name: str) -> Any:
+        """``client.describe_custom_object`` for intake, waiting while credentials are refused."""
+        return await self.gate.call_when_open(
+            self.stop_event, lambda: self.client.describe_custom_object(api_name)
+        )
 
     def on_enqueued(self, *args: Any, **kwargs: Any) -> None:
         """Callback for intake: new uploads or a finished file are in the store."""

@@ -265,7 +265,12 @@ class ImportSettings(_Section):
 
 
 class Route(ImportSettings):
-    """Import options for files dropped in one subfolder of the inbox."""
+    """Import options for files dropped in one subfolder of the inbox.
+
+    ``lookup_field`` of a ``custom_objects`` route: when left out, the object's dedupe fields
+    from Marketo's describe of it (``dedupeFields``) are the key columns (a custom object
+    import has no ``lookupField``; the lead default ``email`` does not apply).
+    """
 
     #: The route's name, shown in reports.
     name: str

@@ -9,6 +9,7 @@ itself, naming close matches.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.intake.fields import Catalogue, LeadFieldLike
@@ -94,6 +95,51 @@ def map_header(source: list[str], catalogue: Catalogue | None, lookup_field: str
     if lookup_field not in seen:
         raise Unimportable(f"The lookup column '{lookup_field}' is missing from the header.")
     return HeaderMap(names, list(source), fields, names.index(lookup_field))
+
+
+def check_dedupe_columns(source: list[str], dedupe_fields: Sequence[str], object_name: str) -> None:
+    """Check that the header holds every dedupe field of a custom object (ADOC-co).
+
+    Marketo identifies custom object records by the fields its describe lists as
+    ``dedupeFields`` and fails every row without them (``missing.dedupe.fields``); header
+    names must be the object's API names exactly.
+
+    Args:
+        source: the header as parsed.
+        dedupe_fields: the object's ``dedupeFields`` (several: a compound key).
+        object_name: the object's API name (for the sentence).
+
+    Raises:
+        Unimportable: naming the fields the object needs, those missing, and a column that
+            differs from a missing one only in case or spaces.
+    """
+    trimmed = [c.strip().lstrip("\ufeff").strip() for c in source]
+    missing = [f for f in dedupe_fields if f not in trimmed]
+    if not missing:
+        return
+    needs = "field" if len(dedupe_fields) == 1 else "fields (a compound key)"
+    hints = [
+        f"'{column}' must be written '{field}'"
+        for field in missing
+        for column in trimmed
+        if _fold_name(column) == _fold_name(field)
+    ]
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    raise Unimportable(
+        f"The custom object '{object_name}' needs its dedupe {needs} "
+        f"{_and(dedupe_fields)} in the header (Marketo's describe of '{object_name}' lists "
+        f"them as dedupeFields; without them every row fails 'missing.dedupe.fields'); "
+        f"missing: {_and(missing)}{hint}."
+    )
+
+
+def _fold_name(name: str) -> str:
+    return re.sub(r"[\s_]+", "", name).casefold()
+
+
+def _and(names: Sequence[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def data_like_cells(columns: list[str]) -> list[str]:

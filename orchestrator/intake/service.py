@@ -20,7 +20,13 @@ from typing import Any
 import structlog
 
 from orchestrator.errors import StoreError
-from orchestrator.intake.catalogue import CatalogueCache, CatalogueUnavailable, Describe
+from orchestrator.intake.catalogue import (
+    CatalogueCache,
+    CatalogueUnavailable,
+    Describe,
+    DescribeObject,
+    ObjectCache,
+)
 from orchestrator.intake.claim import claim, scan_and_prepare_small
 from orchestrator.intake.encoding import SourceScan
 from orchestrator.intake.prepare import (
@@ -56,10 +62,19 @@ class Intake:
         store: the open store.
         describe: coroutine function returning the lead fields (``MarketoClient.describe_leads``).
         clock: epoch seconds; drives stability and the describe cache.
+        describe_object: coroutine function returning one custom object's describe by API
+            name (``MarketoClient.describe_custom_object``); custom object routes without
+            their own ``lookup_field`` need it for the object's dedupe fields (without it
+            their files wait).
     """
 
     def __init__(
-        self, settings: Settings, store: Store, describe: Describe, clock: Clock = time.time
+        self,
+        settings: Settings,
+        store: Store,
+        describe: Describe,
+        clock: Clock = time.time,
+        describe_object: DescribeObject | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -68,6 +83,12 @@ class Intake:
         self.tracker = StabilityTracker(settings.intake.stable_s)
         self.catalogue = CatalogueCache(
             describe,
+            refresh_s=settings.intake.describe_refresh_s,
+            retry_s=settings.intake.rescan_interval_s,
+            clock=clock,
+        )
+        self.objects = ObjectCache(
+            describe_object,
             refresh_s=settings.intake.describe_refresh_s,
             retry_s=settings.intake.rescan_interval_s,
             clock=clock,
@@ -266,6 +287,26 @@ class Intake:
         with structlog.contextvars.bound_contextvars(file_id=record.id, file=record.name):
             await self._process_bound(record)
 
+    async def _keys(self, route: Route | None) -> tuple[str, tuple[str, ...]]:
+        """Return ``(lookup field, dedupe fields)`` of a file's route.
+
+        Leads and program members: the route's (or ``import``'s) ``lookup_field``, no dedupe
+        fields. A custom object route with its own ``lookup_field``: that field. Without one
+        (``[import] lookup_field`` is a lead field and is never inherited): the object's
+        ``dedupeFields`` from Marketo's describe of it, the first being the lookup field.
+
+        Raises:
+            CatalogueUnavailable: the object's describe failed transiently.
+            Unimportable: Marketo refused to describe the object.
+        """
+        if route is None or route.kind is not ImportKind.CUSTOM_OBJECTS:
+            return (route or self.settings.import_).lookup_field, ()
+        if "lookup_field" in route.model_fields_set:
+            return route.lookup_field, ()
+        assert route.object_api_name is not None  # Route's validator
+        described = await self.objects.get(route.object_api_name)
+        return described.dedupe_fields[0], tuple(described.dedupe_fields)
+
     async def _process_bound(self, record: FileRecord) -> None:
         route = self._route(record)
         kind = route.kind if route is not None else ImportKind.LEADS
@@ -273,11 +314,15 @@ class Intake:
         source = Path(record.work_path)
         work_dir = source.parent.parent
         scan: SourceScan | None = None
+        dedupe: tuple[str, ...] = ()
         try:
+            lookup, dedupe = await self._keys(route)
             catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self.catalogue.get()
             spec = PrepareSpec(
                 catalogue=catalogue,
                 lookup_field=lookup,
+                dedupe_fields=dedupe,
+                object_name=route.object_api_name if route is not None else None,
                 max_upload_bytes=self.settings.limits.max_upload_bytes,
                 null_tokens=self.settings.intake.null_tokens,
                 allow_encoding_guess=self.settings.intake.allow_encoding_guess,
@@ -319,7 +364,7 @@ class Intake:
             )
             return
         assert scan is not None and prepared is not None
-        await self._enqueue(record, route, kind, lookup, prepared, scan.sha256)
+        await self._enqueue(record, route, kind, lookup, prepared, scan.sha256, dedupe)
 
     async def _enqueue(
         self,
@@ -329,9 +374,12 @@ class Intake:
         lookup: str,
         prepared: Prepared,
         sha256: str,
+        dedupe: tuple[str, ...] = (),
     ) -> None:
         options = upload_options(route or self.settings.import_, kind, lookup)
         info = file_info(record.work_path, prepared, lookup, route, kind, options)
+        if dedupe:
+            info["dedupe_fields"] = list(dedupe)
         uploads = LazyUploads(prepared.uploads, kind.value, options)
         status = FileStatus.QUEUED if prepared.uploads else FileStatus.REPORTING
         try:
