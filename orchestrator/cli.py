@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("file", type=Path, help="the lead file")
     submit.add_argument("--route", help="route name from the settings")
+    submit.add_argument(
+        "--force",
+        action="store_true",
+        help="import it even if the same file was imported before with the same options "
+        "(the copy is named NAME.force.EXT; its report names the file it repeats)",
+    )
 
     retry = sub.add_parser(
         "retry",
@@ -202,7 +208,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "submit":
         from orchestrator.ops import submit_command
 
-        return await submit_command(settings, args.file, args.route)
+        return await submit_command(settings, args.file, args.route, force=args.force)
     if args.command == "retry":
         from orchestrator.ops import retry_command
 

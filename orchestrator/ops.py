@@ -37,6 +37,8 @@ from typing import Any
 
 from orchestrator.cli_output import print_out
 from orchestrator.errors import InvalidTransition
+from orchestrator.intake.uploads import import_key, upload_options
+from orchestrator.intake.watcher import forced_name, is_forced_name, is_ignored_name
 from orchestrator.models import FileRecord, FileStatus, UploadStatus
 from orchestrator.results_write import DEAD_UPLOADS, archive_name, move_file, results_dir_name
 from orchestrator.settings import ImportKind, ImportSettings, Settings
@@ -53,12 +55,16 @@ def _print_err(text: str) -> None:
 
 
 def _candidates(name: str) -> Iterator[str]:
+    """``name``, then ``name-2`` ... before the extension (``a.force.csv``: ``a-2.force.csv``)."""
     yield name
-    stem, dot, ext = name.rpartition(".")
+    forced = is_forced_name(name)
+    plain = ".".join(p for i, p in enumerate(name.split(".")) if i == 0 or p.lower() != "force")
+    stem, dot, ext = plain.rpartition(".")
     if not stem:
-        stem, dot, ext = name, "", ""
+        stem, dot, ext = plain, "", ""
     for n in range(2, 10_000):
-        yield f"{stem}-{n}{dot}{ext}"
+        candidate = f"{stem}-{n}{dot}{ext}"
+        yield forced_name(candidate) if forced else candidate
 
 
 def _link_free_name(tmp: Path, folder: Path, name: str) -> Path:
@@ -117,8 +123,14 @@ def drop_into(source: Path, folder: Path, name: str, *, move: bool) -> Path:
     return dest
 
 
-async def submit_command(settings: Settings, file: Path, route: str | None) -> int:
+async def submit_command(
+    settings: Settings, file: Path, route: str | None, *, force: bool = False
+) -> int:
     """Copy ``file`` into the inbox (the route's subfolder with ``route``) for the daemon.
+
+    With ``force`` the copy is named with ``.force`` before its extension
+    (``intake.watcher.forced_name``), so the daemon imports it even if the same bytes were
+    imported before with the same options, and its report says which file it repeats.
 
     Returns:
         0 when copied (prints where), 2 when the file is missing, its name is one intake
@@ -129,8 +141,6 @@ async def submit_command(settings: Settings, file: Path, route: str | None) -> i
     if not await asyncio.to_thread(source.is_file):
         _print_err(f"leadflow: {source} is not a readable file")
         return EXIT_USAGE
-    from orchestrator.intake.watcher import is_ignored_name
-
     if is_ignored_name(source.name):
         _print_err(
             f"leadflow: the daemon ignores files named like {source.name!r} (a leading '.' or "
@@ -145,12 +155,18 @@ async def submit_command(settings: Settings, file: Path, route: str | None) -> i
             _print_err(f"leadflow: unknown route {route!r} (known routes: {known})")
             return EXIT_USAGE
         folder = folder / found.subfolder
+    name = forced_name(source.name) if force else source.name
     try:
-        dest = await asyncio.to_thread(drop_into, source, folder, source.name, move=False)
+        dest = await asyncio.to_thread(drop_into, source, folder, name, move=False)
     except OSError as exc:
         _print_err(f"leadflow: cannot copy {source} into {folder}: {exc.strerror or exc}")
         return EXIT_NOTHING
-    where = f" (route {route})" if route else ""
+    notes = [f"route {route}"] if route else []
+    if force or is_forced_name(name):
+        notes.append(
+            "forced: imported even if the same bytes were imported before with the same options"
+        )
+    where = f" ({', '.join(notes)})" if notes else ""
     print_out(f"submitted {source} as {dest}{where}; the daemon takes it from there")
     return EXIT_OK
 
@@ -205,10 +221,11 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
                 f"{label}: its route {file.route!r} now imports {kind}, its prepared uploads "
                 f"are {dead[0].kind}: submit the file again instead"
             )
-        twin = await _imported_twin(store, file)
+        key = _retry_key(file, kind, options)
+        twin = await _imported_twin(store, file, key)
         if twin is not None:
             return EXIT_NOTHING, twin
-        return await _requeue(store, file, [u.id for u in dead], label, options)
+        return await _requeue(store, file, [u.id for u in dead], label, options, key)
     if file.status is FileStatus.PARTIAL:
         return EXIT_NOTHING, (
             f"{label} has no failed uploads: nothing to retry; the rows that were not imported "
@@ -223,8 +240,6 @@ def _current_options(settings: Settings, file: FileRecord) -> tuple[str, dict[st
     Returns:
         A one-line error instead when the file's route is no longer in the settings.
     """
-    from orchestrator.intake.uploads import upload_options
-
     source: ImportSettings
     if file.route is None:
         source, kind = settings.import_, ImportKind.LEADS
@@ -240,11 +255,20 @@ def _current_options(settings: Settings, file: FileRecord) -> tuple[str, dict[st
     return kind.value, upload_options(source, kind, source.lookup_field)
 
 
-async def _imported_twin(store: Store, file: FileRecord) -> str | None:
-    """Return why ``file`` cannot be re-queued when its bytes were imported since, or None."""
-    if not file.sha256:
+def _retry_key(file: FileRecord, kind: str, options: dict[str, Any]) -> str | None:
+    """The import key a re-queued file gets (None for a file recorded without one)."""
+    return import_key(kind, options) if file.import_key is not None else None
+
+
+async def _imported_twin(store: Store, file: FileRecord, key: str | None) -> str | None:
+    """Return why ``file`` cannot be re-queued, or None.
+
+    It cannot when its bytes were imported since as another file with the import options
+    ``key`` it would be sent with; a forced file is never held back.
+    """
+    if not file.sha256 or file.forced:
         return None
-    twin = await store.imported_file_with_sha(file.sha256)
+    twin = await store.imported_twin(file.sha256, key)
     if twin is None or twin.id == file.id:
         return None
     return (
@@ -254,7 +278,12 @@ async def _imported_twin(store: Store, file: FileRecord) -> str | None:
 
 
 async def _requeue(
-    store: Store, file: FileRecord, upload_ids: list[int], label: str, options: dict[str, Any]
+    store: Store,
+    file: FileRecord,
+    upload_ids: list[int],
+    label: str,
+    options: dict[str, Any],
+    key: str | None,
 ) -> tuple[int, str]:
     info = dict(file.info)
     found = info.get("route")
@@ -306,9 +335,10 @@ async def _requeue(
             finished_at=None,
             error=None,
             info=info,
+            import_key=key,
         )
     except sqlite3.IntegrityError as exc:
-        twin = await _imported_twin(store, file)
+        twin = await _imported_twin(store, file, key)
         return EXIT_NOTHING, twin or f"{label}: cannot re-queue it: {exc}"
     except InvalidTransition as exc:
         return EXIT_NOTHING, f"{label}: cannot re-queue it: {exc}"

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ SELECT_FILE = _Q["select_file"]
 SET_FILE_WORK_PATH = _Q["set_file_work_path"]
 SELECT_FILES_BY_STATUS = _Q["select_files_by_status"]
 SELECT_FILE_BY_WORK_PATH = _Q["select_file_by_work_path"]
-SELECT_IMPORTED_BY_SHA = _Q["select_imported_by_sha"]
+SELECT_IMPORTED_TWIN = _Q["select_imported_twin"]
 INSERT_UPLOAD = _Q["insert_upload"]
 CLAIM_NEXT_UPLOAD = _Q["claim_next_upload"]
 SELECT_UPLOAD = _Q["select_upload"]
@@ -100,6 +100,8 @@ FILE_MUTABLE = frozenset(
         "work_path",
         "route",
         "reported_at",
+        "import_key",
+        "forced",
     }
 )
 UPLOAD_MUTABLE = frozenset(
@@ -248,7 +250,9 @@ class Store:
         async with self._tx, self._conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    async def _fetchone(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> aiosqlite.Row | None:
         async with self._tx, self._conn.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
@@ -304,9 +308,20 @@ class Store:
         return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_BY_STATUS,
                                                                      (status.value,))]
 
-    async def imported_file_with_sha(self, sha256: str) -> FileRecord | None:
-        """Return a file with these bytes that is imported or being imported, or None."""
-        row = await self._fetchone(SELECT_IMPORTED_BY_SHA, (sha256,))
+    async def imported_twin(self, sha256: str, import_key: str | None) -> FileRecord | None:
+        """Return the first file imported or being imported with these bytes and options.
+
+        Args:
+            sha256: of the source bytes.
+            import_key: the import options (``intake.uploads.import_key``); None matches
+                files recorded without one.
+
+        Returns:
+            The earliest such file (a forced repeat included), or None.
+        """
+        row = await self._fetchone(
+            SELECT_IMPORTED_TWIN, {"sha256": sha256, "import_key": import_key}
+        )
         return FileRecord.from_row(row) if row else None
 
     async def transition_file(
@@ -351,8 +366,9 @@ class Store:
 
         Raises:
             InvalidTransition: the file was not ``received``.
-            sqlite3.IntegrityError: another file with the same sha256 is imported (callers
-                check ``imported_file_with_sha`` first; the index is the last guard).
+            sqlite3.IntegrityError: another file with the same sha256 and import_key is
+                imported and this one is not forced (callers check ``imported_twin`` first;
+                the index is the last guard).
         """
         now = self._clock()
         if "info" in changes and not isinstance(changes["info"], str):

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,12 @@ from orchestrator.intake.prepare import (
     prepare_file,
 )
 from orchestrator.intake.reasons import Unimportable
-from orchestrator.intake.uploads import LazyUploads, file_info, upload_options
+from orchestrator.intake.uploads import LazyUploads, file_info, import_key, upload_options
 from orchestrator.intake.watcher import (
     Candidate,
     StabilityTracker,
+    forced_name,
+    is_forced_name,
     scan_inbox,
     unknown_folder_reason,
 )
@@ -52,6 +55,18 @@ log = structlog.get_logger(__name__)
 #: Files prepared at once in one scan (their I/O and database waits overlap).
 CONCURRENT_FILES = 4
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one file is imported: endpoint, key columns, Marketo options, duplicate key."""
+
+    kind: ImportKind
+    lookup: str
+    dedupe: tuple[str, ...]
+    options: dict[str, Any]
+    key: str
+    forced: bool
 
 
 class Intake:
@@ -307,16 +322,26 @@ class Intake:
         described = await self.objects.get(route.object_api_name)
         return described.dedupe_fields[0], tuple(described.dedupe_fields)
 
+    async def _plan(self, record: FileRecord, route: Route | None) -> _Plan:
+        """Decide the endpoint, key columns and options of a file (may call describe).
+
+        Raises:
+            CatalogueUnavailable, Unimportable: as ``_keys``.
+        """
+        kind = route.kind if route is not None else ImportKind.LEADS
+        lookup, dedupe = await self._keys(route)
+        options = upload_options(route or self.settings.import_, kind, lookup)
+        return _Plan(kind, lookup, dedupe, options, import_key(kind.value, options),
+                     is_forced_name(record.name))
+
     async def _process_bound(self, record: FileRecord) -> None:
         route = self._route(record)
-        kind = route.kind if route is not None else ImportKind.LEADS
-        lookup = (route or self.settings.import_).lookup_field
         source = Path(record.work_path)
         work_dir = source.parent.parent
         scan: SourceScan | None = None
-        dedupe: tuple[str, ...] = ()
         try:
-            lookup, dedupe = await self._keys(route)
+            plan = await self._plan(record, route)
+            lookup, dedupe, kind = plan.lookup, plan.dedupe, plan.kind
             catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self.catalogue.get()
             spec = PrepareSpec(
                 catalogue=catalogue,
@@ -331,8 +356,8 @@ class Intake:
             )
             scanned, early = await asyncio.to_thread(scan_and_prepare_small, source, spec)
             scan = scanned
-            twin = await self.store.imported_file_with_sha(scanned.sha256)
-            if twin is not None:
+            twin = await self.store.imported_twin(scanned.sha256, plan.key)
+            if twin is not None and not plan.forced:
                 if early is not None:
                     await asyncio.to_thread(clean_work_dir, work_dir)
                 await self._duplicate(record, scanned.sha256, scanned.size_bytes, twin)
@@ -364,23 +389,29 @@ class Intake:
             )
             return
         assert scan is not None and prepared is not None
-        await self._enqueue(record, route, kind, lookup, prepared, scan.sha256, dedupe)
+        await self._enqueue(record, route, plan, prepared, scan.sha256, twin)
 
     async def _enqueue(
         self,
         record: FileRecord,
         route: Route | None,
-        kind: ImportKind,
-        lookup: str,
+        plan: _Plan,
         prepared: Prepared,
         sha256: str,
-        dedupe: tuple[str, ...] = (),
+        repeats: FileRecord | None,
     ) -> None:
-        options = upload_options(route or self.settings.import_, kind, lookup)
-        info = file_info(record.work_path, prepared, lookup, route, kind, options)
-        if dedupe:
-            info["dedupe_fields"] = list(dedupe)
-        uploads = LazyUploads(prepared.uploads, kind.value, options)
+        """Enqueue a prepared file's uploads; ``repeats``: the file a forced one repeats."""
+        options = plan.options
+        info = file_info(record.work_path, prepared, plan.lookup, route, plan.kind, options)
+        if plan.dedupe:
+            info["dedupe_fields"] = list(plan.dedupe)
+        if plan.forced:
+            info["forced"] = {
+                "repeats": {"file_id": repeats.id, "file": repeats.name} if repeats else None
+            }
+            log.info("file_forced", file_id=record.id, file=record.name,
+                     repeats=repeats.id if repeats else None)
+        uploads = LazyUploads(prepared.uploads, plan.kind.value, options)
         status = FileStatus.QUEUED if prepared.uploads else FileStatus.REPORTING
         try:
             ids = await self.store.enqueue_uploads(
@@ -394,9 +425,11 @@ class Intake:
                 rows_rejected=prepared.rows_rejected,
                 duplicates=prepared.duplicates,
                 info=info,
+                import_key=plan.key,
+                forced=int(plan.forced),
             )
         except sqlite3.IntegrityError:
-            twin = await self.store.imported_file_with_sha(sha256)
+            twin = await self.store.imported_twin(sha256, plan.key)
             if twin is not None:
                 await self._duplicate(record, sha256, None, twin)
                 return
@@ -431,8 +464,9 @@ class Intake:
         self, record: FileRecord, sha256: str, size: int | None, twin: FileRecord
     ) -> None:
         reason = (
-            f"Same content (SHA-256) as file {twin.id} '{twin.name}', which is already "
-            "imported or being imported; not sent again."
+            f"Same content (SHA-256) and import options as file {twin.id} '{twin.name}', which "
+            "is already imported or being imported; not sent again. To import it again on "
+            f"purpose, drop it as '{forced_name(record.name)}' or use `leadflow submit --force`."
         )
         await self._end(record, Unimportable(reason, FileStatus.DUPLICATE), sha256=sha256)
 

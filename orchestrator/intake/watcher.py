@@ -4,6 +4,8 @@ Rules (issue 5):
 
 - Ignored without a word: names starting with ``.`` or ``~$``, ending in ``.tmp`` or
   ``.part`` (files being written by editors, browsers, rsync, scp, Excel).
+- A name with ``.force.`` (``is_forced_name``) asks for a repeat import: the file is imported
+  even if the same bytes were imported before with the same options.
 - Ignored and logged once: symlinks (never followed, so nothing outside the inbox is read),
   anything that is not a regular file or a folder, and folders nested inside a route folder.
 - Routes: a file at the inbox root takes the ``import`` defaults; a file in a route's folder
@@ -34,6 +36,24 @@ from watchfiles import Change
 from orchestrator.settings import Route, Settings
 
 _IGNORED_SUFFIXES = (".tmp", ".part")
+
+
+def is_forced_name(name: str) -> bool:
+    """Return whether a file name asks for a repeat import: ``force`` is one of its dotted parts.
+
+    ``leads.force.csv`` (what ``leadflow submit --force`` names the copy) or
+    ``leads.csv.force``, in any case. Such a file is imported even when the same bytes were
+    imported before with the same options (it is never a ``duplicate``).
+    """
+    return "force" in name.lower().split(".")[1:]
+
+
+def forced_name(name: str) -> str:
+    """Return ``name`` with ``.force`` before its extension (``a.csv`` -> ``a.force.csv``)."""
+    if is_forced_name(name):
+        return name
+    stem, _, ext = name.rpartition(".")
+    return f"{stem}.force.{ext}" if stem else f"{name}.force"
 
 
 def is_ignored_name(name: str) -> bool:

@@ -119,8 +119,9 @@ async def test_same_content_as_an_imported_file_is_a_duplicate(
     assert await intake.scan_once() == 1
     (again,) = await store.files_in(FileStatus.DUPLICATE)
     assert again.error == (
-        f"Same content (SHA-256) as file {first.id} 'first.csv', which is already imported or "
-        "being imported; not sent again."
+        f"Same content (SHA-256) and import options as file {first.id} 'first.csv', which is "
+        "already imported or being imported; not sent again. To import it again on purpose, "
+        "drop it as 'again.force.csv' or use `leadflow submit --force`."
     )
     assert again.sha256 == first.sha256
     assert await store.uploads_of_file(again.id) == []

@@ -175,3 +175,14 @@ async def test_retry_says_so_when_the_prepared_upload_is_gone(
     file = await store.get_file(prep.file.id)
     assert file is not None and file.status is FileStatus.PARTIAL
     assert (settings.paths.archive / f"{prep.file.id}-half.csv").is_file()
+
+
+async def test_submit_force_never_replaces_a_waiting_forced_copy(
+    settings: Settings, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "leads.csv"
+    source.write_bytes(b"email\r\na@x.com\r\n")
+    assert await submit_command(settings, source, None, force=True) == 0
+    assert await submit_command(settings, source, None, force=True) == 0
+    assert _inbox_files(settings) == ["leads-2.force.csv", "leads.force.csv"]
+    assert "forced: imported even if" in capsys.readouterr().out

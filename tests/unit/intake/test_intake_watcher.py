@@ -9,6 +9,8 @@ from watchfiles import Change
 
 from orchestrator.intake.watcher import (
     StabilityTracker,
+    forced_name,
+    is_forced_name,
     is_ignored_name,
     moved_in_paths,
     scan_inbox,
@@ -168,3 +170,21 @@ def test_symlinked_route_folder_is_not_followed(
     scan = scan_inbox(settings.paths.inbox, settings)
     assert scan.candidates == []
     assert [why for _, why in scan.ignored] == ["route folder is a symlink (not followed)"]
+
+
+@pytest.mark.parametrize(
+    ("name", "forced", "renamed"),
+    [
+        ("leads.csv", False, "leads.force.csv"),
+        ("leads.force.csv", True, "leads.force.csv"),
+        ("leads.FORCE.csv", True, "leads.FORCE.csv"),
+        ("leads.csv.force", True, "leads.csv.force"),
+        ("force.csv", False, "force.force.csv"),
+        ("workforce.csv", False, "workforce.force.csv"),
+        ("leads", False, "leads.force"),
+    ],
+)
+def test_forced_names(name: str, forced: bool, renamed: str) -> None:
+    assert is_forced_name(name) is forced
+    assert forced_name(name) == renamed
+    assert is_forced_name(forced_name(name))

@@ -32,6 +32,7 @@ REPORT_KEYS = [
     "encoding",
     "format",
     "route",
+    "forced",
     "rows",
     "duplicates",
     "duplicate_values",
