@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-queue a file's failed uploads, or a rejected file after it was fixed",
     )
     retry.add_argument("file_id", type=int, help="the file id (see `leadflow status`)")
+    retry.add_argument(
+        "--route",
+        help="route to send it to (default: the route it came through, or the route of the "
+        "inbox folder it was dropped in)",
+    )
 
     sim = sub.add_parser(
         "simulator", parents=[common], help="serve the Marketo simulator (loopback by default)"
@@ -212,7 +217,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "retry":
         from orchestrator.ops import retry_command
 
-        return await retry_command(settings, args.file_id)
+        return await retry_command(settings, args.file_id, args.route)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
 
 

@@ -146,6 +146,7 @@ class Daemon:
             self.store = await stack.enter_async_context(
                 Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
             )
+            await publish_routes(self.store, self.settings)
             if self.client is None:
                 from orchestrator.marketo import MarketoClient
 
@@ -217,6 +218,13 @@ class Daemon:
     async def _describe(self) -> Any:
         """``client.describe_leads`` for intake, waiting while the credentials are refused."""
         return await self.gate.call_when_open(self.stop_event, self.client.describe_leads)
+
+    async def record_routes(self, settings: Settings | None = None) -> None:
+        """Record the routes the daemon now works with (``publish_routes``).
+
+        Called at start; a reload calls it with the new settings once the loops use them.
+        """
+        await publish_routes(self.store, settings or self.settings)
 
     async def _describe_object(self, api_name: str) -> Any:
         """``client.describe_custom_object`` for intake, waiting while credentials are refused."""
@@ -381,6 +389,20 @@ class Daemon:
     async def drained(self) -> bool:
         """Return whether every upload is terminal and every file has its report."""
         return await daemon_drain.drained(self.store)
+
+
+async def publish_routes(store: Store, settings: Settings) -> None:
+    """Record in the store the routes (names and options) this daemon works with.
+
+    ``leadflow submit`` and ``leadflow retry`` read them while this daemon holds the
+    database lock, and refuse a route it does not know (the settings file may have changed
+    since it started). Call it at start and after every reload, once the new settings are in
+    force. Each route is stored as the settings that were written for it
+    (``model_dump(exclude_unset=True)``), so readers rebuild the same ``Route``.
+    """
+    routes = [route.model_dump(mode="json", exclude_unset=True) for route in settings.routes]
+    await store.record_daemon_routes(routes, os.getpid())
+    log.info("daemon_routes_recorded", routes=[route.name for route in settings.routes])
 
 
 async def _guarded(name: str, coro: Awaitable[Any]) -> None:

@@ -32,16 +32,18 @@ import shutil
 import sqlite3
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.cli_output import print_out
-from orchestrator.errors import InvalidTransition
+from orchestrator.errors import InvalidTransition, StoreError
 from orchestrator.intake.uploads import import_key, upload_options
 from orchestrator.intake.watcher import forced_name, is_forced_name, is_ignored_name
 from orchestrator.models import FileRecord, FileStatus, UploadStatus
 from orchestrator.results_write import DEAD_UPLOADS, archive_name, move_file, results_dir_name
-from orchestrator.settings import ImportKind, ImportSettings, Settings
+from orchestrator.settings import ImportKind, ImportSettings, Route, Settings
+from orchestrator.status import daemon_running, missing_database
 from orchestrator.store import Store
 
 EXIT_OK = 0
@@ -123,6 +125,74 @@ def drop_into(source: Path, folder: Path, name: str, *, move: bool) -> Path:
     return dest
 
 
+@dataclass(frozen=True, slots=True)
+class RoutesInForce:
+    """The routes files are sent to: the running daemon's, or the settings file's.
+
+    Attributes:
+        routes: the routes, in order.
+        pid: the running daemon whose recorded routes these are; None when no daemon runs
+            (or it recorded none: an older leadflow) and the settings file is the truth.
+    """
+
+    routes: tuple[Route, ...]
+    pid: int | None = None
+
+    def find(self, name: str) -> Route | None:
+        """The route called ``name``, or None."""
+        return next((r for r in self.routes if r.name == name), None)
+
+    def for_folder(self, subfolder: str) -> Route | None:
+        """The route watching inbox ``subfolder``, or None."""
+        return next((r for r in self.routes if r.subfolder == subfolder.strip("/")), None)
+
+    def known(self) -> str:
+        """The route names for a message (``none configured`` when there are none)."""
+        return ", ".join(r.name for r in self.routes) or "none configured"
+
+    def refuse(self, name: str, settings: Settings) -> str | None:
+        """The refusal of a route the settings file has but the running daemon does not.
+
+        Returns:
+            One line for the operator (exit 2), or None when there is nothing to refuse.
+        """
+        if self.pid is None or self.find(name) is not None:
+            return None
+        if not any(r.name == name for r in settings.routes):
+            return None
+        return (
+            f"leadflow: the running daemon does not know route {name!r} yet: reload it "
+            f"(systemctl reload leadflow / kill -HUP {self.pid or '<its pid>'})"
+        )
+
+
+async def routes_in_force(settings: Settings, store: Store | None = None) -> RoutesInForce:
+    """Return the routes of the running daemon (as it recorded them), or of the settings.
+
+    While a daemon holds the database lock and has recorded its routes
+    (``daemon.publish_routes``), those are what it watches and imports with, whatever the
+    settings file says now; with no daemon running, the settings file is the truth.
+
+    Args:
+        settings: the settings this command was started with.
+        store: an open store to read from (one is opened without migrating otherwise).
+    """
+    pid = await asyncio.to_thread(daemon_running, settings.paths.database)
+    if pid is None or not await asyncio.to_thread(settings.paths.database.exists):
+        return RoutesInForce(settings.routes)
+    try:
+        if store is not None:
+            recorded = await store.daemon_routes()
+        else:
+            async with Store.open(settings.paths.database, migrate_schema=False) as opened:
+                recorded = await opened.daemon_routes()
+    except (StoreError, sqlite3.Error):  # an older schema: that daemon records nothing
+        return RoutesInForce(settings.routes)
+    if recorded is None or (pid and recorded[0] != pid):
+        return RoutesInForce(settings.routes)  # recorded by an earlier daemon, not this one
+    return RoutesInForce(tuple(Route.model_validate(r) for r in recorded[1]), pid)
+
+
 async def submit_command(
     settings: Settings, file: Path, route: str | None, *, force: bool = False
 ) -> int:
@@ -149,11 +219,23 @@ async def submit_command(
         return EXIT_USAGE
     folder = settings.paths.inbox
     if route is not None:
-        found = next((r for r in settings.routes if r.name == route), None)
-        if found is None:
-            known = ", ".join(r.name for r in settings.routes) or "none configured"
-            _print_err(f"leadflow: unknown route {route!r} (known routes: {known})")
+        routes = await routes_in_force(settings)
+        found = routes.find(route)
+        refusal = routes.refuse(route, settings)
+        if refusal is not None:
+            _print_err(refusal)
             return EXIT_USAGE
+        if found is None:
+            whose = "the running daemon's routes" if routes.pid is not None else "known routes"
+            _print_err(f"leadflow: unknown route {route!r} ({whose}: {routes.known()})")
+            return EXIT_USAGE
+        written = next((r for r in settings.routes if r.name == route), None)
+        if written is not None and written != found:
+            _print_err(
+                f"leadflow: note: the running daemon imports route {route!r} with its settings "
+                "from when it started (the settings file differs now): reload it to use the "
+                "file's"
+            )
         folder = folder / found.subfolder
     name = forced_name(source.name) if force else source.name
     try:
@@ -171,26 +253,32 @@ async def submit_command(
     return EXIT_OK
 
 
-async def retry_command(settings: Settings, file_id: int) -> int:
+async def retry_command(settings: Settings, file_id: int, route: str | None = None) -> int:
     """Re-queue a file's failed uploads, or put a rejected file back into the inbox.
 
-    Returns:
-        0 when something was re-queued or moved (prints what), 1 when there is nothing to
-        retry (prints why) or no database, 2 when there is no such file.
-    """
-    from orchestrator.status import missing_database
+    The file keeps its route: ``route`` when given, else the route it came through, else the
+    route of the inbox folder it was dropped in (a file an older leadflow rejected because
+    its folder was no route then). Routes are those of the running daemon when one runs
+    (``routes_in_force``), else the settings file's.
 
+    Returns:
+        0 when something was re-queued or moved (prints one line saying where), 1 when there
+        is nothing to retry (prints why) or no database, 2 when there is no such file or its
+        route is unknown (to the running daemon).
+    """
     missing = missing_database(settings)
     if missing is not None:
         _print_err(missing)
         return EXIT_NOTHING
     async with Store.open(settings.paths.database) as store:
-        code, message = await retry_file(settings, store, file_id)
+        code, message = await retry_file(settings, store, file_id, route)
     (print_out if code == EXIT_OK else _print_err)(message)
     return code
 
 
-async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[int, str]:
+async def retry_file(
+    settings: Settings, store: Store, file_id: int, route: str | None = None
+) -> tuple[int, str]:
     """Do the work of ``retry_command``; return ``(exit code, one line for the operator)``."""
     file = await store.get_file(file_id)
     if file is None:
@@ -205,6 +293,14 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
         return EXIT_NOTHING, f"{label} is a duplicate of a file already imported: {file.error}"
     uploads = await store.uploads_of_file(file.id)
     dead = [u for u in uploads if u.status in DEAD_UPLOADS]
+    if file.status is FileStatus.PARTIAL and not dead:
+        return EXIT_NOTHING, (
+            f"{label} has no failed uploads: nothing to retry; the rows that were not imported "
+            f"are listed in {results / 'failures.csv'}: fix them and submit them as a new file"
+        )
+    target = _retry_route(settings, file, route, await routes_in_force(settings, store))
+    if isinstance(target, str):
+        return EXIT_USAGE, target
     if dead:
         missing = [u.seq for u in dead if not await asyncio.to_thread(Path(u.path).is_file)]
         if missing:
@@ -212,46 +308,76 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
                 f"{label}: cannot re-send uploads {missing}: their prepared files are gone "
                 f"from {settings.paths.work}"
             )
-        derived = _current_options(settings, file)
-        if isinstance(derived, str):
-            return EXIT_USAGE, derived
-        kind, options = derived
+        kind, options = _options_of(settings, target)
         if any(u.kind != kind for u in dead):
             return EXIT_NOTHING, (
-                f"{label}: its route {file.route!r} now imports {kind}, its prepared uploads "
-                f"are {dead[0].kind}: submit the file again instead"
+                f"{label}: its route {_name(target)!r} now imports {kind}, its prepared "
+                f"uploads are {dead[0].kind}: submit the file again instead"
             )
         key = _retry_key(file, kind, options)
         twin = await _imported_twin(store, file, key)
         if twin is not None:
             return EXIT_NOTHING, twin
-        return await _requeue(store, file, [u.id for u in dead], label, options, key)
-    if file.status is FileStatus.PARTIAL:
-        return EXIT_NOTHING, (
-            f"{label} has no failed uploads: nothing to retry; the rows that were not imported "
-            f"are listed in {results / 'failures.csv'}: fix them and submit them as a new file"
-        )
-    return await _retake(settings, store, file, label)
+        return await _requeue(store, file, [u.id for u in dead], label, options, key, target)
+    return await _retake(settings, store, file, label, target)
 
 
-def _current_options(settings: Settings, file: FileRecord) -> tuple[str, dict[str, Any]] | str:
-    """Return ``(kind, Marketo options)`` from the current settings of the file's route.
+def _name(route: Route | None) -> str | None:
+    return route.name if route is not None else None
 
-    Returns:
-        A one-line error instead when the file's route is no longer in the settings.
+
+def _retry_route(
+    settings: Settings, file: FileRecord, wanted: str | None, routes: RoutesInForce
+) -> Route | str | None:
+    """The route a retried file goes to (None: the inbox root), or a one-line refusal.
+
+    ``wanted`` (``--route``) first, then the route the file came through, then the route
+    watching the inbox folder it was found in (an older leadflow took files from folders
+    that were no route then, with no route).
     """
-    source: ImportSettings
-    if file.route is None:
-        source, kind = settings.import_, ImportKind.LEADS
-    else:
-        route = next((r for r in settings.routes if r.name == file.route), None)
-        if route is None:
-            known = ", ".join(r.name for r in settings.routes) or "none configured"
+    whose = "the running daemon's routes" if routes.pid is not None else "known routes"
+    if wanted is None and file.route is None:
+        folder = _inbox_folder(settings, file)
+        if folder is None:
+            return None
+        found = routes.for_folder(folder)
+        if found is None:
             return (
-                f"leadflow: file {file.id} came through route {file.route!r}, which is no "
-                f"longer in the settings (known routes: {known}): restore it to retry"
+                f"leadflow: file {file.id} was dropped in the inbox folder '{folder}', which "
+                f"is not a route ({whose}: {routes.known()}): add the route (and reload the "
+                "daemon), or give --route NAME"
             )
-        source, kind = route, route.kind
+        return found
+    name = wanted if wanted is not None else file.route
+    assert name is not None
+    found = routes.find(name)
+    if found is not None:
+        return found
+    refusal = routes.refuse(name, settings)
+    if refusal is not None:
+        return refusal
+    if wanted is not None:
+        return f"leadflow: unknown route {name!r} ({whose}: {routes.known()})"
+    return (
+        f"leadflow: file {file.id} came through route {name!r}, which is no longer in the "
+        f"settings ({whose}: {routes.known()}): restore it, or give --route NAME"
+    )
+
+
+def _inbox_folder(settings: Settings, file: FileRecord) -> str | None:
+    """The inbox subfolder a file was found in (``events``), or None for the inbox root."""
+    try:
+        folder = Path(file.inbox_path).parent.relative_to(settings.paths.inbox)
+    except ValueError:
+        return None
+    text = folder.as_posix()
+    return None if text in ("", ".") else text
+
+
+def _options_of(settings: Settings, route: Route | None) -> tuple[str, dict[str, Any]]:
+    """Return ``(kind, Marketo options)`` of a route (the ``import`` section for None)."""
+    source: ImportSettings = route if route is not None else settings.import_
+    kind = route.kind if route is not None else ImportKind.LEADS
     return kind.value, upload_options(source, kind, source.lookup_field)
 
 
@@ -284,12 +410,12 @@ async def _requeue(
     label: str,
     options: dict[str, Any],
     key: str | None,
+    route: Route | None,
 ) -> tuple[int, str]:
     info = dict(file.info)
     found = info.get("route")
     route_info: dict[str, Any] = found if isinstance(found, dict) else {}
-    info["route"] = {"name": route_info.get("name", file.route),
-                     "kind": route_info.get("kind"), **options}
+    info["route"] = {"name": _name(route), "kind": route_info.get("kind"), **options}
     if "lookupField" in options:
         info["lookup_field"] = options["lookupField"]
     archived = info.pop("archived_path", None)
@@ -336,20 +462,23 @@ async def _requeue(
             error=None,
             info=info,
             import_key=key,
+            route=_name(route),
         )
     except sqlite3.IntegrityError as exc:
         twin = await _imported_twin(store, file, key)
         return EXIT_NOTHING, twin or f"{label}: cannot re-queue it: {exc}"
     except InvalidTransition as exc:
         return EXIT_NOTHING, f"{label}: cannot re-queue it: {exc}"
+    where = f"route {route.name}" if route is not None else "the inbox root's options"
     return EXIT_OK, (
-        f"{label}: {len(upload_ids)} upload(s) re-queued; the daemon sends them again and "
-        "rewrites its results when they finish"
+        f"{label}: {len(upload_ids)} upload(s) re-queued with {where} (source back in "
+        f"{source.parent}); the daemon sends them again and rewrites its results when they "
+        "finish"
     )
 
 
 async def _retake(
-    settings: Settings, store: Store, file: FileRecord, label: str
+    settings: Settings, store: Store, file: FileRecord, label: str, route: Route | None
 ) -> tuple[int, str]:
     info = dict(file.info)
     archived = Path(
@@ -358,7 +487,6 @@ async def _retake(
     if not await asyncio.to_thread(archived.is_file):
         return EXIT_NOTHING, f"{label}: its source is no longer in {archived.parent}"
     folder = settings.paths.inbox
-    route = next((r for r in settings.routes if r.name == file.route), None)
     if route is not None:
         folder = folder / route.subfolder
     try:
@@ -368,7 +496,8 @@ async def _retake(
     info.pop("archived_path", None)
     info["retaken_to"] = str(dest)
     await store.transition_file(file.id, file.status, file.status, info=info)
+    where = f"route {route.name}" if route is not None else "inbox root"
     return EXIT_OK, (
-        f"{label} was {file.status.value}: moved back into the inbox as {dest}; "
+        f"{label} was {file.status.value}: moved back into the inbox as {dest} ({where}); "
         "it is taken as a new file with a new id and report"
     )

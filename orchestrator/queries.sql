@@ -138,3 +138,11 @@ WHERE f.id IN (
                     ORDER BY id DESC LIMIT ?)
 )
 ORDER BY f.id
+
+-- name: upsert_daemon_routes
+INSERT INTO daemon_routes (id, pid, routes, recorded_at) VALUES (1, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, routes = excluded.routes,
+                               recorded_at = excluded.recorded_at
+
+-- name: select_daemon_routes
+SELECT pid, routes, recorded_at FROM daemon_routes WHERE id = 1

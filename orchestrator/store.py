@@ -82,6 +82,8 @@ SELECT_USAGE_ON_DAY = _Q["select_usage_on_day"]
 INSERT_ERROR = _Q["insert_error"]
 SELECT_RECENT_ERRORS = _Q["select_recent_errors"]
 SELECT_FILES_FOR_STATUS = _Q["select_files_for_status"]
+UPSERT_DAEMON_ROUTES = _Q["upsert_daemon_routes"]
+SELECT_DAEMON_ROUTES = _Q["select_daemon_routes"]
 
 #: Columns a transition may change besides ``status`` and ``updated_at``. Names come from
 #: this constant only, never from data, so the statement built from them is safe.
@@ -594,6 +596,24 @@ class Store:
         """
         rows = await self._fetchall(SELECT_FILES_FOR_STATUS, (open_limit, recent))
         return [dict(r) for r in rows]
+
+    async def record_daemon_routes(self, routes: Sequence[Mapping[str, Any]], pid: int) -> None:
+        """Record the routes the running daemon works with (replacing what was recorded).
+
+        Args:
+            routes: each route's settings as a JSON-ready dict, in the daemon's order.
+            pid: the daemon's process id (readers compare it with the lock holder's).
+        """
+        payload = json.dumps([dict(r) for r in routes], ensure_ascii=False)
+        async with self._transaction() as conn:
+            await conn.execute(UPSERT_DAEMON_ROUTES, (pid, payload, self._clock()))
+
+    async def daemon_routes(self) -> tuple[int, list[dict[str, Any]]] | None:
+        """Return ``(pid, routes)`` as the last daemon recorded them, or None if none did."""
+        row = await self._fetchone(SELECT_DAEMON_ROUTES)
+        if row is None:
+            return None
+        return int(row["pid"]), list(json.loads(row["routes"]))
 
     async def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
         """Return the newest errors first: ``at``, ``file_id``, ``upload_id``, ``code``, ``message``."""

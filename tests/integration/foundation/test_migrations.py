@@ -39,7 +39,8 @@ async def test_fresh_database_gets_tables_indexes_triggers(tmp_path: Path) -> No
         pass
     conn = sqlite3.connect(tmp_path / "q.db")
     objects = {(t, n) for t, n in conn.execute("SELECT type, name FROM sqlite_master")}
-    for table in ("files", "uploads", "status_history", "allowed_transitions", "api_usage"):
+    for table in ("files", "uploads", "status_history", "allowed_transitions", "api_usage",
+                  "daemon_routes"):
         assert ("table", table) in objects
     assert ("index", "files_import_imported") in objects
     assert ("trigger", "uploads_history_update") in objects
