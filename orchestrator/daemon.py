@@ -222,9 +222,12 @@ class Daemon:
     async def record_routes(self, settings: Settings | None = None) -> None:
         """Record the routes the daemon now works with (``publish_routes``).
 
-        Called at start; a reload calls it with the new settings once the loops use them.
+        Called at start (``daemon_started`` lists the routes); a reload calls it with the new
+        settings once the loops use them (logged ``daemon_routes_recorded``).
         """
-        await publish_routes(self.store, settings or self.settings)
+        settings = settings or self.settings
+        await publish_routes(self.store, settings)
+        log.info("daemon_routes_recorded", routes=[route.name for route in settings.routes])
 
     async def _describe_object(self, api_name: str) -> Any:
         """``client.describe_custom_object`` for intake, waiting while credentials are refused."""
@@ -402,7 +405,6 @@ async def publish_routes(store: Store, settings: Settings) -> None:
     """
     routes = [route.model_dump(mode="json", exclude_unset=True) for route in settings.routes]
     await store.record_daemon_routes(routes, os.getpid())
-    log.info("daemon_routes_recorded", routes=[route.name for route in settings.routes])
 
 
 async def _guarded(name: str, coro: Awaitable[Any]) -> None:
