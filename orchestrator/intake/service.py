@@ -407,7 +407,13 @@ class Intake:
             info["dedupe_fields"] = list(plan.dedupe)
         if plan.forced:
             info["forced"] = {
-                "repeats": {"file_id": repeats.id, "file": repeats.name} if repeats else None
+                "repeats": {"file_id": repeats.id, "file": repeats.name} if repeats else None,
+                "reason": (
+                    "its name has '.force.' (as `leadflow submit --force` names copies): "
+                    + (f"imported again although file {repeats.id} '{repeats.name}' had the "
+                       "same bytes and import options" if repeats else
+                       "no earlier file had the same bytes and import options")
+                ),
             }
             log.info("file_forced", file_id=record.id, file=record.name,
                      repeats=repeats.id if repeats else None)

@@ -76,7 +76,12 @@ async def test_same_bytes_with_other_options_are_imported_and_a_repeat_can_be_fo
     await run_once(settings)
     forced = reports(settings)["again.force.csv"]
     assert forced["status"] == "complete"
-    assert forced["forced"] == {"repeats": {"file_id": first, "file": "leads.csv"}}
+    assert forced["forced"] == {
+        "repeats": {"file_id": first, "file": "leads.csv"},
+        "reason": "its name has '.force.' (as `leadflow submit --force` names copies): "
+        f"imported again although file {first} 'leads.csv' had the same bytes and import "
+        "options",
+    }
     assert reports(settings)["leads.csv"]["forced"] is None
     imports = [r for r in await sim.requests() if r["endpoint"] == "import_lead"]
     assert len(imports) == 3  # leads.csv, webinar/leads.csv, again.force.csv
@@ -109,7 +114,22 @@ async def test_submit_force_names_the_copy_so_the_daemon_imports_it_again(
     done = reports(settings)
     first = done["webinar/signups.csv"]
     assert done["webinar/signups.force.csv"]["status"] == "complete"
-    assert done["webinar/signups.force.csv"]["forced"] == {
-        "repeats": {"file_id": first["file_id"], "file": "signups.csv"}
+    assert done["webinar/signups.force.csv"]["forced"]["repeats"] == {
+        "file_id": first["file_id"], "file": "signups.csv"
     }
     assert len([r for r in await sim.requests() if r["endpoint"] == "import_lead"]) == 2
+
+
+async def test_a_forced_file_with_nothing_to_repeat_says_so(
+    make_sim: MakeSim, daemon_settings: Callable[..., Settings]
+) -> None:
+    sim = await make_sim()
+    settings = daemon_settings(sim.url)
+    drop(settings, "fresh.force.csv")
+    await run_once(settings)
+    fresh = reports(settings)["fresh.force.csv"]
+    assert fresh["status"] == "complete"
+    assert fresh["forced"]["repeats"] is None
+    assert fresh["forced"]["reason"].endswith(
+        "no earlier file had the same bytes and import options"
+    )
