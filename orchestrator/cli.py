@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("file", type=Path, help="the lead file")
     submit.add_argument("--route", help="route name from the settings")
+    submit.add_argument(
+        "--force",
+        action="store_true",
+        help="import it even if the same file was imported before with the same options "
+        "(the copy is named NAME.force.EXT; its report names the file it repeats)",
+    )
 
     retry = sub.add_parser(
         "retry",
@@ -97,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-queue a file's failed uploads, or a rejected file after it was fixed",
     )
     retry.add_argument("file_id", type=int, help="the file id (see `leadflow status`)")
+    retry.add_argument(
+        "--route",
+        help="route to send it to (default: the route it came through, or the route of the "
+        "inbox folder it was dropped in)",
+    )
 
     sim = sub.add_parser(
         "simulator", parents=[common], help="serve the Marketo simulator (loopback by default)"
@@ -189,11 +200,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "submit":
         from orchestrator.commands.submit import submit_command
 
-        return await submit_command(settings, args.file, args.route)
+        return await submit_command(settings, args.file, args.route, force=args.force)
     if args.command == "retry":
         from orchestrator.commands.retry import retry_command
 
-        return await retry_command(settings, args.file_id)
+        return await retry_command(settings, args.file_id, args.route)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
 
 

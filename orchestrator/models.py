@@ -172,6 +172,10 @@ class FileRecord:
     updated_at: float
     finished_at: float | None
     reported_at: float | None
+    #: The import options its uploads are sent with (``intake.uploads.import_key``).
+    import_key: str | None = None
+    #: Imported on purpose although the same bytes and options were imported before.
+    forced: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> FileRecord:
@@ -196,6 +200,8 @@ class FileRecord:
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
             reported_at=row["reported_at"],
+            import_key=row["import_key"],
+            forced=bool(row["forced"]),
         )
 
 

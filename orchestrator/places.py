@@ -165,13 +165,35 @@ def move(source: Path, dest: Path) -> bool:
     return True
 
 
+def is_forced_name(name: str) -> bool:
+    """Return whether a file name asks for a repeat import: ``force`` is one of its dotted parts.
+
+    ``leads.force.csv`` (what ``leadflow submit --force`` names the copy) or
+    ``leads.csv.force``, in any case. Such a file is imported even when the same bytes were
+    imported before with the same options (it is never a ``duplicate``).
+    """
+    return "force" in name.lower().split(".")[1:]
+
+
+def forced_name(name: str) -> str:
+    """Return ``name`` with ``.force`` before its extension (``a.csv`` -> ``a.force.csv``)."""
+    if is_forced_name(name):
+        return name
+    stem, _, ext = name.rpartition(".")
+    return f"{stem}.force.{ext}" if stem else f"{name}.force"
+
+
 def _candidates(name: str) -> Iterator[str]:
+    """``name``, then ``name-2`` ... before the extension (``a.force.csv``: ``a-2.force.csv``)."""
     yield name
-    stem, dot, ext = name.rpartition(".")
+    forced = is_forced_name(name)
+    plain = ".".join(p for i, p in enumerate(name.split(".")) if i == 0 or p.lower() != "force")
+    stem, dot, ext = plain.rpartition(".")
     if not stem:
-        stem, dot, ext = name, "", ""
+        stem, dot, ext = plain, "", ""
     for n in range(2, 10_000):
-        yield f"{stem}-{n}{dot}{ext}"
+        candidate = f"{stem}-{n}{dot}{ext}"
+        yield forced_name(candidate) if forced else candidate
 
 
 def _link_free_name(tmp: Path, folder: Path, name: str) -> Path:

@@ -44,8 +44,22 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8780"
 DEFAULT_MAX_UPLOAD_BYTES = 9_500_000
 #: docs/reference/marketo-api.md §9.2: a share of Marketo's 100 calls / 20 s.
 DEFAULT_CALLS_PER_20S = 50
-#: Marketo's rate window, seconds (contract 6).
+#: Marketo's rate window, seconds (docs/reference/marketo-api.md §6).
 DEFAULT_RATE_WINDOW_S = 20.0
+#: Lookup values that mean "no value" (compared trimmed and case-insensitively), by who
+#: writes them: spreadsheets (Excel, Google Sheets, LibreOffice: ``#N/A``, ``#NULL!``, ``-``,
+#: an empty quoted string), pandas' ``read_csv`` default ``na_values`` (pandas 2.x
+#: ``STR_NA_VALUES``) plus numpy/pandas ``NaT``, JavaScript (``undefined``), R (``NA``), SQL
+#: dumps (``NULL``; ``\\N`` from MySQL ``SELECT ... INTO OUTFILE`` and PostgreSQL ``COPY``),
+#: Ruby/Lua (``nil``).
+DEFAULT_NULL_TOKENS: tuple[str, ...] = (
+    # spreadsheets
+    "#N/A", "N/A", "NA", "#NULL!", "NULL", "None", "nil", "-", "--", '""', "''",
+    # pandas read_csv defaults (the empty string is empty anyway)
+    "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "<NA>", "NaN", "-NaN",
+    # numpy / pandas datetimes, JavaScript, SQL dumps
+    "NaT", "undefined", "\\N",
+)
 ENV_PREFIX = "LEADFLOW_"
 CONFIG_ENV = "LEADFLOW_CONFIG"
 
@@ -214,10 +228,17 @@ class IntakeSettings(_Section):
     #: Encoding of files that are neither BOM-marked nor valid UTF-8 (a Python codec name such
     #: as ``cp1252`` or ``cp1250``); None detects it (Windows-1252 preferred among Latin pages).
     encoding: str | None = None
-    #: Values that count as empty in the lookup column (compared after trimming).
-    null_tokens: tuple[str, ...] = ("NULL", "null", "undefined", "#N/A", "N/A", "None")
+    #: Values that count as empty in the lookup column: compared after trimming, ignoring
+    #: case (``DEFAULT_NULL_TOKENS``: what spreadsheets, pandas, JavaScript, R and SQL dumps
+    #: write for a missing value).
+    null_tokens: tuple[str, ...] = DEFAULT_NULL_TOKENS
     #: Seconds the lead describe (field catalogue) is cached before it is fetched again.
     describe_refresh_s: PositiveFloat = 86_400.0
+
+    @field_validator("null_tokens")
+    @classmethod
+    def _trimmed_tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(token.strip() for token in value))
 
     @field_validator("encoding")
     @classmethod
@@ -253,7 +274,12 @@ class ImportSettings(_Section):
 
 
 class Route(ImportSettings):
-    """Import options for files dropped in one subfolder of the inbox."""
+    """Import options for files dropped in one subfolder of the inbox.
+
+    ``lookup_field`` of a ``custom_objects`` route: when left out, the object's dedupe fields
+    from Marketo's describe of it (``dedupeFields``) are the key columns (a custom object
+    import has no ``lookupField``; the lead default ``email`` does not apply).
+    """
 
     #: The route's name, shown in reports.
     name: str

@@ -10,7 +10,8 @@ It needs no running daemon: it writes only through the store's normal guarded tr
   upload's Marketo options (``lookupField``, ``listId``, ``partitionName``, ``programId``,
   ``programMemberStatus``, ``objectApiName``, ``format``) are derived again from the CURRENT
   settings of the file's route (the ``import`` section for the inbox root), so a setting fixed
-  after the failure is used; a route no longer in the settings is exit 2. A file whose bytes
+  after the failure is used. The file keeps its route (or takes ``--route NAME``); a route
+  no longer known (to the running daemon, when one runs) is exit 2. A file whose bytes
   were imported since as another file is not re-queued (exit 1, naming that file).
 - A file rejected with nothing to re-send (rejected by intake, or every row rejected) is moved
   from ``paths.rejected`` back into the inbox (``places.drop_into``), where it is taken as a
@@ -27,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.commands.output import EXIT_NOTHING, EXIT_OK, EXIT_USAGE, print_err, print_out
+from orchestrator.commands.routes import RoutesInForce, routes_in_force
 from orchestrator.commands.status import missing_database
 from orchestrator.errors import InvalidTransition
-from orchestrator.intake.uploads import upload_options
+from orchestrator.intake.uploads import import_key, upload_options
 from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, UploadStatus
 from orchestrator.places import (
     drop_into,
@@ -39,28 +41,36 @@ from orchestrator.places import (
     route_folder,
     source_path,
 )
-from orchestrator.settings import ImportKind, ImportSettings, Settings
+from orchestrator.settings import ImportKind, ImportSettings, Route, Settings
 from orchestrator.store import Store
 
 
-async def retry_command(settings: Settings, file_id: int) -> int:
+async def retry_command(settings: Settings, file_id: int, route: str | None = None) -> int:
     """Re-queue a file's failed uploads, or put a rejected file back into the inbox.
 
+    The file keeps its route: ``route`` when given, else the route it came through, else the
+    route of the inbox folder it was dropped in (a file an older leadflow rejected because
+    its folder was no route then). Routes are those of the running daemon when one runs
+    (``routes_in_force``), else the settings file's.
+
     Returns:
-        0 when something was re-queued or moved (prints what), 1 when there is nothing to
-        retry (prints why) or no database, 2 when there is no such file.
+        0 when something was re-queued or moved (prints one line saying where), 1 when there
+        is nothing to retry (prints why) or no database, 2 when there is no such file or its
+        route is unknown (to the running daemon).
     """
     missing = missing_database(settings)
     if missing is not None:
         print_err(missing)
         return EXIT_NOTHING
     async with Store.open(settings.paths.database) as store:
-        code, message = await retry_file(settings, store, file_id)
+        code, message = await retry_file(settings, store, file_id, route)
     (print_out if code == EXIT_OK else print_err)(message)
     return code
 
 
-async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[int, str]:
+async def retry_file(
+    settings: Settings, store: Store, file_id: int, route: str | None = None
+) -> tuple[int, str]:
     """Do the work of ``retry_command``; return ``(exit code, one line for the operator)``."""
     file = await store.get_file(file_id)
     if file is None:
@@ -75,6 +85,14 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
         return EXIT_NOTHING, f"{label} is a duplicate of a file already imported: {file.error}"
     uploads = await store.uploads_of_file(file.id)
     dead = [u for u in uploads if u.status in UPLOAD_DEAD]
+    if file.status is FileStatus.PARTIAL and not dead:
+        return EXIT_NOTHING, (
+            f"{label} has no failed uploads: nothing to retry; the rows that were not imported "
+            f"are listed in {results / 'failures.csv'}: fix them and submit them as a new file"
+        )
+    target = _retry_route(settings, file, route, await routes_in_force(settings, store))
+    if isinstance(target, str):
+        return EXIT_USAGE, target
     if dead:
         missing = [u.seq for u in dead if not await asyncio.to_thread(Path(u.path).is_file)]
         if missing:
@@ -82,53 +100,92 @@ async def retry_file(settings: Settings, store: Store, file_id: int) -> tuple[in
                 f"{label}: cannot re-send uploads {missing}: their prepared files are gone "
                 f"from {settings.paths.work}"
             )
-        derived = _current_options(settings, file)
-        if isinstance(derived, str):
-            return EXIT_USAGE, derived
-        kind, options = derived
+        kind, options = _options_of(settings, target)
         if any(u.kind != kind for u in dead):
             return EXIT_NOTHING, (
-                f"{label}: its route {file.route!r} now imports {kind}, its prepared uploads "
-                f"are {dead[0].kind}: submit the file again instead"
+                f"{label}: its route {_name(target)!r} now imports {kind}, its prepared "
+                f"uploads are {dead[0].kind}: submit the file again instead"
             )
-        twin = await _imported_twin(store, file)
+        key = _retry_key(file, kind, options)
+        twin = await _imported_twin(store, file, key)
         if twin is not None:
             return EXIT_NOTHING, twin
-        return await _requeue(store, file, [u.id for u in dead], label, options)
-    if file.status is FileStatus.PARTIAL:
-        return EXIT_NOTHING, (
-            f"{label} has no failed uploads: nothing to retry; the rows that were not imported "
-            f"are listed in {results / 'failures.csv'}: fix them and submit them as a new file"
-        )
-    return await _retake(settings, store, file, label)
+        return await _requeue(store, file, [u.id for u in dead], label, options, key, target)
+    return await _retake(settings, store, file, label, target)
 
 
-def _current_options(settings: Settings, file: FileRecord) -> tuple[str, dict[str, Any]] | str:
-    """Return ``(kind, Marketo options)`` from the current settings of the file's route.
+def _name(route: Route | None) -> str | None:
+    return route.name if route is not None else None
 
-    Returns:
-        A one-line error instead when the file's route is no longer in the settings.
+
+def _retry_route(
+    settings: Settings, file: FileRecord, wanted: str | None, routes: RoutesInForce
+) -> Route | str | None:
+    """The route a retried file goes to (None: the inbox root), or a one-line refusal.
+
+    ``wanted`` (``--route``) first, then the route the file came through, then the route
+    watching the inbox folder it was found in (an older leadflow took files from folders
+    that were no route then, with no route).
     """
-    source: ImportSettings
-    if file.route is None:
-        source, kind = settings.import_, ImportKind.LEADS
-    else:
-        route = next((r for r in settings.routes if r.name == file.route), None)
-        if route is None:
-            known = ", ".join(r.name for r in settings.routes) or "none configured"
+    if wanted is None and file.route is None:
+        folder = _inbox_folder(settings, file)
+        if folder is None:
+            return None
+        found = routes.for_folder(folder)
+        if found is None:
             return (
-                f"leadflow: file {file.id} came through route {file.route!r}, which is no "
-                f"longer in the settings (known routes: {known}): restore it to retry"
+                f"leadflow: file {file.id} was dropped in the inbox folder '{folder}', which "
+                f"is not a route ({routes.whose()}: {routes.known()}): add the route (and "
+                "reload the daemon), or give --route NAME"
             )
-        source, kind = route, route.kind
+        return found
+    name = wanted if wanted is not None else file.route
+    assert name is not None
+    found = routes.find(name)
+    if found is not None:
+        return found
+    refusal = routes.refuse(name, settings)
+    if refusal is not None:
+        return refusal
+    if wanted is not None:
+        return f"leadflow: unknown route {name!r} ({routes.whose()}: {routes.known()})"
+    return (
+        f"leadflow: file {file.id} came through route {name!r}, which is no longer in the "
+        f"settings ({routes.whose()}: {routes.known()}): restore it, or give --route NAME"
+    )
+
+
+def _inbox_folder(settings: Settings, file: FileRecord) -> str | None:
+    """The inbox subfolder a file was found in (``events``), or None for the inbox root."""
+    try:
+        folder = Path(file.inbox_path).parent.relative_to(settings.paths.inbox)
+    except ValueError:
+        return None
+    text = folder.as_posix()
+    return None if text in ("", ".") else text
+
+
+def _options_of(settings: Settings, route: Route | None) -> tuple[str, dict[str, Any]]:
+    """Return ``(kind, Marketo options)`` of a route (the ``import`` section for None)."""
+    source: ImportSettings = route if route is not None else settings.import_
+    kind = route.kind if route is not None else ImportKind.LEADS
     return kind.value, upload_options(source, kind, source.lookup_field)
 
 
-async def _imported_twin(store: Store, file: FileRecord) -> str | None:
-    """Return why ``file`` cannot be re-queued when its bytes were imported since, or None."""
-    if not file.sha256:
+def _retry_key(file: FileRecord, kind: str, options: dict[str, Any]) -> str | None:
+    """The import key a re-queued file gets (None for a file recorded without one)."""
+    return import_key(kind, options) if file.import_key is not None else None
+
+
+async def _imported_twin(store: Store, file: FileRecord, key: str | None) -> str | None:
+    """Return why ``file`` cannot be re-queued, or None.
+
+    It cannot when its bytes were imported since as another file with the import options
+    ``key`` it would be sent with; a forced file is never held back.
+    """
+    if not file.sha256 or file.forced:
         return None
-    twin = await store.imported_file_with_sha(file.sha256)
+    twin = await store.imported_twin(file.sha256, key)
     if twin is None or twin.id == file.id:
         return None
     return (
@@ -138,13 +195,18 @@ async def _imported_twin(store: Store, file: FileRecord) -> str | None:
 
 
 async def _requeue(
-    store: Store, file: FileRecord, upload_ids: list[int], label: str, options: dict[str, Any]
+    store: Store,
+    file: FileRecord,
+    upload_ids: list[int],
+    label: str,
+    options: dict[str, Any],
+    key: str | None,
+    route: Route | None,
 ) -> tuple[int, str]:
     info = dict(file.info)
     found = info.get("route")
     route_info: dict[str, Any] = found if isinstance(found, dict) else {}
-    info["route"] = {"name": route_info.get("name", file.route),
-                     "kind": route_info.get("kind"), **options}
+    info["route"] = {"name": _name(route), "kind": route_info.get("kind"), **options}
     if "lookupField" in options:
         info["lookup_field"] = options["lookupField"]
     archived = info.pop("archived_path", None)
@@ -190,20 +252,24 @@ async def _requeue(
             finished_at=None,
             error=None,
             info=info,
+            import_key=key,
+            route=_name(route),
         )
     except sqlite3.IntegrityError as exc:
-        twin = await _imported_twin(store, file)
+        twin = await _imported_twin(store, file, key)
         return EXIT_NOTHING, twin or f"{label}: cannot re-queue it: {exc}"
     except InvalidTransition as exc:
         return EXIT_NOTHING, f"{label}: cannot re-queue it: {exc}"
+    where = f"route {route.name}" if route is not None else "the inbox root's options"
     return EXIT_OK, (
-        f"{label}: {len(upload_ids)} upload(s) re-queued; the daemon sends them again and "
-        "rewrites its results when they finish"
+        f"{label}: {len(upload_ids)} upload(s) re-queued with {where} (source back in "
+        f"{source.parent}); the daemon sends them again and rewrites its results when they "
+        "finish"
     )
 
 
 async def _retake(
-    settings: Settings, store: Store, file: FileRecord, label: str
+    settings: Settings, store: Store, file: FileRecord, label: str, route: Route | None
 ) -> tuple[int, str]:
     info = dict(file.info)
     archived = Path(
@@ -211,7 +277,6 @@ async def _retake(
     )
     if not await asyncio.to_thread(archived.is_file):
         return EXIT_NOTHING, f"{label}: its source is no longer in {archived.parent}"
-    route = next((r for r in settings.routes if r.name == file.route), None)
     folder = route_folder(settings.paths.inbox, route)
     try:
         dest = await asyncio.to_thread(drop_into, archived, folder, file.name, move=True)
@@ -220,7 +285,8 @@ async def _retake(
     info.pop("archived_path", None)
     info["retaken_to"] = str(dest)
     await store.transition_file(file.id, file.status, file.status, info=info)
+    where = f"route {route.name}" if route is not None else "inbox root"
     return EXIT_OK, (
-        f"{label} was {file.status.value}: moved back into the inbox as {dest}; "
+        f"{label} was {file.status.value}: moved back into the inbox as {dest} ({where}); "
         "it is taken as a new file with a new id and report"
     )

@@ -75,6 +75,10 @@ class DaemonClient(Submitter, StatusSource, ResultsClient, HasTokens, Protocol):
         """Return the instance's lead fields (intake's field catalogue)."""
         ...
 
+    async def describe_custom_object(self, api_name: str) -> Any:
+        """Return a custom object's describe (its dedupe fields), for custom-object routes."""
+        ...
+
 
 class IntakeLike(Protocol):
     """The part of ``orchestrator.intake.Intake`` the daemon uses (a test may bring a fake)."""
@@ -105,7 +109,8 @@ class Daemon:
         clock: epoch seconds (the store, client and loops all use it).
         client: a ready ``MarketoClient`` (tests); by default one is opened and closed here.
         intake_factory: builds the intake from ``(store, client)`` (tests); by default
-            ``Intake(settings, store, describe=client.describe_leads, clock=clock)``.
+            ``Intake(settings, store, describe=client.describe_leads, clock=clock,
+            describe_object=client.describe_custom_object)``.
         reporter_factory: builds the reporter from ``(store, client)`` (tests); by default
             ``Reporter(settings, store, client, clock)``.
         handle_signals: install SIGTERM/SIGINT handlers while ``run`` runs.
@@ -159,6 +164,7 @@ class Daemon:
             self.store = await stack.enter_async_context(
                 Store.open(self.settings.paths.database, clock=self.clock)
             )
+            await publish_routes(self.store, self.settings)
             if self._given_client is not None:
                 self.client = self._given_client
             else:
@@ -175,6 +181,7 @@ class Daemon:
             else:
                 self.intake = Intake(
                     self.settings, self.store, describe=self._describe, clock=self.clock,
+                    describe_object=self._describe_object,
                 )
             if self._reporter_factory is not None:
                 self.reporter = self._reporter_factory(self.store, self.client)
@@ -226,6 +233,22 @@ class Daemon:
     async def _describe(self) -> Any:
         """``client.describe_leads`` for intake, waiting while the credentials are refused."""
         return await self.gate.call_when_open(self.stop_event, self.client.describe_leads)
+
+    async def record_routes(self, settings: Settings | None = None) -> None:
+        """Record the routes the daemon now works with (``publish_routes``).
+
+        Called at start (``daemon_started`` lists the routes); a reload calls it with the new
+        settings once the loops use them (logged ``daemon_routes_recorded``).
+        """
+        settings = settings or self.settings
+        await publish_routes(self.store, settings)
+        log.info("daemon_routes_recorded", routes=[route.name for route in settings.routes])
+
+    async def _describe_object(self, api_name: str) -> Any:
+        """``client.describe_custom_object`` for intake, waiting while credentials are refused."""
+        return await self.gate.call_when_open(
+            self.stop_event, lambda: self.client.describe_custom_object(api_name)
+        )
 
     def on_enqueued(self, *args: Any, **kwargs: Any) -> None:
         """Callback for intake: new uploads or a finished file are in the store."""
@@ -387,6 +410,19 @@ class Daemon:
     async def drained(self) -> bool:
         """Return whether every upload is terminal and every file has its report."""
         return await drain.drained(self.store)
+
+
+async def publish_routes(store: Store, settings: Settings) -> None:
+    """Record in the store the routes (names and options) this daemon works with.
+
+    ``leadflow submit`` and ``leadflow retry`` read them while this daemon holds the
+    database lock, and refuse a route it does not know (the settings file may have changed
+    since it started). Call it at start and after every reload, once the new settings are in
+    force. Each route is stored as the settings that were written for it
+    (``model_dump(exclude_unset=True)``), so readers rebuild the same ``Route``.
+    """
+    routes = [route.model_dump(mode="json", exclude_unset=True) for route in settings.routes]
+    await store.record_daemon_routes(routes, os.getpid())
 
 
 async def _guarded(name: str, coro: Awaitable[Any]) -> None:

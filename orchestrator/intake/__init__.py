@@ -9,8 +9,8 @@ Decisions (each is documented where it is made):
 - ``watcher``: a file is taken when its size and mtime have not changed for
   ``intake.stable_s`` in our own observations, or at once when a watch event shows it was
   moved in complete; dot files, ``*.tmp``, ``*.part``, ``~$*`` are ignored; symlinks and
-  special files are ignored and logged once; a file in an inbox folder that is no route is
-  rejected with a reason naming the folder (a silent ignore would look like a loss).
+  special files are ignored and logged once; an inbox folder that is no route is left alone
+  (its files stay where they are) and logged once (``inbox_folder_ignored``).
 - ``split``: 1024 bytes are reserved for the multipart framing, so an upload file is at most
   ``limits.max_upload_bytes - 1024`` bytes.
 - ``encoding``: BOM, then strict UTF-8, then a guess from a bounded sample (Windows-1252

@@ -1,4 +1,4 @@
-"""The lead field catalogue: REST API names, display names and types from Marketo's describe.
+"""The field catalogues: lead fields from Marketo's describe, and custom objects' dedupe fields.
 
 docs/reference/marketo-api.md §7: the header of an upload must hold REST API names (``firstName``,
 not "First Name"); display names are not matched by Marketo, so intake maps them here.
@@ -35,6 +35,18 @@ class LeadFieldLike(Protocol):
     @property
     def read_only(self) -> bool:
         """Whether the REST API refuses writes to the field."""
+
+
+class CustomObjectLike(Protocol):
+    """What intake needs of a custom object's describe (``marketo.ObjectDescription`` fits)."""
+
+    @property
+    def name(self) -> str:
+        """The object's API name, e.g. ``car_c``."""
+
+    @property
+    def dedupe_fields(self) -> tuple[str, ...]:
+        """The fields that identify a record (several: a compound key)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,17 @@ import structlog
 from orchestrator.intake.duplicates import DuplicateCounter, partitions_for
 from orchestrator.intake.encoding import CHUNK_BYTES, SourceScan, guess_encoding, utf8_damage
 from orchestrator.intake.fields import Catalogue
-from orchestrator.intake.header import HeaderMap, map_header
+from orchestrator.intake.header import (
+    HeaderMap,
+    check_dedupe_columns,
+    data_like_cells,
+    map_header,
+    taken_while_written,
+)
 from orchestrator.intake.lines import LineFeed, canonical
 from orchestrator.intake.quirks import TrimmedReader, header_for_upload, sep_hint, trim_header
-from orchestrator.intake.reasons import Unimportable, empty
-from orchestrator.intake.rows import RowRules, read_batch
+from orchestrator.intake.reasons import MISSING_DEDUPE, Unimportable, empty
+from orchestrator.intake.rows import RowRules, compound_key, read_batch
 from orchestrator.intake.sniff import sniff_delimiter, split_header
 from orchestrator.intake.split import UploadSplitter, WrittenUpload, upload_budget
 from orchestrator.intake.validate import typed_columns
@@ -51,11 +57,16 @@ class PrepareSpec:
 
     Attributes:
         catalogue: the describe catalogue, or None to keep the header as is (custom objects).
-        lookup_field: REST name of the lookup column.
+        lookup_field: REST name of the lookup column (for a custom object: its first dedupe
+            field).
         max_upload_bytes: ``limits.max_upload_bytes``.
-        null_tokens: lookup values that count as empty (compared after trimming).
+        null_tokens: lookup values that count as empty (compared trimmed, ignoring case).
         allow_encoding_guess: ``intake.allow_encoding_guess``.
         encoding: ``intake.encoding`` (None: guess).
+        stable_s: ``intake.stable_s``, named when a header looks like data (None: unknown).
+        dedupe_fields: a custom object's dedupe fields from its describe (empty otherwise):
+            the header must hold each, and a record needs a value in each.
+        object_name: the custom object's API name (for the header's rejection reason).
     """
 
     catalogue: Catalogue | None
@@ -64,6 +75,9 @@ class PrepareSpec:
     null_tokens: Collection[str] = ()
     allow_encoding_guess: bool = True
     encoding: str | None = None
+    stable_s: float | None = None
+    dedupe_fields: tuple[str, ...] = ()
+    object_name: str | None = None
 
 
 @dataclass(slots=True)
@@ -199,7 +213,15 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
 
         delimiter = hinted or sniff_delimiter(header_line, all_known)
         columns, trim = header_for_upload(split_header(header_line, delimiter))
-        hmap = map_header(columns, catalogue, spec.lookup_field)
+        try:
+            if spec.dedupe_fields:
+                check_dedupe_columns(columns, spec.dedupe_fields, spec.object_name or "")
+            hmap = map_header(columns, catalogue, spec.lookup_field)
+        except Unimportable as exc:
+            data = data_like_cells(columns)
+            if data:
+                raise Unimportable(taken_while_written(data, spec.stable_s, exc.reason)) from exc
+            raise
         lookup_field = hmap.fields[hmap.lookup_index]
         fold = spec.lookup_field == "email" or (
             lookup_field is not None and lookup_field.data_type.lower() == "email"
@@ -233,7 +255,8 @@ def _prepare(source: Path, work_dir: Path, codec: str, label: str, spec: Prepare
     if total == 0:
         clean_work_dir(work_dir)
         raise empty("The file has a header but no data rows.")
-    repeats, listed = dups.finish(lambda rows: _values_at(uploads, hmap.lookup_index, rows, fold))
+    keys = [hmap.names.index(f) for f in spec.dedupe_fields] or [hmap.lookup_index]
+    repeats, listed = dups.finish(lambda rows: _values_at(uploads, keys, rows, fold))
     return Prepared(
         uploads=uploads,
         encoding=label,
@@ -279,6 +302,8 @@ def _rows(
         fold=fold,
         dups=dups,
         reject=reject,
+        also=[hmap.names.index(f) for f in spec.dedupe_fields[1:]],
+        no_key_reason=MISSING_DEDUPE if spec.dedupe_fields else None,
     )
     start = header_end + 1
     misses = 0  # clean batches in a row whose text was not canonical
@@ -306,9 +331,12 @@ def _rows(
 
 
 def _values_at(
-    uploads: Iterable[WrittenUpload], lookup: int, wanted: set[int], fold: bool
+    uploads: Iterable[WrittenUpload], keys: list[int], wanted: set[int], fold: bool
 ) -> Iterator[tuple[int, str]]:
-    """Yield ``(source row, lookup value)`` for the wanted rows, reading the uploads back."""
+    """Yield ``(source row, key value)`` for the wanted rows, reading the uploads back.
+
+    ``keys`` are the key columns (one lookup column, or a custom object's dedupe fields).
+    """
     left = set(wanted)
     for upload in uploads:
         if not left:
@@ -319,7 +347,7 @@ def _values_at(
             for row, line in zip(reader, upload.source_rows(), strict=False):
                 if line in left:
                     left.discard(line)
-                    value = row[lookup].strip()
+                    value = compound_key(row, keys) if len(keys) > 1 else row[keys[0]].strip()
                     yield line, value.lower() if fold else value
 
 

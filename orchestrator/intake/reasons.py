@@ -11,6 +11,9 @@ from orchestrator.models import FileStatus
 
 #: Row reason: the record's field count differs from the header's (Marketo's text).
 WRONG_FIELD_COUNT = "Invalid number of fields"
+#: Row reason: a custom object record without a value in a dedupe field (Marketo's text,
+#: ADOC-co).
+MISSING_DEDUPE = "missing.dedupe.fields"
 
 
 def lookup_not_found(field: str) -> str:

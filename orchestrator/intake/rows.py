@@ -1,7 +1,8 @@
 """Row rules over batches of records, with a C-speed fast path for clean batches.
 
 Rules, in Marketo's order (docs/reference/marketo-api.md §8.5): a record whose field count differs
-from the header's; an empty lookup value (empty or one of ``intake.null_tokens`` after trimming); a
+from the header's; an empty lookup value (empty, or one of ``intake.null_tokens`` after trimming
+and ignoring case); a
 value that is not of its field's type. Records whose every field is empty or spaces (the
 ``,,,`` rows spreadsheets leave) are skipped like blank lines and counted nowhere.
 
@@ -22,6 +23,13 @@ from orchestrator.intake.reasons import WRONG_FIELD_COUNT, Unimportable, lookup_
 from orchestrator.intake.validate import Typed
 
 Reject = Callable[[int, list[str], str], None]
+#: Joins the parts of a compound key (custom objects with several dedupe fields).
+KEY_SEPARATOR = " | "
+
+
+def compound_key(row: Sequence[str], indexes: Sequence[int]) -> str:
+    """The key of a row over several columns: each value trimmed, joined by ``KEY_SEPARATOR``."""
+    return KEY_SEPARATOR.join(row[i].strip() for i in indexes)
 
 
 def read_batch(
@@ -64,7 +72,11 @@ class RowRules:
         width: header columns.
         lookup: index of the lookup column.
         lookup_field: its REST name (for the rejection reason).
-        null_tokens: lookup values that count as empty after trimming.
+        null_tokens: lookup values that count as empty after trimming, ignoring case.
+        also: indexes of further key columns (a custom object's compound dedupe key): a
+            record needs a value in each, and duplicates compare them all.
+        no_key_reason: the rejection reason of a record without a key value (default
+            Marketo's ``Value for lookup field 'NAME' not found``).
         typed: typed columns (``validate.typed_columns``).
         fold: compare lookup values case-insensitively (email; ``str.lower``).
         dups: the duplicate counter.
@@ -82,12 +94,15 @@ class RowRules:
         fold: bool,
         dups: DuplicateCounter,
         reject: Reject,
+        also: Sequence[int] = (),
+        no_key_reason: str | None = None,
     ) -> None:
         self.width = width
         self.lookup = lookup
-        self.nulls = frozenset(null_tokens) | {""}
-        self._folded_nulls = frozenset(map(str.lower, self.nulls))
-        self.no_lookup = lookup_not_found(lookup_field)
+        #: The null tokens trimmed and lower-cased, and the empty string.
+        self.nulls = frozenset(token.strip().lower() for token in null_tokens) | {""}
+        self.no_lookup = no_key_reason or lookup_not_found(lookup_field)
+        self.keys = (lookup, *also)
         self.typed = typed
         self.fold = fold
         self.dups = dups
@@ -109,22 +124,46 @@ class RowRules:
         """Return the normalised lookup values if every record passes every rule, else None."""
         if set(map(len, batch)) != {self.width}:
             return None
+        if len(self.keys) > 1:
+            return self._compound_keys(batch)
         keys = list(map(str.strip, map(self._key, batch)))
         if self.fold:  # lower-cased first: a key that is a null token is one lower-cased too
             keys = list(map(str.lower, keys))
-            if not self._folded_nulls.isdisjoint(keys):
+            if not self.nulls.isdisjoint(keys):
                 return None
-        elif not self.nulls.isdisjoint(keys):
+        elif not self.nulls.isdisjoint(map(str.lower, keys)):
             return None
         for index, fast, _check, _reason in self.typed:
             if not all(map(fast, map(itemgetter(index), batch))):
                 return None
         return keys
 
+    def _compound_keys(self, batch: list[list[str]]) -> list[str] | None:
+        """``_fast_keys`` for a compound key (plain Python: custom objects only)."""
+        keys: list[str] = []
+        for row in batch:
+            key = self._key_of(row)
+            if key is None:
+                return None
+            keys.append(key)
+        for index, fast, _check, _reason in self.typed:
+            if not all(map(fast, map(itemgetter(index), batch))):
+                return None
+        return keys
+
+    def _key_of(self, row: list[str]) -> str | None:
+        """The normalised key of a record of the right width, or None when a part is empty."""
+        nulls = self.nulls
+        for index in self.keys:
+            if row[index].strip().lower() in nulls:
+                return None
+        key = compound_key(row, self.keys) if len(self.keys) > 1 else row[self.lookup].strip()
+        return key.lower() if self.fold else key
+
     def _slow(
         self, batch: list[list[str]], starts: Sequence[int]
     ) -> tuple[list[list[str]], list[int]]:
-        width, lookup, nulls, typed = self.width, self.lookup, self.nulls, self.typed
+        width, typed = self.width, self.typed
         reject, dups = self.reject, self.dups
         good: list[list[str]] = []
         lines: list[int] = []
@@ -135,8 +174,8 @@ class RowRules:
                 self.total += 1
                 reject(start, row, WRONG_FIELD_COUNT)
                 continue
-            key = row[lookup].strip()
-            if key in nulls:
+            key = self._key_of(row)
+            if key is None:
                 if not any(f.strip() for f in row):
                     continue
                 self.total += 1
@@ -152,7 +191,7 @@ class RowRules:
             if bad is not None:
                 reject(start, row, bad)
                 continue
-            dups.add(key.lower() if self.fold else key, start)
+            dups.add(key, start)
             good.append(row)
             lines.append(start)
         return good, lines

@@ -14,13 +14,20 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from orchestrator.errors import StoreError
-from orchestrator.intake.catalogue import CatalogueCache, CatalogueUnavailable, Describe
+from orchestrator.intake.catalogue import (
+    CatalogueCache,
+    CatalogueUnavailable,
+    Describe,
+    DescribeObject,
+    ObjectCache,
+)
 from orchestrator.intake.claim import claim, scan_and_prepare_small
 from orchestrator.intake.encoding import SourceScan
 from orchestrator.intake.loop import watch_loop
@@ -31,7 +38,7 @@ from orchestrator.intake.prepare import (
     prepare_file,
 )
 from orchestrator.intake.reasons import Unimportable
-from orchestrator.intake.uploads import LazyUploads, file_info, upload_options
+from orchestrator.intake.uploads import LazyUploads, file_info, import_key, upload_options
 from orchestrator.intake.watcher import (
     Candidate,
     StabilityTracker,
@@ -39,7 +46,13 @@ from orchestrator.intake.watcher import (
     unknown_folder_reason,
 )
 from orchestrator.models import FileRecord, FileStatus
-from orchestrator.places import PENDING_ID, work_dir_of_source, work_source
+from orchestrator.places import (
+    PENDING_ID,
+    forced_name,
+    is_forced_name,
+    work_dir_of_source,
+    work_source,
+)
 from orchestrator.settings import ImportKind, Route, Settings
 from orchestrator.store import Store
 from orchestrator.timing import Clock
@@ -50,6 +63,18 @@ log = structlog.get_logger(__name__)
 CONCURRENT_FILES = 4
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one file is imported: endpoint, key columns, Marketo options, duplicate key."""
+
+    kind: ImportKind
+    lookup: str
+    dedupe: tuple[str, ...]
+    options: dict[str, Any]
+    key: str
+    forced: bool
+
+
 class Intake:
     """The inbox watcher and file preparation (see ``docs/design.md``, "Intake").
 
@@ -58,10 +83,19 @@ class Intake:
         store: the open store.
         describe: coroutine function returning the lead fields (``MarketoClient.describe_leads``).
         clock: epoch seconds; drives stability and the describe cache.
+        describe_object: coroutine function returning one custom object's describe by API
+            name (``MarketoClient.describe_custom_object``); custom object routes without
+            their own ``lookup_field`` need it for the object's dedupe fields (without it
+            their files wait).
     """
 
     def __init__(
-        self, settings: Settings, store: Store, describe: Describe, clock: Clock = time.time
+        self,
+        settings: Settings,
+        store: Store,
+        describe: Describe,
+        clock: Clock = time.time,
+        describe_object: DescribeObject | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -70,6 +104,12 @@ class Intake:
         self.tracker = StabilityTracker(settings.intake.stable_s)
         self.catalogue = CatalogueCache(
             describe,
+            refresh_s=settings.intake.describe_refresh_s,
+            retry_s=settings.intake.rescan_interval_s,
+            clock=clock,
+        )
+        self.objects = ObjectCache(
+            describe_object,
             refresh_s=settings.intake.describe_refresh_s,
             retry_s=settings.intake.rescan_interval_s,
             clock=clock,
@@ -132,6 +172,17 @@ class Intake:
         listing = await asyncio.to_thread(scan_inbox, inbox, self.settings)
         for path, why in listing.ignored:
             self._log_once("inbox_entry_ignored", str(path), reason=why)
+        for folder in listing.foreign_folders:
+            self._log_once(
+                "inbox_folder_ignored",
+                str(folder),
+                folder=folder.name,
+                routes=[route.name for route in self.settings.routes],
+                route_folders=[route.subfolder for route in self.settings.routes],
+                reason="not a route folder: its files are left where they are; add a "
+                "[[routes]] entry with this folder (then restart or reload the daemon) or "
+                "move them to the inbox root or a route folder",
+            )
         present = {str(c.path) for c in listing.candidates}
         self.tracker.retain(present)
         for gone in [p for p in self._unclaimable if p not in present]:
@@ -207,10 +258,7 @@ class Intake:
             route=claimed.route,
             size_bytes=candidate.size,
         )
-        if candidate.route_error is not None:
-            await self._end(claimed, Unimportable(candidate.route_error))
-        else:
-            await self._process(claimed)
+        await self._process(claimed)
         return True
 
     async def _move_in(
@@ -258,27 +306,62 @@ class Intake:
         with structlog.contextvars.bound_contextvars(file_id=record.id, file=record.name):
             await self._process_bound(record)
 
+    async def _keys(self, route: Route | None) -> tuple[str, tuple[str, ...]]:
+        """Return ``(lookup field, dedupe fields)`` of a file's route.
+
+        Leads and program members: the route's (or ``import``'s) ``lookup_field``, no dedupe
+        fields. A custom object route with its own ``lookup_field``: that field. Without one
+        (``[import] lookup_field`` is a lead field and is never inherited): the object's
+        ``dedupeFields`` from Marketo's describe of it, the first being the lookup field.
+
+        Raises:
+            CatalogueUnavailable: the object's describe failed transiently.
+            Unimportable: Marketo refused to describe the object.
+        """
+        if route is None or route.kind is not ImportKind.CUSTOM_OBJECTS:
+            return (route or self.settings.import_).lookup_field, ()
+        if "lookup_field" in route.model_fields_set:
+            return route.lookup_field, ()
+        assert route.object_api_name is not None  # Route's validator
+        described = await self.objects.get(route.object_api_name)
+        return described.dedupe_fields[0], tuple(described.dedupe_fields)
+
+    async def _plan(self, record: FileRecord, route: Route | None) -> _Plan:
+        """Decide the endpoint, key columns and options of a file (may call describe).
+
+        Raises:
+            CatalogueUnavailable, Unimportable: as ``_keys``.
+        """
+        kind = route.kind if route is not None else ImportKind.LEADS
+        lookup, dedupe = await self._keys(route)
+        options = upload_options(route or self.settings.import_, kind, lookup)
+        return _Plan(kind, lookup, dedupe, options, import_key(kind.value, options),
+                     is_forced_name(record.name))
+
     async def _process_bound(self, record: FileRecord) -> None:
         route = self._route(record)
-        kind = route.kind if route is not None else ImportKind.LEADS
-        lookup = (route or self.settings.import_).lookup_field
         source = Path(record.work_path)
         work_dir = work_dir_of_source(source)
         scan: SourceScan | None = None
         try:
+            plan = await self._plan(record, route)
+            lookup, dedupe, kind = plan.lookup, plan.dedupe, plan.kind
             catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self.catalogue.get()
             spec = PrepareSpec(
                 catalogue=catalogue,
                 lookup_field=lookup,
+                dedupe_fields=dedupe,
+                object_name=route.object_api_name if route is not None else None,
                 max_upload_bytes=self.settings.limits.max_upload_bytes,
                 null_tokens=self.settings.intake.null_tokens,
                 allow_encoding_guess=self.settings.intake.allow_encoding_guess,
                 encoding=self.settings.intake.encoding,
+                stable_s=self.settings.intake.stable_s,
             )
             scanned, early = await asyncio.to_thread(scan_and_prepare_small, source, spec)
             scan = scanned
-            twin = await self.store.imported_file_with_sha(scanned.sha256)
-            if twin is not None:
+            twin = await self.store.imported_twin(scanned.sha256, plan.key)
+            if twin is not None and not plan.forced:
                 if early is not None:
                     await asyncio.to_thread(clean_work_dir, work_dir)
                 await self._duplicate(record, scanned.sha256, scanned.size_bytes, twin)
@@ -310,20 +393,35 @@ class Intake:
             )
             return
         assert scan is not None and prepared is not None
-        await self._enqueue(record, route, kind, lookup, prepared, scan.sha256)
+        await self._enqueue(record, route, plan, prepared, scan.sha256, twin)
 
     async def _enqueue(
         self,
         record: FileRecord,
         route: Route | None,
-        kind: ImportKind,
-        lookup: str,
+        plan: _Plan,
         prepared: Prepared,
         sha256: str,
+        repeats: FileRecord | None,
     ) -> None:
-        options = upload_options(route or self.settings.import_, kind, lookup)
-        info = file_info(record.work_path, prepared, lookup, route, kind, options)
-        uploads = LazyUploads(prepared.uploads, kind.value, options)
+        """Enqueue a prepared file's uploads; ``repeats``: the file a forced one repeats."""
+        options = plan.options
+        info = file_info(record.work_path, prepared, plan.lookup, route, plan.kind, options)
+        if plan.dedupe:
+            info["dedupe_fields"] = list(plan.dedupe)
+        if plan.forced:
+            info["forced"] = {
+                "repeats": {"file_id": repeats.id, "file": repeats.name} if repeats else None,
+                "reason": (
+                    "its name has '.force.' (as `leadflow submit --force` names copies): "
+                    + (f"imported again although file {repeats.id} '{repeats.name}' had the "
+                       "same bytes and import options" if repeats else
+                       "no earlier file had the same bytes and import options")
+                ),
+            }
+            log.info("file_forced", file_id=record.id, file=record.name,
+                     repeats=repeats.id if repeats else None)
+        uploads = LazyUploads(prepared.uploads, plan.kind.value, options)
         status = FileStatus.QUEUED if prepared.uploads else FileStatus.REPORTING
         try:
             ids = await self.store.enqueue_uploads(
@@ -337,9 +435,11 @@ class Intake:
                 rows_rejected=prepared.rows_rejected,
                 duplicates=prepared.duplicates,
                 info=info,
+                import_key=plan.key,
+                forced=int(plan.forced),
             )
         except sqlite3.IntegrityError:
-            twin = await self.store.imported_file_with_sha(sha256)
+            twin = await self.store.imported_twin(sha256, plan.key)
             if twin is not None:
                 await self._duplicate(record, sha256, None, twin)
                 return
@@ -374,8 +474,9 @@ class Intake:
         self, record: FileRecord, sha256: str, size: int | None, twin: FileRecord
     ) -> None:
         reason = (
-            f"Same content (SHA-256) as file {twin.id} '{twin.name}', which is already "
-            "imported or being imported; not sent again."
+            f"Same content (SHA-256) and import options as file {twin.id} '{twin.name}', which "
+            "is already imported or being imported; not sent again. To import it again on "
+            f"purpose, drop it as '{forced_name(record.name)}' or use `leadflow submit --force`."
         )
         await self._end(record, Unimportable(reason, FileStatus.DUPLICATE), sha256=sha256)
 

@@ -7,7 +7,8 @@ objects: ``apiName``). Uploads are always written comma-separated, so ``format``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -37,6 +38,24 @@ def upload_options(source: ImportSettings, kind: ImportKind, lookup_field: str) 
     elif isinstance(source, Route) and kind is ImportKind.CUSTOM_OBJECTS:
         options["objectApiName"] = source.object_api_name
     return {k: v for k, v in options.items() if v is not None}
+
+
+#: The options of ``import_key``, in its order (``migrations/0002`` builds the same array).
+IMPORT_KEY_OPTIONS = (
+    "lookupField", "listId", "partitionName", "programId", "programMemberStatus", "objectApiName",
+)
+
+
+def import_key(kind: str, options: Mapping[str, Any]) -> str:
+    """Return what makes two imports of the same bytes the same import (``files.import_key``).
+
+    A JSON array ``[kind, lookupField, listId, partitionName, programId,
+    programMemberStatus, objectApiName]`` (absent options are ``null``; ``format`` is left
+    out: uploads are always CSV; a route's name is left out: two routes with the same
+    options make the same import). The same bytes with another key are another import.
+    """
+    values = [kind, *(options.get(name) for name in IMPORT_KEY_OPTIONS)]
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
 def file_info(

@@ -4,12 +4,16 @@ Rules (issue 5):
 
 - Ignored without a word: names starting with ``.`` or ``~$``, ending in ``.tmp`` or
   ``.part`` (files being written by editors, browsers, rsync, scp, Excel).
+- A name with ``.force.`` (``is_forced_name``) asks for a repeat import: the file is imported
+  even if the same bytes were imported before with the same options.
 - Ignored and logged once: symlinks (never followed, so nothing outside the inbox is read),
   anything that is not a regular file or a folder, and folders nested inside a route folder.
 - Routes: a file at the inbox root takes the ``import`` defaults; a file in a route's folder
-  takes the route. A file in a first-level folder that is no route is a candidate too, and is
-  then rejected with a reason that names the folder: a user who dropped a file there expects
-  it to be processed, so a silent ignore would look like a loss.
+  takes the route. A first-level folder that is no route (a typo, a route not configured yet,
+  an operator's own folder) is left alone: its files are not taken, moved or rejected, so a
+  route added later (restart or reload) takes them as they are. The service logs
+  ``inbox_folder_ignored`` once per folder, naming the known routes, so the files are not
+  lost from sight either.
 - Stability: a candidate is taken once its size and mtime have not changed, in our own
   observations, for ``intake.stable_s`` (mtimes are compared only with each other, so a
   network share with a skewed clock is safe). A file that was moved into the inbox complete
@@ -50,22 +54,25 @@ class Candidate:
         route: the route, or None for the inbox root (``import`` defaults).
         size: bytes.
         mtime_ns: modification time, nanoseconds.
-        route_error: set when the file is in a folder that is no route; it will be rejected.
     """
 
     path: Path
     route: Route | None
     size: int
     mtime_ns: int
-    route_error: str | None = None
 
 
 @dataclass(slots=True)
 class InboxScan:
-    """One listing of the inbox: candidates, and entries ignored with the reason."""
+    """One listing of the inbox.
+
+    Candidates, entries ignored with the reason, and the first-level folders that are no
+    route (left alone).
+    """
 
     candidates: list[Candidate] = field(default_factory=list)
     ignored: list[tuple[Path, str]] = field(default_factory=list)
+    foreign_folders: list[Path] = field(default_factory=list)
 
 
 def _entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -76,16 +83,15 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
         return []
 
 
-def _files_in(folder: Path, route: Route | None, error: str | None, out: InboxScan) -> None:
+def _files_in(folder: Path, route: Route, out: InboxScan) -> None:
     for entry in _entries(folder):
         if not is_ignored_name(entry.name):
-            _add_entry(entry, route, error, out, nested_folder=True)
+            _add_entry(entry, route, out, nested_folder=True)
 
 
 def _add_entry(
     entry: os.DirEntry[str],
     route: Route | None,
-    error: str | None,
     out: InboxScan,
     *,
     nested_folder: bool,
@@ -103,7 +109,7 @@ def _add_entry(
     if stat.S_ISLNK(info.st_mode):
         out.ignored.append((path, "symlink (not followed)"))
     elif stat.S_ISREG(info.st_mode):
-        out.candidates.append(Candidate(path, route, info.st_size, info.st_mtime_ns, error))
+        out.candidates.append(Candidate(path, route, info.st_size, info.st_mtime_ns))
     elif stat.S_ISDIR(info.st_mode):
         if nested_folder:
             out.ignored.append((path, "folder nested in a route folder (not scanned)"))
@@ -112,7 +118,11 @@ def _add_entry(
 
 
 def unknown_folder_reason(name: str) -> str:
-    """The rejection reason of a file dropped in inbox folder ``name``, which is no route."""
+    """The rejection reason of a file recorded from inbox folder ``name``, which is no route.
+
+    Only files recorded by an older leadflow (which took such files) are rejected with it, at
+    recovery; today such folders are left alone.
+    """
     return (
         f"The inbox folder '{name}' is not a route (no [[routes]] entry has folder "
         f"'{name}'); drop files at the inbox root or in a route folder."
@@ -123,7 +133,8 @@ def scan_inbox(inbox: Path, settings: Settings) -> InboxScan:
     """List the inbox root and its route folders (no symlink is followed).
 
     Returns:
-        Candidates sorted by folder then name, and ignored entries with their reason.
+        Candidates sorted by folder then name, ignored entries with their reason, and the
+        first-level folders that are no route (not scanned).
     """
     out = InboxScan()
     route_dirs = {r.subfolder: r for r in settings.routes}
@@ -136,13 +147,13 @@ def scan_inbox(inbox: Path, settings: Settings) -> InboxScan:
             continue
         if name in route_dirs or name in prefixes:
             continue
-        _files_in(Path(entry.path), None, unknown_folder_reason(name), out)
+        out.foreign_folders.append(Path(entry.path))
     for _sub, route in sorted(route_dirs.items()):
         folder = route_folder(inbox, route)
         if folder.is_symlink():
             out.ignored.append((folder, "route folder is a symlink (not followed)"))
             continue
-        _files_in(folder, route, None, out)
+        _files_in(folder, route, out)
     return out
 
 
@@ -154,7 +165,7 @@ def _parents(sub: str) -> list[str]:
 def _files_in_root(root: list[os.DirEntry[str]], out: InboxScan, route_names: set[str]) -> None:
     for entry in root:
         if not (is_ignored_name(entry.name) or entry.name in route_names):
-            _add_entry(entry, None, None, out, nested_folder=False)
+            _add_entry(entry, None, out, nested_folder=False)
 
 
 @dataclass(slots=True)

@@ -32,6 +32,8 @@ ENDPOINT_WARNINGS = "warnings"
 ENDPOINT_DESCRIBE = "describe"
 #: Path of the lead describe call (docs/reference/marketo-api.md §7, §8.7).
 DESCRIBE_PATH = "/rest/v1/leads/describe.json"
+#: Path of a custom object's describe call (ADOC-co); ``{}`` is the object's API name.
+DESCRIBE_OBJECT_PATH = "/rest/v1/customobjects/{}/describe.json"
 
 
 class MalformedAnswer(Exception):
@@ -92,6 +94,24 @@ class LeadField:
     data_type: str
     length: int | None
     read_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDescription:
+    """A custom object type from its describe call (ADOC-co).
+
+    Attributes:
+        name: the object's API name (``car_c``).
+        display_name: the name people see.
+        dedupe_fields: the fields whose values identify a record; several are a compound key.
+            A bulk import row without them fails ``missing.dedupe.fields``.
+        fields: the object's fields (``read_only`` when not ``updateable``).
+    """
+
+    name: str
+    display_name: str
+    dedupe_fields: tuple[str, ...]
+    fields: tuple[LeadField, ...]
 
 
 def _required(kind: str, options: Mapping[str, Any], key: str) -> str:
@@ -251,3 +271,44 @@ def parse_describe(payload: Mapping[str, Any]) -> list[LeadField]:
             )
         )
     return fields
+
+
+def describe_object_path(api_name: str) -> str:
+    """Return the path of a custom object's describe call (the name URL-quoted)."""
+    return DESCRIBE_OBJECT_PATH.format(quote(api_name, safe=""))
+
+
+def parse_object_describe(payload: Mapping[str, Any]) -> ObjectDescription:
+    """Return the custom object of a successful describe answer (``result[0]``).
+
+    Raises:
+        MalformedAnswer: no ``result`` entry, or no non-empty list of ``dedupeFields`` in it.
+    """
+    first = _first_result(payload)
+    dedupe = first.get("dedupeFields")
+    if not isinstance(dedupe, list) or not dedupe or not all(
+        isinstance(name, str) and name for name in dedupe
+    ):
+        raise MalformedAnswer("custom object describe answer without dedupeFields")
+    fields: list[LeadField] = []
+    for entry in first.get("fields") or []:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            continue
+        name = str(entry["name"])
+        length = entry.get("length")
+        fields.append(
+            LeadField(
+                name=name,
+                display_name=str(entry.get("displayName") or name),
+                data_type=str(entry.get("dataType") or "string"),
+                length=_int(length) if length is not None else None,
+                read_only=not bool(entry.get("updateable", True)),
+            )
+        )
+    name = str(first.get("name") or "")
+    return ObjectDescription(
+        name=name,
+        display_name=str(first.get("displayName") or name),
+        dedupe_fields=tuple(dedupe),
+        fields=tuple(fields),
+    )

@@ -26,7 +26,13 @@ import structlog
 from orchestrator.errors import ApiPermanentError, UncertainSubmit
 from orchestrator.logging import redact_text, register_secret
 from orchestrator.marketo import calls
-from orchestrator.marketo.calls import BatchStatus, ImportJob, LeadField, MalformedAnswer
+from orchestrator.marketo.calls import (
+    BatchStatus,
+    ImportJob,
+    LeadField,
+    MalformedAnswer,
+    ObjectDescription,
+)
 from orchestrator.marketo.errors_table import Category, Outcome, classify
 from orchestrator.marketo.governor import Governor, UsageStore
 from orchestrator.marketo.retry_policy import Action, CallState, RetryConfig, decide
@@ -251,6 +257,24 @@ class MarketoClient:
         answer = await self._call(req, parse=calls.parse_describe)
         assert answer.outcome.payload is not None
         return calls.parse_describe(answer.outcome.payload)
+
+    async def describe_custom_object(self, api_name: str) -> ObjectDescription:
+        """Return a custom object's describe: its dedupe fields and fields (ADOC-co).
+
+        Counted as a ``describe`` call.
+
+        Raises:
+            ApiPermanentError: code ``1013`` (or another permanent code) for an object type
+                Marketo does not know.
+            ApiTransientError, QuotaExhausted, AuthError: as for `get_status`.
+        """
+        req = _Request(
+            "GET", calls.describe_object_path(api_name), calls.ENDPOINT_DESCRIBE,
+            timeout_s=self._settings.marketo.request_timeout_s,
+        )
+        answer = await self._call(req, parse=calls.parse_object_describe)
+        assert answer.outcome.payload is not None
+        return calls.parse_object_describe(answer.outcome.payload)
 
     async def _download(
         self, batch_id: int, kind: str, options: Mapping[str, Any], dest: Path, what: str

@@ -135,6 +135,7 @@ def build_report(
         "encoding": file.encoding,
         "format": file.format,
         "route": file.route,
+        "forced": file.info.get("forced") if file.forced else None,
         "rows": rows.as_dict(),
         "duplicates": file.duplicates,
         "duplicate_values": list(file.info.get("duplicates") or []),

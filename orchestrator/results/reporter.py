@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import shutil
 import sqlite3
 import time
@@ -33,6 +34,7 @@ from structlog.contextvars import bound_contextvars
 
 from orchestrator.errors import ApiError, ApiPermanentError, InvalidTransition, OrchestratorError
 from orchestrator.models import (
+    FILE_TERMINAL,
     UPLOAD_DEAD,
     FileRecord,
     FileStatus,
@@ -99,6 +101,7 @@ class Reporter:
         self._client = client
         self._clock = clock
         self._retry_at: dict[int, float] = {}
+        self._swept = False
 
     def next_attempt_at(self) -> float | None:
         """Return the earliest time a postponed report is tried again, or None."""
@@ -112,7 +115,13 @@ class Reporter:
             set) in this pass. A file whose results could not be written is logged
             (``results_write_failed`` / ``results_fetch_failed``) and tried again on a pass
             at least ``daemon.results_retry_s`` later; it is not counted.
+
+        The first pass (the daemon's recovery) also removes work folders left by a crash
+        between a file's final transition and the removal of its work folder.
         """
+        if not self._swept:
+            await self._sweep_work()
+            self._swept = True
         for ready in await self._store.files_ready_for_report():
             try:
                 await self._store.transition_file(
@@ -312,6 +321,32 @@ class Reporter:
             return None
         move(source, dest)
         return dest
+
+    async def _sweep_work(self) -> None:
+        """Remove the work folders of files already reported that keep nothing to retry.
+
+        ``finish_file`` removes a file's work folder right after its final transition; a
+        crash in between leaves it behind for good, since the file is never reported again.
+        Folders of files with failed or rejected uploads (kept for ``leadflow retry``), of
+        files not finished, and folders that are no file's are left alone.
+        """
+        work = self._settings.paths.work
+        try:
+            names = await asyncio.to_thread(os.listdir, work)
+        except OSError:
+            return
+        for name in sorted(names):
+            if not name.isdigit():
+                continue
+            file = await self._store.get_file(int(name))
+            if file is None or file.reported_at is None or file.status not in FILE_TERMINAL:
+                continue
+            uploads = await self._store.uploads_of_file(file.id)
+            if any(u.status in UPLOAD_DEAD for u in uploads):
+                continue
+            await asyncio.to_thread(self._remove_work_dir, file)
+            log.info("work_dir_removed", file_id=file.id, file=file.name, path=str(work / name),
+                     reason="left by a stop after the file was reported")
 
     def _remove_work_dir(self, file: FileRecord) -> None:
         remove_work_dir(self._settings.paths.work, work_dir(self._settings.paths, file))

@@ -1,4 +1,4 @@
-"""The Marketo-facing HTTP surface: identity, bulk imports, status, files, describe.
+"""The Marketo-facing HTTP surface: identity, bulk imports, status, files, describes.
 
 Every API call goes through one gate (`_api`): request log, injected HTTP failure, token check
 (header only, docs/reference/marketo-api.md §8.2), injected API fault, limits (§8.3), latency, then
@@ -271,6 +271,58 @@ async def _describe(request: web.Request, sim: Simulator, inst: Instance) -> web
     return ok(sim, result)
 
 
+#: Fields every custom object has besides its own (ADOC-co describe): read-only in imports.
+_SYSTEM_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("createdAt", "Created At", "datetime"),
+    ("marketoGUID", "Marketo GUID", "string"),
+    ("updatedAt", "Updated At", "datetime"),
+)
+
+
+async def _describe_object(
+    request: web.Request, sim: Simulator, inst: Instance
+) -> web.StreamResponse:
+    """``GET /rest/v1/customobjects/{apiName}/describe.json`` (ADOC-co): the object's metadata.
+
+    ``result[0]`` holds ``name``, ``displayName``, ``pluralName``, ``description``,
+    ``createdAt``, ``updatedAt``, ``idField`` (``marketoGUID``), ``dedupeFields`` (one list:
+    several members are a compound key), ``searchableFields`` (lists of lists),
+    ``relationships`` and ``fields`` (``name``, ``displayName``, ``dataType``, ``length``,
+    ``updateable``). An unknown object: ``1013`` "Object not found".
+    """
+    api_name = request.match_info["apiName"]
+    spec = sim.config.custom_objects.get(api_name)
+    if spec is None:
+        raise ApiError.of(errors.OBJECT_NOT_FOUND)
+    fields: list[dict[str, Any]] = []
+    for name, display, data_type in _SYSTEM_FIELDS:
+        item: dict[str, Any] = {"name": name, "displayName": display, "dataType": data_type,
+                                "updateable": False}
+        if data_type == "string":
+            item["length"] = 36
+        fields.append(item)
+    for field in spec.fields:
+        item = {"name": field.name, "displayName": field.display_name,
+                "dataType": field.data_type.value, "updateable": not field.read_only}
+        if field.data_type in STRING_TYPES:
+            item["length"] = field.length
+        fields.append(item)
+    display = spec.display_name or api_name
+    return ok(sim, [{
+        "name": api_name,
+        "displayName": display,
+        "pluralName": f"{display}s",
+        "description": display,
+        "createdAt": "2026-01-01T00:00:00Z",
+        "updatedAt": "2026-01-01T00:00:00Z",
+        "idField": "marketoGUID",
+        "dedupeFields": list(spec.dedupe_fields),
+        "searchableFields": [[name] for name in spec.dedupe_fields] + [["marketoGUID"]],
+        "relationships": [],
+        "fields": fields,
+    }])
+
+
 async def _unknown(request: web.Request, sim: Simulator, inst: Instance) -> web.StreamResponse:
     raise ApiError.of(errors.NOT_FOUND)
 
@@ -316,6 +368,8 @@ def add_marketo_routes(app: web.Application) -> None:
         ("GET", "/bulk/v1/customobjects/{apiName}/import/{batchId}/warnings.json",
          "custom_object_warnings", _file(co, True)),
         ("GET", "/rest/v1/leads/describe.json", "describe_lead", _describe),
+        ("GET", "/rest/v1/customobjects/{apiName}/describe.json", "describe_custom_object",
+         _describe_object),
     ]
     wrong_method = _api("unsupported_method", _wrong_method)
     for method, path, endpoint, impl in routes:

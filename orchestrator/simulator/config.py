@@ -138,7 +138,10 @@ class CustomObjectSpec(BaseModel):
     #: Fields of the object; unknown header columns are ignored, as in ADOC-co.
     fields: tuple[FieldSpec, ...]
     #: Fields whose values identify a record; a row without them fails ``missing.dedupe.fields``.
+    #: Describe lists them as ``dedupeFields`` (several members: a compound key).
     dedupe_fields: tuple[str, ...]
+    #: The object's display name in describe (default: its API name).
+    display_name: str | None = None
 
 
 def _default_custom_objects() -> dict[str, CustomObjectSpec]:
@@ -153,6 +156,7 @@ def _default_custom_objects() -> dict[str, CustomObjectSpec]:
                 _f("email", "Email Address", FieldType.EMAIL),
             ),
             dedupe_fields=("vin",),
+            display_name="Car",
         )
     }
 

@@ -20,8 +20,12 @@ SELECT * FROM files WHERE status = ? ORDER BY id
 -- name: select_file_by_work_path
 SELECT * FROM files WHERE work_path = ?
 
--- name: select_imported_by_sha
-SELECT * FROM files WHERE sha256 = ? AND status IN ('queued', 'reporting', 'complete', 'partial')
+-- name: select_imported_twin
+-- The first file with these bytes and import options that is imported or being imported
+-- (forced ones included); uses the ``files_import_imported`` index's columns.
+SELECT * FROM files
+WHERE sha256 = :sha256 AND COALESCE(import_key, '') = COALESCE(:import_key, '')
+  AND status IN ('queued', 'reporting', 'complete', 'partial')
 ORDER BY id LIMIT 1
 
 -- name: insert_upload
@@ -152,3 +156,11 @@ WHERE f.id IN (
                     ORDER BY id DESC LIMIT ?)
 )
 ORDER BY f.id
+
+-- name: upsert_daemon_routes
+INSERT INTO daemon_routes (id, pid, routes, recorded_at) VALUES (1, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, routes = excluded.routes,
+                               recorded_at = excluded.recorded_at
+
+-- name: select_daemon_routes
+SELECT pid, routes, recorded_at FROM daemon_routes WHERE id = 1

@@ -13,7 +13,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ SELECT_FILE = _Q["select_file"]
 SET_FILE_WORK_PATH = _Q["set_file_work_path"]
 SELECT_FILES_BY_STATUS = _Q["select_files_by_status"]
 SELECT_FILE_BY_WORK_PATH = _Q["select_file_by_work_path"]
-SELECT_IMPORTED_BY_SHA = _Q["select_imported_by_sha"]
+SELECT_IMPORTED_TWIN = _Q["select_imported_twin"]
 INSERT_UPLOAD = _Q["insert_upload"]
 CLAIM_NEXT_UPLOAD = _Q["claim_next_upload"]
 SELECT_UPLOAD = _Q["select_upload"]
@@ -86,6 +86,8 @@ SELECT_API_CALLS_ANSWERED = _Q["select_api_calls_answered"]
 INSERT_ERROR = _Q["insert_error"]
 SELECT_RECENT_ERRORS = _Q["select_recent_errors"]
 SELECT_FILES_FOR_STATUS = _Q["select_files_for_status"]
+UPSERT_DAEMON_ROUTES = _Q["upsert_daemon_routes"]
+SELECT_DAEMON_ROUTES = _Q["select_daemon_routes"]
 
 #: Columns a transition may change besides ``status`` and ``updated_at``. Names come from
 #: this constant only, never from data, so the statement built from them is safe.
@@ -104,6 +106,8 @@ FILE_MUTABLE = frozenset(
         "work_path",
         "route",
         "reported_at",
+        "import_key",
+        "forced",
     }
 )
 UPLOAD_MUTABLE = frozenset(
@@ -202,7 +206,9 @@ class Store:
         async with self._tx, self._conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    async def _fetchone(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> aiosqlite.Row | None:
         async with self._tx, self._conn.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
@@ -258,9 +264,20 @@ class Store:
         return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_BY_STATUS,
                                                                      (status.value,))]
 
-    async def imported_file_with_sha(self, sha256: str) -> FileRecord | None:
-        """Return a file with these bytes that is imported or being imported, or None."""
-        row = await self._fetchone(SELECT_IMPORTED_BY_SHA, (sha256,))
+    async def imported_twin(self, sha256: str, import_key: str | None) -> FileRecord | None:
+        """Return the first file imported or being imported with these bytes and options.
+
+        Args:
+            sha256: of the source bytes.
+            import_key: the import options (``intake.uploads.import_key``); None matches
+                files recorded without one.
+
+        Returns:
+            The earliest such file (a forced repeat included), or None.
+        """
+        row = await self._fetchone(
+            SELECT_IMPORTED_TWIN, {"sha256": sha256, "import_key": import_key}
+        )
         return FileRecord.from_row(row) if row else None
 
     async def transition_file(
@@ -305,8 +322,9 @@ class Store:
 
         Raises:
             InvalidTransition: the file was not ``received``.
-            sqlite3.IntegrityError: another file with the same sha256 is imported (callers
-                check ``imported_file_with_sha`` first; the index is the last guard).
+            sqlite3.IntegrityError: another file with the same sha256 and import_key is
+                imported and this one is not forced (callers check ``imported_twin`` first;
+                the index is the last guard).
         """
         now = self._clock()
         if "info" in changes and not isinstance(changes["info"], str):
@@ -592,6 +610,24 @@ class Store:
         """
         rows = await self._fetchall(SELECT_FILES_FOR_STATUS, (open_limit, recent))
         return [dict(r) for r in rows]
+
+    async def record_daemon_routes(self, routes: Sequence[Mapping[str, Any]], pid: int) -> None:
+        """Record the routes the running daemon works with (replacing what was recorded).
+
+        Args:
+            routes: each route's settings as a JSON-ready dict, in the daemon's order.
+            pid: the daemon's process id (readers compare it with the lock holder's).
+        """
+        payload = json.dumps([dict(r) for r in routes], ensure_ascii=False)
+        async with self._transaction() as conn:
+            await conn.execute(UPSERT_DAEMON_ROUTES, (pid, payload, self._clock()))
+
+    async def daemon_routes(self) -> tuple[int, list[dict[str, Any]]] | None:
+        """Return ``(pid, routes)`` as the last daemon recorded them, or None if none did."""
+        row = await self._fetchone(SELECT_DAEMON_ROUTES)
+        if row is None:
+            return None
+        return int(row["pid"]), list(json.loads(row["routes"]))
 
     async def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
         """Return the newest errors first: ``at``, ``file_id``, ``upload_id``, ``code``, ``message``."""

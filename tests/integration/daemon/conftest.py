@@ -48,8 +48,9 @@ def daemon_settings(make_settings: Callable[..., Settings]) -> Callable[..., Set
                        "queue_full_backoff_s": 0.2, "queue_full_backoff_max_s": 1.0,
                        "results_retry_s": 0.1},
         }
+        merged: dict[str, Any] = dict(sections)
         for key, value in overrides.items():
-            sections[key] = {**sections.get(key, {}), **value}
-        return make_settings(**sections)
+            merged[key] = {**sections.get(key, {}), **value} if isinstance(value, dict) else value
+        return make_settings(**merged)
 
     return factory

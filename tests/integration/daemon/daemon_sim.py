@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 
+from orchestrator.daemon import Daemon
+from orchestrator.marketo import MarketoClient
 from orchestrator.models import FileStatus, NewUpload
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -46,6 +48,21 @@ class SimHandle:
 
     async def requests(self) -> list[dict[str, Any]]:
         return await self._call("GET", "/_sim/requests")  # type: ignore[no-any-return]
+
+    async def objects(self, api_name: str) -> list[dict[str, Any]]:
+        """The records of one custom object type in the simulator's store."""
+        return await self._call(  # type: ignore[no-any-return]
+            "GET", f"/_sim/custom-objects/{api_name}"
+        )
+
+
+async def run_once(settings: Settings, timeout_s: float = 30.0) -> None:
+    """``leadflow run --once`` in-process: the real intake, client and reporter."""
+    async with (
+        MarketoClient(settings, window_s=1.0) as client,
+        Daemon(settings, client=client, handle_signals=False) as daemon,
+    ):
+        await asyncio.wait_for(daemon.run(once=True), timeout_s)
 
 
 def write_lead_files(inbox: Path, count: int, rows_of: Callable[[int], int]) -> dict[str, int]:

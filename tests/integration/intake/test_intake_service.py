@@ -76,7 +76,7 @@ async def test_logs_received_queued_and_prepared(
     assert events["file_prepared"]["encoding"] == "utf-8"
 
 
-async def test_routes_give_their_options_and_unknown_folders_are_rejected(
+async def test_routes_give_their_options_and_unknown_folders_are_left_alone(
     make_intake: Callable[..., Intake], store: Store
 ) -> None:
     intake = make_intake(
@@ -91,8 +91,7 @@ async def test_routes_give_their_options_and_unknown_folders_are_rejected(
     drop(intake, "events/e.csv", GOOD + b"c@example.com,Cy\r\n")
     drop(intake, "webinar/w.csv", GOOD + b"d@example.com,Di\r\n")
     drop(intake, "typo/t.csv", GOOD + b"e@example.com,Ed\r\n")
-    with structlog.testing.capture_logs() as logs:
-        assert await intake.scan_once() == 4
+    assert await intake.scan_once() == 3
     by_name = {f.name: f for f in await store.files_in(FileStatus.QUEUED)}
     assert sorted(by_name) == ["e.csv", "root.csv", "w.csv"]
     options = {
@@ -108,13 +107,8 @@ async def test_routes_give_their_options_and_unknown_folders_are_rejected(
                                       "programMemberStatus": "Registered"}),
     }
     assert by_name["e.csv"].route == "events" and by_name["root.csv"].route is None
-    (typo,) = await store.files_in(FileStatus.REJECTED)
-    assert typo.error == (
-        "The inbox folder 'typo' is not a route (no [[routes]] entry has folder 'typo'); "
-        "drop files at the inbox root or in a route folder."
-    )
-    rejected = [e for e in logs if e["event"] == "file_rejected"]
-    assert [(e["file_id"], e["reason"]) for e in rejected] == [(typo.id, typo.error)]
+    assert await store.files_in(FileStatus.REJECTED) == []
+    assert (intake.settings.paths.inbox / "typo" / "t.csv").exists()
 
 
 async def test_same_content_as_an_imported_file_is_a_duplicate(
@@ -128,8 +122,9 @@ async def test_same_content_as_an_imported_file_is_a_duplicate(
     assert await intake.scan_once() == 1
     (again,) = await store.files_in(FileStatus.DUPLICATE)
     assert again.error == (
-        f"Same content (SHA-256) as file {first.id} 'first.csv', which is already imported or "
-        "being imported; not sent again."
+        f"Same content (SHA-256) and import options as file {first.id} 'first.csv', which is "
+        "already imported or being imported; not sent again. To import it again on purpose, "
+        "drop it as 'again.force.csv' or use `leadflow submit --force`."
     )
     assert again.sha256 == first.sha256
     assert await store.uploads_of_file(again.id) == []
@@ -392,3 +387,63 @@ async def test_unmovable_file_is_rejected_once_until_it_changes(
     path.write_bytes(GOOD + b"z@x.com,Z\r\n")  # changed: worth another try
     assert await intake.scan_once() == 1
     assert len(await store.files_in(FileStatus.REJECTED)) == 2
+
+
+async def test_inbox_folder_that_is_no_route_is_left_alone_and_logged_once(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake(routes=[{"name": "events"}, {"name": "webinar", "list_id": 1001}])
+    typo = drop(intake, "typo/t.csv")
+    other = drop(intake, "archive-2024/old.csv", GOOD + b"z@example.com,Zo\r\n")
+    drop(intake, "events/e.csv", GOOD + b"c@example.com,Cy\r\n")
+    with structlog.testing.capture_logs() as logs:
+        assert await intake.scan_once() == 1
+        assert await intake.scan_once() == 0
+        assert await intake.scan_once() == 0
+    assert typo.read_bytes() == GOOD and other.exists()  # not taken, not moved
+    counts = await store.counts_by_status()
+    assert sum(counts["files"].values()) == 1  # only events/e.csv was recorded
+    ignored = [e for e in logs if e["event"] == "inbox_folder_ignored"]
+    assert [(e["folder"], e["log_level"]) for e in ignored] == [
+        ("archive-2024", "warning"), ("typo", "warning")
+    ]
+    assert all(e["routes"] == ["events", "webinar"] for e in ignored)
+    assert all(e["route_folders"] == ["events", "webinar"] for e in ignored)
+    assert not [e for e in logs if e["event"] == "file_rejected"]
+
+
+async def test_second_part_of_a_stalled_copy_says_it_was_taken_while_written(
+    make_intake: Callable[..., Intake], store: Store, clock: Clock
+) -> None:
+    """A copy pauses longer than stable_s: the first part is taken; the copier then writes the
+    rest under the same name (as a resuming transfer does), so that file's header is a row."""
+    intake = make_intake(intake={"stable_s": 5.0})
+    rows = [f"stall{n}@example.com,Stall,No{n}\r\n".encode() for n in range(1, 11)]
+    path = drop(intake, "stall.csv", b"email,firstName,lastName\r\n" + b"".join(rows[:5]))
+    assert await intake.scan_once() == 0
+    clock.now += 5.0
+    assert await intake.scan_once() == 1  # the first part, taken during the pause
+    path.write_bytes(b"".join(rows[5:]))  # the copy goes on
+    assert await intake.scan_once() == 0
+    clock.now += 5.0
+    assert await intake.scan_once() == 1
+    (second,) = await store.files_in(FileStatus.REJECTED)
+    assert second.error is not None
+    assert second.error.startswith(
+        "The header looks like data ('stall6@example.com'): the file was probably taken while "
+        "it was still being written (a copy that paused for longer than intake.stable_s = 5 s)"
+    )
+    assert "write it under a temporary name" in second.error
+    assert "or raise intake.stable_s" in second.error
+    assert "Unknown columns 'stall6@example.com'" in second.error  # the original reason too
+
+
+async def test_a_header_that_is_merely_unknown_gets_no_stall_hint(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    drop(intake, "typo.csv", b"emial,firstName\r\na@example.com,Ana\r\n")
+    assert await intake.scan_once() == 1
+    (rejected,) = await store.files_in(FileStatus.REJECTED)
+    assert rejected.error is not None and rejected.error.startswith("Unknown column 'emial'")
+    assert "still being written" not in rejected.error

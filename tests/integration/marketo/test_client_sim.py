@@ -300,3 +300,18 @@ async def test_calls_marketo_never_answered_do_not_spend_the_daily_budget(
     assert counted == len(logged), usage
     # The 12 refused attempts are still visible as errors for ``leadflow status``.
     assert usage["import_status"] == {"calls": 2, "errors": 12}
+
+
+async def test_describe_custom_object_over_http(make_env: MakeEnv) -> None:
+    env = await make_env()
+    car = await env.client.describe_custom_object("car_c")
+    assert (car.name, car.display_name, car.dedupe_fields) == ("car_c", "Car", ("vin",))
+    fields = {f.name: f for f in car.fields}
+    assert {"vin", "make", "model", "year", "color", "email"} <= set(fields)
+    assert fields["marketoGUID"].read_only and not fields["vin"].read_only
+    with pytest.raises(ApiPermanentError) as info:
+        await env.client.describe_custom_object("boat_c")
+    assert info.value.code == "1013"
+    assert [r["endpoint"] for r in await env.requests() if r["endpoint"] != "identity"] == [
+        "describe_custom_object", "describe_custom_object"
+    ]

@@ -12,7 +12,7 @@ from results_helpers import FakeClient, end_upload, marketo_report, prepare_file
 from structlog.testing import capture_logs
 
 from orchestrator.errors import ApiPermanentError, ApiTransientError
-from orchestrator.models import FileStatus
+from orchestrator.models import FileStatus, UploadStatus
 from orchestrator.results import Reporter
 from orchestrator.results import reporter as results
 from orchestrator.results.source_rows import FAILURE_REASON
@@ -200,3 +200,25 @@ async def test_one_bad_file_does_not_block_the_others(
     assert any(e["event"] == "results_failed" and e["file_id"] == bad.file.id for e in logs)
     done = await store.get_file(good.file.id)
     assert done is not None and done.status is FileStatus.COMPLETE  # every row imported
+
+
+async def test_work_folder_left_by_a_stop_after_the_report_is_removed_at_the_next_start(
+    store: Store, settings: Settings, clock
+) -> None:
+    """A kill between a file's final transition and the removal of its work folder left the
+    folder for good (the crash soak saw it); the next start's first pass removes it, and keeps
+    the folders of files with uploads to retry."""
+    done, client = await _ready(store, settings, "done.csv", batch_id=5)
+    kept = await prepare_file(store, settings, "kept.csv", HEADER, [["k@x.com", "Kay"]])
+    await end_upload(store, kept.uploads[0], UploadStatus.FAILED, batch_id=6)
+    assert await Reporter(settings, store, client, clock).report_ready() == 2
+    assert not done.work_dir.exists() and kept.work_dir.is_dir()
+    # As if the daemon had been killed right after the final transition:
+    done.work_dir.mkdir()
+    (done.work_dir / "upload-0001.csv").write_text("email\r\na@x.com\r\n")
+    with capture_logs() as logs:
+        assert await Reporter(settings, store, client, clock).report_ready() == 0
+    assert not done.work_dir.exists()
+    assert kept.work_dir.is_dir() and any(kept.work_dir.iterdir())
+    removed = [e for e in logs if e["event"] == "work_dir_removed"]
+    assert [e["file_id"] for e in removed] == [done.file.id]

@@ -176,3 +176,57 @@ async def test_retry_says_so_when_the_prepared_upload_is_gone(
     file = await store.get_file(prep.file.id)
     assert file is not None and file.status is FileStatus.PARTIAL
     assert (settings.paths.archive / f"{prep.file.id}-half.csv").is_file()
+
+
+async def test_submit_force_never_replaces_a_waiting_forced_copy(
+    settings: Settings, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "leads.csv"
+    source.write_bytes(b"email\r\na@x.com\r\n")
+    assert await submit_command(settings, source, None, force=True) == 0
+    assert await submit_command(settings, source, None, force=True) == 0
+    assert _inbox_files(settings) == ["leads-2.force.csv", "leads.force.csv"]
+    assert "forced: imported even if" in capsys.readouterr().out
+
+
+async def _rejected_from(store: Store, settings: Settings, clock, folder: str | None) -> int:
+    """A file rejected with no route, found at the inbox root or in ``folder``."""
+    where = settings.paths.inbox / folder if folder else settings.paths.inbox
+    file = await store.add_file(name="r.csv", inbox_path=str(where / "r.csv"), work_path="w",
+                                route=None, size_bytes=1)
+    source = settings.paths.work / str(file.id) / "source" / "r.csv"
+    source.parent.mkdir(parents=True)
+    source.write_text("email\na@x.com\n")
+    await store.transition_file(
+        file.id, FileStatus.RECEIVED, FileStatus.REJECTED, error="rejected",
+        info={"work_dir": str(source.parent.parent), "source_path": str(source)},
+    )
+    assert await Reporter(settings, store, FakeClient(), clock).report_ready() == 1
+    return file.id
+
+
+async def test_retry_route_flag_sends_the_file_to_that_route(
+    store: Store, settings: Settings, clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file_id = await _rejected_from(store, settings, clock, None)
+    paths = [f"--set=paths.{k}={getattr(settings.paths, k)}"
+             for k in ("inbox", "work", "archive", "rejected", "results", "database")]
+    assert await cli(["retry", str(file_id), "--route", "nope", *paths]) == 2
+    assert "unknown route 'nope' (known routes: none configured)" in capsys.readouterr().err
+    assert await retry_command(settings, file_id, "events") == 0
+    back = settings.paths.inbox / "events" / "r.csv"
+    assert f"as {back} (route events)" in capsys.readouterr().out
+    assert back.is_file()
+
+
+async def test_retry_of_a_file_from_a_folder_that_is_still_no_route_says_so(
+    store: Store, settings: Settings, clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file_id = await _rejected_from(store, settings, clock, "typo")
+    assert await retry_command(settings, file_id) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"leadflow: file {file_id} was dropped in the inbox folder 'typo', which is not a route "
+        "(known routes: events): add the route (and reload the daemon), or give --route NAME"
+    )
+    assert not (settings.paths.inbox / "r.csv").exists()  # not sent to the root either
+    assert await retry_command(settings, file_id, "events") == 0

@@ -159,3 +159,32 @@ async def test_wrong_method_on_known_path_gets_605(sim: Sim) -> None:
     assert error_of(await resp.json()) == ("605", "HTTP method not supported")
     resp = await sim.client.delete("/identity/oauth/token")
     assert resp.status == 405
+
+
+async def test_describe_custom_object_gives_its_dedupe_fields(make_sim: MakeSim) -> None:
+    sim: Sim = await make_sim(custom_objects={
+        "car_c": {"fields": [{"name": "vin", "display_name": "VIN"},
+                             {"name": "make", "display_name": "Make"},
+                             {"name": "year", "display_name": "Year", "data_type": "integer"}],
+                  "dedupe_fields": ["vin"], "display_name": "Car"},
+        "seat_c": {"fields": [{"name": "flight", "display_name": "Flight"},
+                              {"name": "seat", "display_name": "Seat"}],
+                   "dedupe_fields": ["flight", "seat"]},
+    })
+    body = await sim.get_json("/rest/v1/customobjects/car_c/describe.json")
+    assert body["success"] is True
+    (car,) = body["result"]
+    assert (car["name"], car["displayName"], car["idField"]) == ("car_c", "Car", "marketoGUID")
+    assert car["dedupeFields"] == ["vin"]
+    assert car["searchableFields"] == [["vin"], ["marketoGUID"]]
+    fields = {f["name"]: f for f in car["fields"]}
+    assert fields["vin"] == {"name": "vin", "displayName": "VIN", "dataType": "string",
+                             "length": 255, "updateable": True}
+    assert fields["year"] == {"name": "year", "displayName": "Year", "dataType": "integer",
+                              "updateable": True}
+    assert fields["marketoGUID"]["updateable"] is False
+    (seat,) = (await sim.get_json("/rest/v1/customobjects/seat_c/describe.json"))["result"]
+    assert seat["dedupeFields"] == ["flight", "seat"]  # a compound key: one list
+    body = await sim.get_json("/rest/v1/customobjects/boat_c/describe.json")
+    assert error_of(body) == ("1013", "Object not found")
+    assert (await sim.stats())["calls_by_endpoint"]["describe_custom_object"] == 3

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ import aiosqlite
 import pytest
 
 from orchestrator.errors import SchemaTooNew, StoreError
+from orchestrator.intake.uploads import import_key
 from orchestrator.store import Store
 from orchestrator.store.migrate import load_migrations, migrate, migrations_dir, schema_version
 
@@ -37,9 +39,10 @@ async def test_fresh_database_gets_tables_indexes_triggers(tmp_path: Path) -> No
         pass
     conn = sqlite3.connect(tmp_path / "q.db")
     objects = {(t, n) for t, n in conn.execute("SELECT type, name FROM sqlite_master")}
-    for table in ("files", "uploads", "status_history", "allowed_transitions", "api_usage"):
+    for table in ("files", "uploads", "status_history", "allowed_transitions", "api_usage",
+                  "daemon_routes"):
         assert ("table", table) in objects
-    assert ("index", "files_sha256_imported") in objects
+    assert ("index", "files_import_imported") in objects
     assert ("trigger", "uploads_history_update") in objects
     assert ("trigger", "uploads_transition_guard") in objects
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(load_migrations())
@@ -85,3 +88,36 @@ def test_migrations_ship_inside_the_wheel(tmp_path: Path) -> None:
     assert "orchestrator/migrations/0001_initial.sql" in names
     assert "orchestrator/store/queries.sql" in names
     assert migrations_dir().is_dir()
+
+
+async def test_import_keys_of_existing_files_are_filled_in_as_intake_writes_them(
+    tmp_path: Path,
+) -> None:
+    """Files imported before import keys existed get the key intake computes today, so the
+    same bytes with the same options stay a duplicate across the upgrade."""
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / load_migrations()[0].name).write_text(load_migrations()[0].sql)
+    options = {"format": "csv", "lookupField": "email", "listId": 1001,
+               "partitionName": "Europe \u00e9 \"q\""}
+    info = json.dumps({"route": {"name": "webinar", "kind": "leads", **options}})
+    async with aiosqlite.connect(tmp_path / "q.db", isolation_level=None) as conn:
+        await migrate(conn, first)
+        for sha, status in (("s1", "complete"), ("s2", "rejected")):
+            await conn.execute(
+                "INSERT INTO files (name, inbox_path, work_path, status, sha256, info,"
+                " received_at, updated_at) VALUES ('a', 'i', 'w', ?, ?, ?, 0, 0)",
+                (status, sha, info),
+            )
+        await conn.execute(
+            "INSERT INTO files (name, inbox_path, work_path, status, sha256, received_at,"
+            " updated_at) VALUES ('b', 'i', 'w', 'complete', 's3', 0, 0)"
+        )
+        await migrate(conn)
+        rows = await (await conn.execute(
+            "SELECT sha256, import_key, forced FROM files ORDER BY id")).fetchall()
+    assert [tuple(r) for r in rows] == [
+        ("s1", import_key("leads", options), 0),
+        ("s2", import_key("leads", options), 0),
+        ("s3", None, 0),
+    ]

@@ -129,11 +129,37 @@ async def test_enqueue_is_atomic_and_duplicate_sha_is_refused(tmp_path: Path) ->
         await add_queued_file(store, "a.csv", 2, "same")
         g = await store.add_file(name="b.csv", inbox_path="/in/b", work_path="/w/b", route=None,
                                  size_bytes=1)
-        assert (await store.imported_file_with_sha("same")) is not None
+        assert (await store.imported_twin("same", None)) is not None
         with pytest.raises(sqlite3.IntegrityError):
             await store.enqueue_uploads(g.id, [NewUpload("/w/b.1", 1, [2])], sha256="same")
         assert (await store.get_file(g.id)).status is FileStatus.RECEIVED  # type: ignore[union-attr]
         assert len(await store.uploads_of_file(g.id)) == 0
+
+
+async def test_same_bytes_with_other_options_or_forced_are_not_duplicates(
+    tmp_path: Path,
+) -> None:
+    root, webinar = '["leads","email",null]', '["leads","email",1001]'
+    async with Store.open(tmp_path / "q.db") as store:
+
+        async def enqueue(name: str, key: str, forced: bool = False) -> int:
+            f = await store.add_file(name=name, inbox_path=f"/in/{name}", work_path="/w",
+                                     route=None, size_bytes=1)
+            await store.enqueue_uploads(f.id, [NewUpload(f"/w/{name}", 1, [2])],
+                                        sha256="same", import_key=key, forced=int(forced))
+            return f.id
+
+        first = await enqueue("a.csv", root)
+        other = await enqueue("b.csv", webinar)  # other options: another import
+        assert (await store.imported_twin("same", root)).id == first  # type: ignore[union-attr]
+        assert (await store.imported_twin("same", webinar)).id == other  # type: ignore[union-attr]
+        assert await store.imported_twin("same", '["leads","id",null]') is None
+        with pytest.raises(sqlite3.IntegrityError):
+            await enqueue("c.csv", root)
+        forced = await enqueue("c.force.csv", root, forced=True)
+        record = await store.get_file(forced)
+        assert record is not None and record.forced and record.import_key == root
+        assert (await store.imported_twin("same", root)).id == first  # type: ignore[union-attr]
 
 
 async def test_reap_requeues_uploads_caught_mid_submit(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.intake.fields import Catalogue
-from orchestrator.intake.header import map_header
+from orchestrator.intake.header import data_like_cells, map_header
 from orchestrator.intake.reasons import Unimportable
 
 
@@ -66,3 +66,18 @@ def test_without_catalogue_names_pass_through_trimmed() -> None:
 
 def test_suggestions_come_from_display_names_too(catalogue: Catalogue) -> None:
     assert catalogue.suggest("Phone Numbr") == ["phone"]
+
+
+@pytest.mark.parametrize(
+    ("header", "cells"),
+    [
+        (["stall6@example.com", "Stall", "No6"], ["stall6@example.com"]),
+        (["42", "2026-01-31", "x"], ["42", "2026-01-31"]),
+        (["1.5", "3"], ["1.5", "3"]),
+        (["email", "firstName"], []),
+        (["emial", "2024"], []),  # one number among names is a header with a typo
+        (["", " "], []),
+    ],
+)
+def test_data_like_cells(header: list[str], cells: list[str]) -> None:
+    assert data_like_cells(header) == cells

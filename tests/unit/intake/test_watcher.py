@@ -13,6 +13,7 @@ from orchestrator.intake.watcher import (
     moved_in_paths,
     scan_inbox,
 )
+from orchestrator.places import forced_name, is_forced_name
 from orchestrator.settings import Settings
 
 
@@ -142,15 +143,12 @@ def test_scan_inbox_routes_unknown_folders_and_ignored(
     scan = scan_inbox(inbox, settings)
 
     found = {str(c.path.relative_to(inbox)): c for c in scan.candidates}
-    assert sorted(found) == ["events/e.csv", "regions/eu/r.csv", "root.csv", "typo/t.csv"]
-    assert found["root.csv"].route is None and found["root.csv"].route_error is None
+    assert sorted(found) == ["events/e.csv", "regions/eu/r.csv", "root.csv"]
+    assert found["root.csv"].route is None
     assert found["events/e.csv"].route is not None and found["events/e.csv"].route.list_id == 7
     assert found["regions/eu/r.csv"].route is not None
     assert found["regions/eu/r.csv"].route.name == "eu"
-    assert found["typo/t.csv"].route_error == (
-        "The inbox folder 'typo' is not a route (no [[routes]] entry has folder 'typo'); "
-        "drop files at the inbox root or in a route folder."
-    )
+    assert [str(p.relative_to(inbox)) for p in scan.foreign_folders] == ["typo"]
     ignored = {str(p.relative_to(inbox)): why for p, why in scan.ignored}
     assert ignored == {
         "link.csv": "symlink (not followed)",
@@ -171,3 +169,21 @@ def test_symlinked_route_folder_is_not_followed(
     scan = scan_inbox(settings.paths.inbox, settings)
     assert scan.candidates == []
     assert [why for _, why in scan.ignored] == ["route folder is a symlink (not followed)"]
+
+
+@pytest.mark.parametrize(
+    ("name", "forced", "renamed"),
+    [
+        ("leads.csv", False, "leads.force.csv"),
+        ("leads.force.csv", True, "leads.force.csv"),
+        ("leads.FORCE.csv", True, "leads.FORCE.csv"),
+        ("leads.csv.force", True, "leads.csv.force"),
+        ("force.csv", False, "force.force.csv"),
+        ("workforce.csv", False, "workforce.force.csv"),
+        ("leads", False, "leads.force"),
+    ],
+)
+def test_forced_names(name: str, forced: bool, renamed: str) -> None:
+    assert is_forced_name(name) is forced
+    assert forced_name(name) == renamed
+    assert is_forced_name(forced_name(name))

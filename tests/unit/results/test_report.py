@@ -20,6 +20,7 @@ REPORT_KEYS = [
     "encoding",
     "format",
     "route",
+    "forced",
     "rows",
     "duplicates",
     "duplicate_values",
