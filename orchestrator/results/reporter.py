@@ -58,7 +58,6 @@ from orchestrator.timing import Clock
 log = structlog.get_logger(__name__)
 
 
-
 class ResultsClient(Protocol):
     """What the reporter needs from the Marketo client.
 
