@@ -63,7 +63,6 @@ from orchestrator.timing import Clock, wait_any
 log = structlog.get_logger(__name__)
 
 
-
 class DaemonCrashed(OrchestratorError):
     """A daemon loop failed; the cause is on ``__cause__`` (the CLI prints it and exits 1)."""
 

@@ -60,7 +60,6 @@ from orchestrator.timing import Clock
 log = structlog.get_logger(__name__)
 
 
-
 class ResultsClient(Protocol):
     """What the reporter needs from the Marketo client.
 
