@@ -79,6 +79,9 @@ def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "results": str(settings.paths.results / results_dir_name(row["name"], row["id"])),
         "reported": row["reported_at"] is not None,
         "error": row["error"],
+        "received_at": row["received_at"],
+        "finished_at": row["finished_at"],
+        "reported_at": row["reported_at"],
     }
 
 
@@ -96,8 +99,8 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
 
     Keys: ``counts`` {files, uploads}; ``daemon`` {running, pid, paused}; ``files`` [{id,
     name, status, route, rows_total, rows_imported, rows_failed, rows_rejected, results,
-    reported, error}] (every open file and the ``RECENT_FILES`` newest finished, oldest
-    first); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
+    reported, error, received_at, finished_at, reported_at}] (epoch seconds or null; every
+    open file and the ``RECENT_FILES`` newest finished, oldest first); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
     ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
     ``recent_errors`` [...].
     """

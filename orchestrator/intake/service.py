@@ -78,6 +78,10 @@ class Intake:
         #: Inbox files that could not be moved out, by path: (size, mtime_ns) when it failed.
         #: They are not taken again until they change, so one file makes one rejection.
         self._unclaimable: dict[str, tuple[int, int]] = {}
+        #: Told how long files took (the daemon's metrics): an object with
+        #: ``file_prepared(seconds)`` (validating, normalising, splitting: wall seconds) and
+        #: ``file_queued(seconds, size_bytes)`` (received to enqueued, clock seconds); or None.
+        self.observer: Any = None
 
     # --- public API ------------------------------------------------------------------------
 
@@ -275,6 +279,7 @@ class Intake:
                 allow_encoding_guess=self.settings.intake.allow_encoding_guess,
                 encoding=self.settings.intake.encoding,
             )
+            began = time.perf_counter()
             scanned, early = await asyncio.to_thread(scan_and_prepare_small, source, spec)
             scan = scanned
             twin = await self.store.imported_file_with_sha(scanned.sha256)
@@ -286,6 +291,8 @@ class Intake:
             prepared = early or await asyncio.to_thread(
                 prepare_file, source, work_dir, scanned, spec
             )
+            if self.observer is not None:
+                self.observer.file_prepared(time.perf_counter() - began)
         except CatalogueUnavailable:
             self._waiting[record.id] = record
             log.warning("file_waiting_for_describe", file_id=record.id, file=record.name)
@@ -311,6 +318,8 @@ class Intake:
             return
         assert scan is not None and prepared is not None
         await self._enqueue(record, route, kind, lookup, prepared, scan.sha256)
+        if self.observer is not None:
+            self.observer.file_queued(self.clock() - record.received_at, scan.size_bytes)
 
     async def _enqueue(
         self,

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Protocol, Self
 
 import aiohttp
 import structlog
@@ -40,6 +40,20 @@ log = structlog.get_logger(__name__)
 _JSON_TYPES = ("application/json", "text/json")
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class CallObserver(Protocol):
+    """Told about every answer (the daemon's metrics, ``orchestrator/http/metrics.py``)."""
+
+    def answered(self, endpoint: str, code: str, http_status: int) -> None:
+        """One HTTP attempt ended.
+
+        ``code`` is ``ok``, Marketo's code (``1016``), the HTTP status of an HTTP-level
+        error, or ``timeout``/``connection`` (then ``http_status`` is 0).
+        """
+
+    def token_refreshed(self) -> None:
+        """The identity endpoint granted a token."""
 
 
 @dataclass
@@ -77,6 +91,7 @@ class MarketoClient:
         wait_for_quota: wait for the quota reset (default) or raise `QuotaExhausted`.
         rand: returns a number in ``[0, 1)`` for backoff jitter.
         window_s: Marketo's rate window, seconds (20; tests may shrink it).
+        observer: told about every answer and token (metrics); None tells no one.
 
     Raises:
         ConfigError: no client secret is configured.
@@ -93,8 +108,10 @@ class MarketoClient:
         wait_for_quota: bool = True,
         rand: Callable[[], float] = random.random,
         window_s: float = RATE_WINDOW_S,
+        observer: CallObserver | None = None,
     ) -> None:
         self._settings = settings
+        self.observer = observer
         self._secret = settings.marketo.secret()
         register_secret(self._secret)
         self._clock = clock
@@ -119,7 +136,7 @@ class MarketoClient:
             self._session = aiohttp.ClientSession()
         self._tokens = TokenManager(
             self._settings.marketo, self._secret, self._session,
-            clock=self._clock, sleep=self._sleep, rand=self._rand,
+            clock=self._clock, sleep=self._sleep, rand=self._rand, observer=self.observer,
         )
         return self
 
@@ -269,6 +286,8 @@ class MarketoClient:
                         Category.TRANSIENT, "malformed", str(exc), outcome.http_status,
                         outcome.request_id, outcome.payload,
                     )
+            if self.observer is not None:
+                self.observer.answered(req.endpoint, outcome.code or "ok", outcome.http_status)
             if outcome.category is not Category.OK:
                 await self.governor.count_error(req.endpoint)
             if outcome.category is Category.UNKNOWN:

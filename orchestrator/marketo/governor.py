@@ -123,6 +123,7 @@ class Governor:
         self._logged_pause = 0.0
         self._memory_day = ""
         self._memory_calls = 0
+        self._shrinking: set[asyncio.Task[None]] = set()
         #: Most calls ever in flight at once (statistics and tests).
         self.peak_in_flight = 0
 
@@ -130,6 +131,41 @@ class Governor:
     def in_flight(self) -> int:
         """Calls sent and not yet answered."""
         return self._in_flight
+
+    @property
+    def quota(self) -> QuotaState:
+        """The current quota pause (``resume_at`` in the past: not paused)."""
+        return self._quota
+
+    @property
+    def limits(self) -> LimitSettings:
+        """The limits in force."""
+        return self._limits
+
+    def calls_in_window(self) -> int:
+        """Calls that occupy the sliding window now: in flight, or answered within it."""
+        now = self._clock()
+        return self._in_flight + sum(1 for t in self._done if t > now)
+
+    def set_limits(self, limits: LimitSettings) -> None:
+        """Apply new limits (a settings reload); calls in flight keep their places.
+
+        A lower ``max_concurrent_calls`` takes effect as calls in flight finish (the
+        difference is taken from the semaphore as it is released), a higher one at once.
+        """
+        change = limits.max_concurrent_calls - self._limits.max_concurrent_calls
+        self._limits = limits
+        for _ in range(max(change, 0)):
+            self._semaphore.release()
+        if change < 0:
+            task = asyncio.get_running_loop().create_task(self._shrink(-change))
+            self._shrinking.add(task)
+            task.add_done_callback(self._shrinking.discard)
+
+    async def _shrink(self, permits: int) -> None:
+        """Take ``permits`` places from the semaphore for good (a lower concurrency limit)."""
+        for _ in range(permits):
+            await self._semaphore.acquire()
 
     def hold(self, seconds: float) -> None:
         """Keep every call from being sent for ``seconds`` (after a ``606``)."""

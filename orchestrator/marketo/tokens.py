@@ -123,6 +123,8 @@ class TokenManager:
         clock: returns epoch seconds.
         sleep: awaits a number of seconds (injected so tests need not wait).
         rand: returns a number in ``[0, 1)`` for jitter.
+        observer: told about every identity answer and granted token (metrics), or None;
+            an object with ``answered(endpoint, code, http_status)`` and ``token_refreshed()``.
     """
 
     def __init__(
@@ -134,8 +136,10 @@ class TokenManager:
         clock: Callable[[], float],
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        observer: Any = None,
     ) -> None:
         self._settings = marketo
+        self._observer = observer
         self._secret = secret
         register_secret(secret)
         self._session = session
@@ -221,6 +225,8 @@ class TokenManager:
                 now, answer.expires_in, self._settings.token_refresh_margin_s, same
             )
             log.info("token_refreshed", expires_in=answer.expires_in, same_token=same)
+            if self._observer is not None:
+                self._observer.token_refreshed()
             return answer.token
 
     async def _ask(self) -> IdentityAnswer:
@@ -240,8 +246,15 @@ class TokenManager:
                 body = await resp.read()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError) as exc:
+            if self._observer is not None:
+                code = "timeout" if isinstance(exc, TimeoutError) else "connection"
+                self._observer.answered("identity", code, 0)
             return IdentityAnswer("transient", message=redact_text(f"{type(exc).__name__}: {exc}"))
         answer = parse_identity(status, body)
+        if self._observer is not None:
+            self._observer.answered(
+                "identity", "ok" if answer.kind == "token" else str(status), status
+            )
         if answer.kind != "token":
             log.warning(
                 "identity_error", status=status, reason=answer.message,
