@@ -29,6 +29,9 @@ def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # No listener on the default port 9464 (tests run in parallel, maybe beside a daemon);
     # the window's own tests listen on port 0.
     monkeypatch.setenv("LEADFLOW_HTTP__LISTEN", "")
+    # Nor does a systemd of the developer's session hear from a test daemon.
+    for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        monkeypatch.delenv(key, raising=False)
     yield
     structlog.reset_defaults()
 
