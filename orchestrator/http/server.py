@@ -312,9 +312,12 @@ class _Routes:
         if path is None:
             raise web.HTTPNotFound()
         kind = api.REPORT_FILES[name]
+        # CSV files download (to open in a spreadsheet); report.json shows in the browser.
+        # The file name carries only the id: nothing of the (operator-chosen) source name.
+        how = "attachment" if kind == "text/csv" else "inline"
         return web.FileResponse(path, headers={
             "Content-Type": f"{kind}; charset=utf-8",
-            "Content-Disposition": f'inline; filename="{file.id}-{name}"',
+            "Content-Disposition": f'{how}; filename="leadflow-{file.id}-{name}"',
         })
 
     async def page(self, request: web.Request) -> web.StreamResponse:
