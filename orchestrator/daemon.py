@@ -288,6 +288,8 @@ class Daemon:
         started = self.clock()
         self.once = once
         log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
+        if self.http is not None and self.http.url is not None:
+            log.info("http_listening", url=self.http.url, token_required=self.http.token_required)
         gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
         try:
             await self.gate.check_at_start(fatal=once)

@@ -173,6 +173,11 @@ class HttpWindow:
         return self._site.port if self._site is not None else None
 
     @property
+    def token_required(self) -> bool:
+        """Whether requests need ``Authorization: Bearer``."""
+        return self._http.bearer is not None
+
+    @property
     def refused_connections(self) -> int:
         """Connections closed because `MAX_CONNECTIONS` were open."""
         return self._site.refused if self._site is not None else 0
@@ -181,7 +186,6 @@ class HttpWindow:
         check_listen(self._http)
         address = self._http.address
         if address is None:
-            log.info("http_off")
             return self
         host, port = address
         self._runner = web.AppRunner(
@@ -205,7 +209,6 @@ class HttpWindow:
                 "(another process uses the port? set http.listen, or \"\" to turn it off)"
             ) from exc
         self._site = site
-        log.info("http_listening", url=site.name, token_required=self._http.bearer is not None)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
