@@ -123,7 +123,8 @@ class Governor:
         self._logged_pause = 0.0
         self._memory_day = ""
         self._memory_calls = 0
-        self._shrinking: set[asyncio.Task[None]] = set()
+        #: Places of the semaphore to take away for good (a reload lowered the limit).
+        self._surplus = 0
         #: Most calls ever in flight at once (statistics and tests).
         self.peak_in_flight = 0
 
@@ -155,17 +156,27 @@ class Governor:
         """
         change = limits.max_concurrent_calls - self._limits.max_concurrent_calls
         self._limits = limits
-        for _ in range(max(change, 0)):
-            self._semaphore.release()
         if change < 0:
-            task = asyncio.get_running_loop().create_task(self._shrink(-change))
-            self._shrinking.add(task)
-            task.add_done_callback(self._shrinking.discard)
+            self._surplus -= change
+            return
+        repaid = min(change, self._surplus)
+        self._surplus -= repaid
+        for _ in range(change - repaid):
+            self._semaphore.release()
 
-    async def _shrink(self, permits: int) -> None:
-        """Take ``permits`` places from the semaphore for good (a lower concurrency limit)."""
-        for _ in range(permits):
+    async def _take_place(self) -> None:
+        """Acquire a place among the calls in flight, swallowing places a lower limit took."""
+        while True:
             await self._semaphore.acquire()
+            if self._surplus == 0:
+                return
+            self._surplus -= 1  # a place the lower limit takes away for good
+
+    def _leave_place(self) -> None:
+        if self._surplus > 0:
+            self._surplus -= 1  # a place the lower limit takes away for good
+        else:
+            self._semaphore.release()
 
     def hold(self, seconds: float) -> None:
         """Keep every call from being sent for ``seconds`` (after a ``606``)."""
@@ -271,7 +282,8 @@ class Governor:
             QuotaExhausted: the daily quota is used up and the governor must not wait.
         """
         await self._wait_quota()
-        async with self._semaphore:
+        await self._take_place()
+        try:
             while True:
                 await self._wait_window()
                 # Reserve the place in the window before the budget check awaits the database.
@@ -291,3 +303,5 @@ class Governor:
             finally:
                 self._in_flight -= 1
                 self._done.append(self._clock() + self._window_s)
+        finally:
+            self._leave_place()

@@ -7,14 +7,17 @@ import), /api/status, /api/files/{id} and its report files, the page's escaping.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from window_helpers import Window, running_window, settings_for, simulator, wait_until, write_leads
 
+from orchestrator.http import api
 from orchestrator.settings import Settings
 from orchestrator.status import collect_status
 from orchestrator.store import Store
@@ -185,3 +188,40 @@ async def test_page_escapes_file_names_and_shows_the_sections(
             for section in ('id="marketo"', 'id="in-flight"', 'id="finished"', 'id="errors"'):
                 assert section in text
             assert "Calls today:" in text and "Import slots in use:" in text
+
+
+async def test_readyz_503_while_marketo_is_unreachable(
+    make_settings: Callable[..., Settings]
+) -> None:
+    async with simulator() as sim_url:
+        # Nothing listens on port 1: identity cannot be reached at start.
+        settings = settings_for(make_settings, sim_url,
+                                marketo={"base_url": "http://127.0.0.1:1"})
+        async with running_window(settings, sim_url) as window:
+            status, body = await window.json("/readyz")
+            assert status == 503 and body["reason"] == "marketo_unreachable"
+            assert (await window.json("/livez"))[0] == 200
+            _, samples = await scrape(window)
+            assert value(samples, "leadflow_marketo_reachable") == 0
+            assert value(samples, "leadflow_marketo_answers_total",
+                         endpoint="identity", code="connection") >= 3
+
+
+async def test_readyz_503_while_the_store_does_not_answer(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "STORE_TIMEOUT_S", 0.1)
+    async with simulator() as sim_url:
+        settings = settings_for(make_settings, sim_url)
+        async with running_window(settings, sim_url) as window:
+            assert (await window.json("/readyz"))[0] == 200
+            stuck = asyncio.Event()
+
+            async def never(day: str) -> int:
+                await stuck.wait()
+                return 0
+            monkeypatch.setattr(window.daemon.store, "calls_on", never)
+            status, body = await window.json("/readyz")
+            assert status == 503 and body["reason"] == "store_not_answering"
+            assert (await window.json("/livez"))[0] == 200  # liveness asks nothing outside
+            stuck.set()

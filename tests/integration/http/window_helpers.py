@@ -88,9 +88,10 @@ def settings_for(make_settings: Callable[..., Settings], sim_url: str, **overrid
                    "queue_full_backoff_max_s": 0.5, "results_retry_s": 0.1},
         "http": {"listen": "127.0.0.1:0"},
     }
+    merged: dict[str, Any] = dict(sections)
     for key, value in overrides.items():
-        sections[key] = {**sections.get(key, {}), **value}
-    return make_settings(**sections)
+        merged[key] = {**sections.get(key, {}), **value} if isinstance(value, dict) else value
+    return make_settings(**merged)
 
 
 @asynccontextmanager
