@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import figure
-from orchestrator import store as store_mod
+from orchestrator.commands.status import collect_status
 from orchestrator.models import NewUpload, UploadStatus
 from orchestrator.settings import load_settings
-from orchestrator.status import collect_status
 from orchestrator.store import Store
+from orchestrator.store import sqlite as store_mod
 
 #: Columns a finished upload has (the history step sets them in bulk).
 COMPLETE_COLUMNS = (

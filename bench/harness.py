@@ -64,7 +64,8 @@ def scale_client_constants(scale: float) -> None:
     simulated seconds, so the client believes a token lives ``scale`` times longer than it
     does; it then meets ``602`` and refreshes reactively, which the benchmark counts.
     """
-    from orchestrator.marketo import policy, tokens
+    from orchestrator.marketo import retry_policy as policy
+    from orchestrator.marketo import tokens
 
     tokens.MIN_LIFETIME_S = 5.0 / scale
     tokens.WAIT_PAD_S = 0.5 / scale

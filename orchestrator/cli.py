@@ -188,11 +188,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
     configure(settings.log.format, settings.log.level)
     if args.command == "migrate":
-        from orchestrator.status import migrate_command
+        from orchestrator.commands.status import migrate_command
 
         return await migrate_command(settings)
     if args.command == "status":
-        from orchestrator.status import status_command
+        from orchestrator.commands.status import status_command
 
         return await status_command(settings, as_json=args.json, prometheus=args.prometheus)
     if args.command == "run":
@@ -202,11 +202,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
             settings, once=args.once, reload_settings=lambda: settings_from_args(args)
         )
     if args.command == "submit":
-        from orchestrator.ops import submit_command
+        from orchestrator.commands.submit import submit_command
 
         return await submit_command(settings, args.file, args.route)
     if args.command == "retry":
-        from orchestrator.ops import retry_command
+        from orchestrator.commands.retry import retry_command
 
         return await retry_command(settings, args.file_id)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices

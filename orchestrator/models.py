@@ -1,4 +1,7 @@
-"""Status enums, their allowed transitions, and the frozen records the store returns.
+"""Status enums, their groups and allowed transitions, and the frozen records the store returns.
+
+The status groups (terminal, open, at Marketo, dead letters, archived) live only here; so do
+Marketo's file formats and their delimiters.
 
 The enums are mirrored by ``CHECK`` constraints and by the ``allowed_transitions`` table of
 ``migrations/0001_initial.sql``; a trigger refuses any other transition, and a unit test keeps
@@ -45,6 +48,11 @@ FILE_TERMINAL: frozenset[FileStatus] = frozenset(
         FileStatus.DUPLICATE,
     }
 )
+#: File statuses whose source file goes to ``paths.archive`` when reported; the other
+#: terminal ones go to ``paths.rejected``.
+FILE_ARCHIVED: frozenset[FileStatus] = frozenset({FileStatus.COMPLETE, FileStatus.PARTIAL})
+#: File statuses that still have work ahead of them (received, queued, reporting), in order.
+FILE_OPEN: tuple[FileStatus, ...] = tuple(s for s in FileStatus if s not in FILE_TERMINAL)
 
 
 class UploadStatus(StrEnum):
@@ -74,6 +82,18 @@ UPLOAD_AT_MARKETO: frozenset[UploadStatus] = frozenset(
 UPLOAD_TERMINAL: frozenset[UploadStatus] = frozenset(
     {UploadStatus.COMPLETE, UploadStatus.FAILED, UploadStatus.REJECTED}
 )
+#: Upload statuses whose rows never reached Marketo's lead database (dead letters);
+#: ``leadflow retry`` re-queues them.
+UPLOAD_DEAD: frozenset[UploadStatus] = frozenset({UploadStatus.FAILED, UploadStatus.REJECTED})
+#: Upload statuses that still have work ahead of them (queued, submitting, submitted,
+#: importing), in order.
+UPLOAD_OPEN: tuple[UploadStatus, ...] = tuple(s for s in UploadStatus if s not in UPLOAD_TERMINAL)
+
+#: Field delimiter of each Marketo file ``format`` (docs/reference/marketo-api.md §2.1).
+DELIMITER_OF_FORMAT: dict[str, str] = {"csv": ",", "tsv": "\t", "ssv": ";"}
+#: Marketo's ``format`` name of each delimiter leadflow reads (the inverse of
+#: ``DELIMITER_OF_FORMAT``; also the sniffer's candidates, in this order).
+FORMAT_OF_DELIMITER: dict[str, str] = {d: f for f, d in DELIMITER_OF_FORMAT.items()}
 
 _F = FileStatus
 _U = UploadStatus

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.daemon_auth import refused_message
+from orchestrator.daemon.credentials import refused_message
 from orchestrator.http.metrics import DaemonMetrics, Live
 from orchestrator.models import UPLOAD_TERMINAL, FileRecord, UploadRecord
-from orchestrator.results_write import results_dir_name
+from orchestrator.places import results_dir_name
 from orchestrator.settings import Settings
 from orchestrator.store import Store
-from orchestrator.timeutil import quota_day
+from orchestrator.timing import quota_day
 
 #: The files of a results folder that can be downloaded, with their content types.
 REPORT_FILES = {

@@ -26,7 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from orchestrator.metrics import add_status_gauges
+from orchestrator.commands.metrics import add_status_gauges
 
 #: Attempts in a row that got no answer from Marketo (connection refused, timeout, HTTP 5xx)
 #: before ``/readyz`` says Marketo is unreachable.

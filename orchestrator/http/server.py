@@ -26,6 +26,9 @@ from typing import Any, Self
 import structlog
 from aiohttp import web
 
+# As a module: commands.status imports daemon.credentials, whose package imports the daemon,
+# which imports this module.
+from orchestrator.commands import status as status_command
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.http import api
 from orchestrator.http.page import (
@@ -37,7 +40,6 @@ from orchestrator.http.page import (
     render_page,
 )
 from orchestrator.settings import HttpSettings, is_loopback
-from orchestrator.status import collect_status
 
 log = structlog.get_logger(__name__)
 
@@ -288,12 +290,12 @@ class _Routes:
         return web.json_response(body, status=200 if ready else 503)
 
     async def status(self, request: web.Request) -> web.StreamResponse:
-        data = await collect_status(self._d.store, self._d.settings, self._d.clock())
+        data = await status_command.collect_status(self._d.store, self._d.settings, self._d.clock())
         return web.json_response(data)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         now = self._d.clock()
-        data = await collect_status(self._d.store, self._d.settings, now)
+        data = await status_command.collect_status(self._d.store, self._d.settings, now)
         body = self._d.metrics.render(data, api.live_of(self._d), now)
         return web.Response(body=body, headers={
             "Content-Type": "text/plain; version=0.0.4; charset=utf-8"
@@ -329,7 +331,7 @@ class _Routes:
         except ValueError:
             refresh = REFRESH_S
         now = self._d.clock()
-        status = await collect_status(self._d.store, self._d.settings, now)
+        status = await status_command.collect_status(self._d.store, self._d.settings, now)
         _, ready = await api.readiness(self._d)
         progress = {}
         for f in in_flight(status)[:IN_FLIGHT_SHOWN]:

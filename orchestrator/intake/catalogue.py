@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 
 from orchestrator.intake.fields import Catalogue, LeadFieldLike
+from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +35,7 @@ class CatalogueCache:
     """
 
     def __init__(
-        self, describe: Describe, *, refresh_s: float, retry_s: float, clock: Callable[[], float]
+        self, describe: Describe, *, refresh_s: float, retry_s: float, clock: Clock
     ) -> None:
         self.describe = describe
         self.refresh_s = refresh_s

@@ -1,13 +1,10 @@
-"""Blocking steps of taking a file: the claim (atomic rename) and the first read.
+"""Blocking steps of taking a file: the claim (the atomic move) and the first read.
 
 Run in worker threads by ``service``.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
 from pathlib import Path
 
 import structlog
@@ -15,6 +12,7 @@ import structlog
 from orchestrator.intake.encoding import SourceScan, scan_source
 from orchestrator.intake.prepare import Prepared, PrepareSpec, max_line_bytes, prepare_file
 from orchestrator.intake.reasons import Unimportable
+from orchestrator.places import move, work_dir_of_source
 
 log = structlog.get_logger(__name__)
 
@@ -35,27 +33,18 @@ def scan_and_prepare_small(source: Path, spec: PrepareSpec) -> tuple[SourceScan,
     if scan.size_bytes > EAGER_PREPARE_BYTES:
         return scan, None
     try:
-        return scan, prepare_file(source, source.parent.parent, scan, spec)
+        return scan, prepare_file(source, work_dir_of_source(source), scan, spec)
     except Unimportable as exc:
         exc.scan = scan  # type: ignore[attr-defined]
         raise
 
 
 def claim(source: Path, target: Path) -> None:
-    """Atomically rename ``source`` to ``target``; across file systems, copy then unlink.
+    """Move ``source`` from the inbox to ``target`` in work (``places.move``: atomic).
 
     Raises:
         FileNotFoundError: the source vanished.
         OSError: anything else.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(source, target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        partial = target.with_name(f".{target.name}.claiming")
-        shutil.copy2(source, partial)
-        os.rename(partial, target)
-        os.unlink(source)
+    if move(source, target):
         log.info("file_claimed_by_copy", source=str(source), target=str(target))

@@ -28,9 +28,11 @@ from orchestrator.intake.lines import LineFeed, canonical
 from orchestrator.intake.quirks import TrimmedReader, header_for_upload, sep_hint, trim_header
 from orchestrator.intake.reasons import Unimportable, empty
 from orchestrator.intake.rows import RowRules, read_batch
-from orchestrator.intake.sniff import DELIMITERS, sniff_delimiter, split_header
+from orchestrator.intake.sniff import sniff_delimiter, split_header
 from orchestrator.intake.split import UploadSplitter, WrittenUpload, upload_budget
 from orchestrator.intake.validate import typed_columns
+from orchestrator.models import FORMAT_OF_DELIMITER
+from orchestrator.places import REJECTIONS_NAME, SOURCE_FOLDER
 
 log = structlog.get_logger(__name__)
 
@@ -39,8 +41,6 @@ BATCH_ROWS = 512
 #: Clean batches in a row whose source text is not canonical (``lines.canonical``) after
 #: which the file is assumed to be written in another style and its text no longer checked.
 RAW_MISSES = 8
-#: Name of the local rejections file in the work folder.
-REJECTIONS_NAME = "rejections.csv"
 #: Header of the reason column of ``rejections.csv`` (as in Marketo's failures files).
 REASON_COLUMN = "Import Failure Reason"
 
@@ -84,7 +84,7 @@ class Prepared:
     @property
     def format(self) -> str:
         """The *source* delimiter as Marketo names it: ``csv``, ``tsv`` or ``ssv``."""
-        return DELIMITERS[self.delimiter]
+        return FORMAT_OF_DELIMITER[self.delimiter]
 
 
 def max_line_bytes(max_upload_bytes: int) -> int:
@@ -97,7 +97,7 @@ def clean_work_dir(work_dir: Path) -> None:
     if not work_dir.is_dir():
         return
     for entry in os.scandir(work_dir):
-        if entry.name == "source":
+        if entry.name == SOURCE_FOLDER:
             continue
         if entry.is_dir(follow_symlinks=False):
             for inner in os.scandir(entry.path):

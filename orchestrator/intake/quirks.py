@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from orchestrator.intake.reasons import Unimportable
-from orchestrator.intake.sniff import DELIMITERS
+from orchestrator.models import FORMAT_OF_DELIMITER
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,7 @@ def sep_hint(line: str) -> str | None:
     if found is None:
         return None
     delimiter = found.group(1)
-    if delimiter not in DELIMITERS:
+    if delimiter not in FORMAT_OF_DELIMITER:
         raise Unimportable(
             f"The first line '{line.strip()}' asks for the delimiter {delimiter!r}; leadflow "
             "reads comma, tab or semicolon."

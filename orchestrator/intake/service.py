@@ -38,14 +38,15 @@ from orchestrator.intake.watcher import (
     unknown_folder_reason,
 )
 from orchestrator.models import FileRecord, FileStatus
+from orchestrator.places import PENDING_ID, work_dir_of_source, work_source
 from orchestrator.settings import ImportKind, Route, Settings
 from orchestrator.store import Store
+from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
 #: Files prepared at once in one scan (their I/O and database waits overlap).
 CONCURRENT_FILES = 4
-Clock = Callable[[], float]
 
 
 class Intake:
@@ -103,7 +104,7 @@ class Intake:
             if record.route is None and folder != inbox:  # it came from a folder with no route
                 await self._end(record, Unimportable(unknown_folder_reason(folder.name)))
             elif work is not None and await asyncio.to_thread(os.path.isfile, work):
-                await asyncio.to_thread(clean_work_dir, work.parent.parent)
+                await asyncio.to_thread(clean_work_dir, work_dir_of_source(work))
                 await self._process(record)
             elif await asyncio.to_thread(os.path.isfile, record.inbox_path):
                 claimed = await self._move_in(record, Path(record.inbox_path))
@@ -194,7 +195,7 @@ class Intake:
             record = await self.store.add_file(
                 name=path.name,
                 inbox_path=str(path),
-                work_path=str(self.settings.paths.work / "{id}" / "source" / path.name),
+                work_path=str(work_source(self.settings.paths.work, PENDING_ID, path.name)),
                 route=candidate.route.name if candidate.route else None,
                 size_bytes=candidate.size,
             )
@@ -226,7 +227,7 @@ class Intake:
             The record, or None when the file vanished or could not be moved (it is then
             ended ``rejected``; an unmovable file is not taken again until it changes).
         """
-        target = self.settings.paths.work / str(record.id) / "source" / path.name
+        target = work_source(self.settings.paths.work, record.id, path.name)
         try:
             if record.work_path != str(target):
                 record = await self.store.transition_file(
@@ -267,7 +268,7 @@ class Intake:
         kind = route.kind if route is not None else ImportKind.LEADS
         lookup = (route or self.settings.import_).lookup_field
         source = Path(record.work_path)
-        work_dir = source.parent.parent
+        work_dir = work_dir_of_source(source)
         scan: SourceScan | None = None
         try:
             catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self.catalogue.get()

@@ -12,14 +12,13 @@ import csv
 from collections.abc import Callable
 
 from orchestrator.intake.reasons import Unimportable
+from orchestrator.models import FORMAT_OF_DELIMITER
 
-#: Candidate delimiters and the Marketo ``format`` name of each (contract 2.1).
-DELIMITERS: dict[str, str] = {",": "csv", "\t": "tsv", ";": "ssv"}
 _NAMES = {",": "comma", "\t": "tab", ";": "semicolon"}
 
 
 def _outside_quotes(line: str) -> dict[str, int]:
-    counts = dict.fromkeys(DELIMITERS, 0)
+    counts = dict.fromkeys(FORMAT_OF_DELIMITER, 0)
     quoted = False
     for char in line:
         if char == '"':

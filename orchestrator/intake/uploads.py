@@ -14,6 +14,7 @@ from typing import Any, overload
 from orchestrator.intake.prepare import Prepared
 from orchestrator.intake.split import WrittenUpload
 from orchestrator.models import NewUpload
+from orchestrator.places import work_dir_of_source
 from orchestrator.settings import ImportKind, ImportSettings, Route
 
 
@@ -48,7 +49,7 @@ def file_info(
 ) -> dict[str, Any]:
     """Return ``files.info`` of a prepared file (keys listed in ``docs/design.md``, Intake)."""
     return {
-        "work_dir": str(Path(source_path).parent.parent),
+        "work_dir": str(work_dir_of_source(Path(source_path))),
         "source_path": source_path,
         "header": prepared.header.names,
         "source_header": prepared.header.source,

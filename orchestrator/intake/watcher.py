@@ -29,6 +29,7 @@ from pathlib import Path
 
 from watchfiles import Change
 
+from orchestrator.places import route_folder
 from orchestrator.settings import Route, Settings
 
 _IGNORED_SUFFIXES = (".tmp", ".part")
@@ -136,8 +137,8 @@ def scan_inbox(inbox: Path, settings: Settings) -> InboxScan:
         if name in route_dirs or name in prefixes:
             continue
         _files_in(Path(entry.path), None, unknown_folder_reason(name), out)
-    for sub, route in sorted(route_dirs.items()):
-        folder = inbox / sub
+    for _sub, route in sorted(route_dirs.items()):
+        folder = route_folder(inbox, route)
         if folder.is_symlink():
             out.ignored.append((folder, "route folder is a symlink (not followed)"))
             continue

@@ -29,10 +29,11 @@ from orchestrator.marketo import calls
 from orchestrator.marketo.calls import BatchStatus, ImportJob, LeadField, MalformedAnswer
 from orchestrator.marketo.errors_table import Category, Outcome, classify
 from orchestrator.marketo.governor import Governor, UsageStore
-from orchestrator.marketo.policy import RATE_WINDOW_S, Action, CallState, RetryConfig, decide
+from orchestrator.marketo.retry_policy import RATE_WINDOW_S, Action, CallState, RetryConfig, decide
 from orchestrator.marketo.tokens import TokenManager
 from orchestrator.marketo.transfer import maybe_sent, open_form, stream_to
 from orchestrator.settings import Settings
+from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,7 @@ class MarketoClient:
         settings: Settings,
         *,
         store: UsageStore | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         session: aiohttp.ClientSession | None = None,
         sleep: Sleep = asyncio.sleep,
         wait_for_quota: bool = True,

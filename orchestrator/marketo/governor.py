@@ -30,9 +30,9 @@ from typing import Protocol
 import structlog
 
 from orchestrator.errors import QuotaExhausted
-from orchestrator.marketo.policy import RATE_WINDOW_S
+from orchestrator.marketo.retry_policy import RATE_WINDOW_S
 from orchestrator.settings import LimitSettings
-from orchestrator.timeutil import next_quota_reset, quota_day
+from orchestrator.timing import Clock, next_quota_reset, quota_day
 
 log = structlog.get_logger(__name__)
 
@@ -103,7 +103,7 @@ class Governor:
         limits: LimitSettings,
         *,
         store: UsageStore | None,
-        clock: Callable[[], float],
+        clock: Clock,
         sleep: Sleep = asyncio.sleep,
         wait_for_quota: bool = True,
         window_s: float = RATE_WINDOW_S,

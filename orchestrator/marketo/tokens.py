@@ -24,8 +24,9 @@ import structlog
 from orchestrator.errors import ApiTransientError, AuthError
 from orchestrator.logging import redact_text, register_secret
 from orchestrator.marketo.errors_table import excerpt
-from orchestrator.marketo.policy import RetryConfig, backoff_delay
+from orchestrator.marketo.retry_policy import RetryConfig
 from orchestrator.settings import MarketoSettings
+from orchestrator.timing import Clock, equal_jitter_backoff
 
 log = structlog.get_logger(__name__)
 
@@ -133,7 +134,7 @@ class TokenManager:
         secret: str,
         session: aiohttp.ClientSession,
         *,
-        clock: Callable[[], float],
+        clock: Clock,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         observer: Any = None,
@@ -205,7 +206,7 @@ class TokenManager:
                 attempts += 1
                 if attempts >= self._retry.attempts:
                     raise ApiTransientError("identity", answer.message)
-                delay = backoff_delay(attempts, self._retry.base_s, self._retry.cap_s, self._rand())
+                delay = equal_jitter_backoff(attempts, self._retry.base_s, self._retry.cap_s, self._rand())
                 log.warning("token_retry", reason=answer.message, attempt=attempts, delay_s=delay)
                 await self._sleep(delay)
                 continue

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator import daemon as daemon_module
 from orchestrator.cli import cli
+from orchestrator.daemon import lifecycle as daemon_module
 
 
 async def test_demo_reports_a_crashed_daemon_and_exits_1(

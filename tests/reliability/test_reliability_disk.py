@@ -86,8 +86,8 @@ async def test_report_is_written_later_and_nothing_is_lost(
     times: int,
 ) -> None:
     require_module("orchestrator.intake")
-    from orchestrator import results
     from orchestrator.daemon import Daemon
+    from orchestrator.results import reporter as results
 
     url, sim = sim_app
     settings = _settings(make_settings, url)

@@ -19,7 +19,7 @@ from structlog.testing import capture_logs as _capture_logs
 
 from orchestrator.cli import cli
 from orchestrator.daemon import Daemon
-from orchestrator.daemon_auth import CredentialsRefused, MarketoUnreachable, pause_file
+from orchestrator.daemon.credentials import CredentialsRefused, MarketoUnreachable, pause_file
 from orchestrator.marketo import MarketoClient
 from orchestrator.models import FileStatus
 from orchestrator.results import Reporter

@@ -17,9 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from window_helpers import Window, running_window, settings_for, simulator, wait_until, write_leads
 
+from orchestrator.commands.status import collect_status
 from orchestrator.http import api
 from orchestrator.settings import Settings
-from orchestrator.status import collect_status
 from orchestrator.store import Store
 
 #: Every family /metrics must carry (counters by their family name, without ``_total``).

@@ -21,9 +21,9 @@ from window_helpers import (
 )
 
 from orchestrator.cli import cli
+from orchestrator.commands.status import collect_status
 from orchestrator.http import server
 from orchestrator.settings import Settings
-from orchestrator.status import collect_status
 
 TOKEN = "window-token-0123456789"
 

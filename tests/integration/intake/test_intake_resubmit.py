@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from orchestrator.intake import Intake
 from orchestrator.models import FileStatus
-from orchestrator.results_write import merge_csv
+from orchestrator.results.write import merge_csv
 from orchestrator.store import Store
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 import structlog
 from intake_support import Clock, FakeDescribe, uploads_of
 
+from orchestrator import places
 from orchestrator.intake import Intake
+from orchestrator.intake import claim as claim_module
 from orchestrator.models import FileStatus, UploadStatus
 from orchestrator.store import Store
 
@@ -172,12 +175,10 @@ async def test_info_holds_the_design_keys(make_intake: Callable[..., Intake], st
 async def test_unreadable_or_crashing_file_is_rejected_and_the_scan_goes_on(
     make_intake: Callable[..., Intake], store: Store, monkeypatch: object
 ) -> None:
-    from orchestrator.intake import claim as service
-
     intake = make_intake()
     drop(intake, "a.csv", b"email\r\na@x.com\r\n")
     drop(intake, "b.csv", b"email\r\nb@x.com\r\n")
-    real = service.prepare_file
+    real = claim_module.prepare_file
     calls: list[str] = []
 
     def flaky(source: Path, *args: object) -> object:
@@ -186,11 +187,11 @@ async def test_unreadable_or_crashing_file_is_rejected_and_the_scan_goes_on(
             raise RuntimeError("boom")
         return real(source, *args)  # type: ignore[arg-type]
 
-    service.prepare_file = flaky
+    claim_module.prepare_file = flaky
     try:
         assert await intake.scan_once() == 2
     finally:
-        service.prepare_file = real
+        claim_module.prepare_file = real
     (bad,) = await store.files_in(FileStatus.REJECTED)
     assert bad.name == "a.csv"
     assert bad.error == "Preparation failed: RuntimeError: boom."
@@ -334,12 +335,10 @@ async def test_file_vanishing_while_prepared_is_rejected(
 async def test_unreadable_while_prepared_is_rejected(
     make_intake: Callable[..., Intake], store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.intake import claim as service
-
     def unreadable(path: Path, *args: object) -> object:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(service, "scan_source", unreadable)
+    monkeypatch.setattr(claim_module, "scan_source", unreadable)
     intake = make_intake()
     drop(intake, "a.csv")
     assert await intake.scan_once() == 1
@@ -352,10 +351,6 @@ async def test_unreadable_while_prepared_is_rejected(
 async def test_claim_across_file_systems_copies_then_removes(
     make_intake: Callable[..., Intake], store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import errno
-
-    from orchestrator.intake import claim as service
-
     real_rename = os.rename
     inbox_calls: list[str] = []
 
@@ -366,25 +361,27 @@ async def test_claim_across_file_systems_copies_then_removes(
         real_rename(src, dst)
 
     intake = make_intake()
-    monkeypatch.setattr(service.os, "rename", rename)
+    monkeypatch.setattr(places.os, "rename", rename)
     path = drop(intake, "a.csv")
-    assert await intake.scan_once() == 1
+    with structlog.testing.capture_logs() as logs:
+        assert await intake.scan_once() == 1
     (record,) = await store.files_in(FileStatus.QUEUED)
+    assert [e["target"] for e in logs if e["event"] == "file_claimed_by_copy"] == [
+        record.work_path
+    ]
     assert inbox_calls == [str(path)]
     assert not path.exists()
     assert Path(record.work_path).read_bytes() == GOOD
-    assert not list(Path(record.work_path).parent.glob(".*claiming"))
+    assert [p.name for p in Path(record.work_path).parent.iterdir()] == ["a.csv"]
 
 
 async def test_unmovable_file_is_rejected_once_until_it_changes(
     make_intake: Callable[..., Intake], store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.intake import claim as claim_module
-
     def refuse(src: str | Path, dst: str | Path) -> None:
         raise PermissionError(1, "Operation not permitted", str(src))
 
-    monkeypatch.setattr(claim_module.os, "rename", refuse)
+    monkeypatch.setattr(places.os, "rename", refuse)
     intake = make_intake()
     path = drop(intake, "locked.csv")
     assert await intake.scan_once() == 1

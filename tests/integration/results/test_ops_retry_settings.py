@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from results_helpers import FakeClient, end_upload, prepare_file
 
+from orchestrator.commands.retry import retry_command
 from orchestrator.models import FileStatus, UploadStatus
-from orchestrator.ops import retry_command
 from orchestrator.results import Reporter
 from orchestrator.settings import Settings
 from orchestrator.store import Store

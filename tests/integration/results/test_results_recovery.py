@@ -11,11 +11,11 @@ import pytest
 from results_helpers import FakeClient, end_upload, marketo_report, prepare_file, read_csv
 from structlog.testing import capture_logs
 
-from orchestrator import results
 from orchestrator.errors import ApiPermanentError, ApiTransientError
 from orchestrator.models import FileStatus
 from orchestrator.results import Reporter
-from orchestrator.results_map import FAILURE_REASON
+from orchestrator.results import reporter as results
+from orchestrator.results.source_rows import FAILURE_REASON
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 

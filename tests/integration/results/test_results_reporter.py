@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from orchestrator.models import FileStatus, UploadStatus
 from orchestrator.results import Reporter
-from orchestrator.results_map import FAILURE_REASON, WARNING_REASON
+from orchestrator.results.source_rows import FAILURE_REASON, WARNING_REASON
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 

@@ -1,0 +1,1 @@
+"""Operator commands besides ``run``: submit, retry, status, migrate, and their output."""

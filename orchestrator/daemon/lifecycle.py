@@ -1,0 +1,621 @@
+"""The daemon: one lifecycle owner for the store, the client, intake, scheduler, poller, reporter.
+
+``leadflow run`` is ``run_daemon(settings, once=...)``:
+
+    async with Daemon(settings) as daemon:
+        await daemon.run(once=False)
+
+``__aenter__`` opens, through one ``AsyncExitStack``, the store with the single-daemon lock,
+the Marketo client, and builds intake, the scheduler, the poller and the reporter. ``run``
+first recovers, once, from whatever the previous process left (``daemon_recovery``: uploads
+caught mid-submit are sent again, uploads with a batchId resume polling; files left in work
+are resumed, half-written results are rewritten), then runs the loops in one
+``asyncio.TaskGroup``. A crash in any loop cancels the others and is logged
+``daemon_crashed``. SIGTERM and SIGINT set the stop event: no new upload is claimed, calls in
+flight get ``daemon.shutdown_grace_s`` and are then cancelled; every state change is already
+committed, so nothing else needs saving. The loops wait on "new work, tick or stop" (asyncio
+events), never on fixed sleeps.
+
+``--once`` drains (``daemon_drain``): it takes what is in the inbox, waits until every upload
+is terminal and every file has its report (``reported_at`` set), then returns. It first gets a
+token (``daemon_auth.check_credentials``): refused credentials or an unreachable identity
+endpoint end it with exit 1 and one line. Without ``--once`` a refusal pauses work instead
+(``daemon_auth.AuthGate``) until identity grants a token again.
+
+The operator's window (``orchestrator/http``) listens on ``http.listen`` while the daemon
+runs. systemd's notify protocol (``orchestrator/notify.py``) gets ``READY=1`` once recovery
+is done and the loops run, ``WATCHDOG=1`` and ``STATUS=`` from a task of the event loop that
+runs them (only while every loop is alive and the store answers), and ``STOPPING=1`` on
+shutdown. SIGHUP re-reads the settings file (``Daemon.reload``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import structlog
+
+# As a module: commands.status imports daemon.credentials, whose package imports this module.
+from orchestrator.commands import status as status_command
+from orchestrator.daemon import drain as daemon_drain
+from orchestrator.daemon.credentials import (
+    AUTH_RETRY_FACTOR,
+    AuthGate,
+    CredentialsRefused,
+    HasTokens,
+    MarketoUnreachable,
+    refused_message,
+)
+from orchestrator.daemon.recovery import recover_uploads
+from orchestrator.errors import AuthError, ConfigError, OrchestratorError
+from orchestrator.http import DaemonMetrics, HttpWindow, check_listen
+from orchestrator.http.api import STORE_TIMEOUT_S, live_of
+from orchestrator.http.page import summary_line
+from orchestrator.intake import Intake
+from orchestrator.logging import register_secret, set_level
+from orchestrator.marketo import MarketoClient
+from orchestrator.notify import Notifier
+from orchestrator.places import make_folders
+from orchestrator.results import Reporter
+from orchestrator.results.reporter import ResultsClient
+from orchestrator.scheduling.poller import Poller, StatusSource
+from orchestrator.scheduling.scheduler import Scheduler, Submitter
+from orchestrator.settings import Settings, reload_plan
+from orchestrator.store import Store
+from orchestrator.timing import Clock, wait_any
+
+log = structlog.get_logger(__name__)
+
+
+#: Seconds between two ``STATUS=`` updates to systemd when no watchdog asks for more often.
+STATUS_EVERY_S = 10.0
+
+
+class DaemonCrashed(OrchestratorError):
+    """A daemon loop failed; the cause is on ``__cause__`` (the CLI prints it and exits 1)."""
+
+
+class DaemonClient(Submitter, StatusSource, ResultsClient, HasTokens, Protocol):
+    """What the daemon's loops need from Marketo: ``MarketoClient``, or a test's fake."""
+
+    async def describe_leads(self) -> Any:
+        """Return the instance's lead fields (intake's field catalogue)."""
+        ...
+
+
+class IntakeLike(Protocol):
+    """The part of ``orchestrator.intake.Intake`` the daemon uses (a test may bring a fake)."""
+
+    async def recover(self) -> Any:
+        """Resume files left ``received`` in ``paths.work``."""
+
+    async def scan_once(self) -> Any:
+        """Claim and prepare every stable file in the inbox once; returns what was taken."""
+
+    async def run(self, stop: asyncio.Event, on_enqueued: Callable[..., Any]) -> Any:
+        """Watch the inbox until ``stop`` is set."""
+
+
+class ReporterLike(Protocol):
+    """The part of ``orchestrator.results.Reporter`` the daemon uses (a test may bring a fake)."""
+
+    async def report_ready(self) -> int:
+        """One pass: move finished files to ``reporting`` and write their results."""
+        ...
+
+
+class Daemon:
+    """Owns every long-lived resource of ``leadflow run`` and the loops that use them.
+
+    Args:
+        settings: every setting.
+        clock: epoch seconds (the store, client and loops all use it).
+        client: a ready ``MarketoClient`` (tests); by default one is opened and closed here.
+        intake_factory: builds the intake from ``(store, client)`` (tests); by default
+            ``Intake(settings, store, describe=client.describe_leads, clock=clock)``.
+        reporter_factory: builds the reporter from ``(store, client)`` (tests); by default
+            ``Reporter(settings, store, client, clock)``.
+        handle_signals: install SIGTERM/SIGINT handlers while ``run`` runs.
+        auth_retry_s: seconds between identity calls while the credentials are refused
+            (default ``polling.max_interval_s * 10``).
+        notifier: systemd's notify socket (default: from ``NOTIFY_SOCKET``, if set).
+        reload_settings: reads the settings again for a reload (SIGHUP); None: a reload
+            keeps the running settings and logs ``reload_failed``.
+
+    Raises:
+        ConfigError: from ``__aenter__``: ``http.listen`` is not loopback and no
+            ``http.token`` is set.
+        DatabaseLocked: from ``__aenter__`` when another daemon uses the database.
+        OrchestratorError: from ``__aenter__``: ``http.listen`` cannot be listened on.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock = time.time,
+        client: DaemonClient | None = None,
+        *,
+        intake_factory: Callable[[Store, DaemonClient], IntakeLike] | None = None,
+        reporter_factory: Callable[[Store, DaemonClient], ReporterLike] | None = None,
+        handle_signals: bool = True,
+        auth_retry_s: float | None = None,
+        notifier: Notifier | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._given_client = client
+        self.client: DaemonClient
+        self.intake: IntakeLike
+        self.reporter: ReporterLike
+        self._intake_factory = intake_factory
+        self._reporter_factory = reporter_factory
+        self.handle_signals = handle_signals
+        self.stop_event = asyncio.Event()
+        self.report_wake = asyncio.Event()
+        self.inbox_taken = asyncio.Event()
+        self._force = asyncio.Event()
+        self.stop_reason = "running"
+        self.once = False
+        self.auth_retry_s = (
+            auth_retry_s if auth_retry_s is not None
+            else settings.polling.max_interval_s * AUTH_RETRY_FACTOR
+        )
+        self._auth_retry_given = auth_retry_s is not None
+        #: Counters and histograms for ``/metrics`` (fed by the client and intake).
+        self.metrics = DaemonMetrics()
+        self.notifier = notifier if notifier is not None else Notifier.from_env()
+        #: ``starting`` (recovery), ``running`` (loops run) or ``stopping``.
+        self.phase = "starting"
+        #: The HTTP listener (``http.listen``), once entered.
+        self.http: HttpWindow | None = None
+        self._reload_settings = reload_settings
+        self._reload_lock = asyncio.Lock()
+        self._loop_tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self.gate: AuthGate
+        self._stack = AsyncExitStack()
+        self.store: Store
+        self.scheduler: Scheduler
+        self.poller: Poller
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            check_listen(self.settings.http)
+            register_secret(self.settings.http.bearer)
+            make_folders(self.settings)
+            self.store = await stack.enter_async_context(
+                Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
+            )
+            if self._given_client is not None:
+                self.client = self._given_client
+            else:
+                self.client = await stack.enter_async_context(
+                    MarketoClient(self.settings, store=self.store, clock=self.clock,
+                                  observer=self.metrics)
+                )
+            self.gate = AuthGate(
+                self.client, self.store, retry_s=self.auth_retry_s,
+                database=self.settings.paths.database, on_refused=self._refused,
+            )
+            stack.callback(self.gate.close)
+            if self._intake_factory is not None:
+                self.intake = self._intake_factory(self.store, self.client)
+            else:
+                self.intake = Intake(
+                    self.settings, self.store, describe=self._describe, clock=self.clock,
+                )
+            if hasattr(self.intake, "observer"):
+                self.intake.observer = self.metrics
+            if self._reporter_factory is not None:
+                self.reporter = self._reporter_factory(self.store, self.client)
+            else:
+                self.reporter = Reporter(self.settings, self.store, self.client, self.clock)
+            self.scheduler = Scheduler(self.settings, self.store, self.client, clock=self.clock)
+            self.poller = Poller(
+                self.settings,
+                self.store,
+                self.client,
+                clock=self.clock,
+                slot_freed=self.scheduler.slot_freed,
+                requeued=self.scheduler.work,
+                finished=self.report_wake,
+            )
+            self.scheduler.submitted = self.poller.poke
+            self.scheduler.finished = self.report_wake
+            self.http = await stack.enter_async_context(HttpWindow(self, self.settings.http))
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    def stop(self, reason: str = "requested") -> None:
+        """Ask the loops to stop (what SIGTERM/SIGINT do).
+
+        A second call (a second Ctrl-C) cancels calls in flight at once instead of waiting
+        for ``daemon.shutdown_grace_s``.
+        """
+        if not self.stop_event.is_set():
+            self.stop_reason = reason
+            self.phase = "stopping"
+            log.info("daemon_stopping", reason=reason,
+                     grace_s=self.settings.daemon.shutdown_grace_s)
+            self.notifier.stopping(f"stopping: {reason}")
+            self.stop_event.set()
+        elif not self._force.is_set():
+            log.warning("daemon_stopping_now", reason=reason)
+            self._force.set()
+
+    def _refused(self) -> None:
+        """The gate closed: ``--once`` stops (exit 1); the daemon pauses and retries."""
+        if self.once:
+            self.stop("auth_failed")
+
+    async def _describe(self) -> Any:
+        """``client.describe_leads`` for intake, waiting while the credentials are refused."""
+        return await self.gate.call_when_open(self.stop_event, self.client.describe_leads)
+
+    def on_enqueued(self, *args: Any, **kwargs: Any) -> None:
+        """Callback for intake: new uploads or a finished file are in the store."""
+        self.scheduler.work.set()
+        self.report_wake.set()
+
+    async def run(self, once: bool = False) -> None:
+        """Recover, then run every loop until stopped (or, with ``once``, until drained).
+
+        Raises:
+            DaemonCrashed: a loop failed; the others were cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self.stop, sig.name)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError) as exc:  # pragma: no cover
+                    # Not the main thread (an embedding program owns signals): say so, go on.
+                    log.warning("signal_handler_unavailable", signal=sig.name, error=str(exc))
+            try:
+                loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+                installed.append(signal.SIGHUP)
+            except (NotImplementedError, RuntimeError, ValueError) as exc:  # pragma: no cover
+                log.warning("signal_handler_unavailable", signal="SIGHUP", error=str(exc))
+        started = self.clock()
+        self.once = once
+        log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
+        if self.http is not None and self.http.url is not None:
+            log.info("http_listening", url=self.http.url, token_required=self.http.token_required)
+        gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
+        try:
+            await self.gate.check_at_start(fatal=once)
+            try:
+                await self.recover()
+            except (OrchestratorError, OSError, sqlite3.Error) as exc:
+                log.exception("daemon_crashed", loop="recovery",
+                              error=f"{type(exc).__name__}: {exc}")
+                raise DaemonCrashed(f"recovery failed: {type(exc).__name__}: {exc}") from exc
+            await self._run_loops(once)
+            if once and self.gate.refusal is not None:
+                self.stop_reason = "auth_failed"
+                raise CredentialsRefused(refused_message(self.gate.refusal, self.gate.url))
+        except BaseException as exc:
+            if self.stop_reason == "running" and isinstance(exc, (CredentialsRefused,
+                                                                   MarketoUnreachable)):
+                self.stop_reason = "auth_failed"
+            if self.stop_reason == "running":
+                self.stop_reason = "crashed" if isinstance(exc, Exception) else "cancelled"
+            raise
+        finally:
+            gate_task.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            if self.phase != "stopping":
+                self.phase = "stopping"
+                self.notifier.stopping(f"stopping: {self.stop_reason}")
+            counts = await _safe_counts(self.store)
+            log.info(
+                "daemon_stopped",
+                reason=self.stop_reason,
+                uptime_s=round(self.clock() - started, 3),
+                queue_full_answers=self.scheduler.queue_full_answers,
+                **counts,
+            )
+
+    async def recover(self) -> None:
+        """Resolve, once, everything the previous process left in flight (before any loop).
+
+        Uploads (``daemon_recovery.recover_uploads``), then intake's files left in work, then
+        a report pass for half-written results.
+        """
+        await recover_uploads(self.store, self.clock())
+        await self.intake.recover()
+        await self._report_pass()
+        self.scheduler.work.set()
+
+    async def _run_loops(self, once: bool) -> None:
+        grace = self.settings.daemon.shutdown_grace_s
+        stop = self.stop_event
+        makers: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+            "scheduler": lambda: self.scheduler.run(stop),
+            "poller": lambda: self.poller.run(stop),
+            "reporter": self._report_loop,
+            "intake": self._drain_inbox if once else lambda: self.intake.run(
+                stop, on_enqueued=self.on_enqueued
+            ),
+        }
+        loops = {name: self.gate.supervise(stop, make) for name, make in makers.items()}
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(_guarded(name, coro), name=f"leadflow-{name}")
+                    for name, coro in loops.items()
+                ]
+                self._loop_tasks = tasks
+                if once:
+                    group.create_task(self._until_drained(), name="leadflow-drain")
+                group.create_task(self._shutdown_after_stop(tasks, grace))
+                group.create_task(self._heartbeat(), name="leadflow-heartbeat")
+        except* Exception as group_error:  # noqa: BLE001 - re-raised as DaemonCrashed
+            first = group_error.exceptions[0]
+            raise DaemonCrashed(f"daemon crashed: {type(first).__name__}: {first}") from first
+
+    def dead_loops(self) -> list[str]:
+        """Names of loops that ended while the daemon runs (``/livez``, the watchdog).
+
+        ``--once``'s inbox drain returning is its normal end, not a dead loop.
+        """
+        if self.phase != "running":
+            return []
+        return [
+            t.get_name() for t in self._loop_tasks
+            if t.done() and (t.cancelled() or t.exception() is not None or not self.once)
+        ]
+
+    async def _summary(self) -> str | None:
+        """Return the one-line ``STATUS=`` for systemd; None when the store does not answer."""
+        try:
+            data = await asyncio.wait_for(
+                status_command.collect_status(self.store, self.settings, self.clock()), STORE_TIMEOUT_S
+            )
+        except Exception as exc:  # noqa: BLE001 - no summary (and no WATCHDOG=1) this time
+            log.warning("store_not_answering", error=f"{type(exc).__name__}: {exc}")
+            return None
+        return summary_line(data, live_of(self))
+
+    async def _heartbeat(self) -> None:
+        """``READY=1`` once the loops run; then ``WATCHDOG=1``/``STATUS=`` until stop.
+
+        Runs in the event loop next to the loops it vouches for: ``WATCHDOG=1`` goes only
+        while every loop is alive and the store answers, at half ``WATCHDOG_USEC``; without
+        a watchdog ``STATUS=`` is refreshed every `STATUS_EVERY_S` (nothing at all without
+        ``NOTIFY_SOCKET``).
+        """
+        if self.phase == "starting":
+            self.phase = "running"
+        log.info("daemon_ready", http=self.http.url if self.http is not None else None,
+                 notify=self.notifier.enabled, watchdog_s=self.notifier.watchdog_s)
+        if not self.notifier.enabled:
+            await self.stop_event.wait()
+            return
+        line = await self._summary()
+        self.notifier.ready(line or "running")
+        every = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else STATUS_EVERY_S
+        while not self.stop_event.is_set():
+            await wait_any((self.stop_event,), every)
+            if self.stop_event.is_set():
+                return
+            new = await self._summary()
+            if self.notifier.watchdog_s and new is not None and not self.dead_loops():
+                self.notifier.watchdog()
+            if new is not None and new != line:
+                line = new
+                self.notifier.status(line)
+
+    def _on_hup(self) -> None:
+        """SIGHUP: reload the settings in a task (the signal handler must not wait)."""
+        log.info("reload_requested", signal="SIGHUP")
+        task = asyncio.ensure_future(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self) -> bool:
+        """Read the settings again and apply what can change live (SIGHUP, systemctl reload).
+
+        Routes, ``import``, ``limits``, ``polling`` and ``log.level`` change at once (a file
+        already queued keeps the options it was queued with: they are stored with its
+        uploads); other changed settings are named in ``reload_needs_restart`` and keep their
+        running values. A settings file that cannot be read or is invalid keeps every running
+        setting and logs ``reload_failed`` (error) once.
+
+        Returns:
+            True if the new settings were applied.
+        """
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                if self._reload_settings is None:
+                    raise ConfigError("config", "this daemon has no settings source to re-read")
+                new = await asyncio.to_thread(self._reload_settings)
+            except (ConfigError, OSError, ValueError) as exc:
+                key = exc.key if isinstance(exc, ConfigError) else "config"
+                reason = exc.reason if isinstance(exc, ConfigError) else str(exc)
+                log.error("reload_failed", key=key, reason=reason,
+                          kept="the running settings")
+                self.metrics.reloads.labels(result="failed").inc()
+                self.notifier.ready(await self._summary() or "running")
+                return False
+            effective, changed, restart = reload_plan(self.settings, new)
+            if restart:
+                log.warning("reload_needs_restart", settings=restart)
+            self.apply_settings(effective)
+            log.info("settings_reloaded", changed=changed,
+                     routes=[route.name for route in effective.routes])
+            self.metrics.reloads.labels(result="applied").inc()
+            self.notifier.ready(await self._summary() or "running")
+            return True
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Hand reloaded settings to every part (`reload` decides which settings change).
+
+        New route folders are created in the inbox; intake, the scheduler, the poller and
+        the client's limits governor use the new values from their next step on.
+        """
+        self.settings = settings
+        if self.intake is not None and hasattr(self.intake, "settings"):
+            self.intake.settings = settings
+        self.scheduler.use_settings(settings)
+        self.poller.use_settings(settings)
+        governor = getattr(self.client, "governor", None)
+        if governor is not None:
+            governor.set_limits(settings.limits)
+        if not self._auth_retry_given:
+            self.auth_retry_s = settings.polling.max_interval_s * AUTH_RETRY_FACTOR
+            self.gate.retry_s = self.auth_retry_s
+        set_level(settings.log.level)
+        for route in settings.routes:
+            folder = settings.paths.inbox / route.subfolder
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.error("route_folder_not_created", route=route.name, path=str(folder),
+                          error=f"{type(exc).__name__}: {exc}")
+
+    async def _shutdown_after_stop(self, tasks: list[asyncio.Task[Any]], grace: float) -> None:
+        """After stop: give the loops ``grace`` seconds to finish their call, then cancel."""
+        await self.stop_event.wait()
+        clock = asyncio.get_running_loop().time
+        began = clock()
+        deadline = began + grace
+        force = asyncio.ensure_future(self._force.wait())
+        try:
+            while True:
+                left = [t for t in tasks if not t.done()]
+                remaining = deadline - clock()
+                if not left or force.done() or remaining <= 0:
+                    break
+                await asyncio.wait([*left, force], timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            force.cancel()
+        pending = [t for t in tasks if not t.done()]
+        used = round(min(clock() - began, grace), 3)
+        for task in pending:
+            log.warning("loop_cancelled_after_grace", loop=task.get_name(), grace_s=used,
+                        configured_grace_s=grace, cut_short=self._force.is_set())
+            task.cancel()
+
+    async def _report_loop(self) -> None:
+        tick = self.settings.daemon.idle_tick_s
+        while await self.gate.wait_open(self.stop_event):
+            ok = await self._report_pass()
+            timeout = tick if ok else self.settings.daemon.results_retry_s
+            await wait_any((self.stop_event, self.report_wake), timeout)
+            self.report_wake.clear()
+
+    async def _report_pass(self) -> bool:
+        try:
+            await self.reporter.report_ready()
+        except AuthError as exc:
+            await self.gate.refused(exc)
+            return False
+        except (asyncio.CancelledError, OrchestratorError):
+            raise
+        except Exception as exc:
+            # Bad input or a full disk must not stop the daemon; the pass is retried.
+            log.exception("report_pass_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    async def _drain_inbox(self) -> None:
+        """``--once``: take every file in the inbox (``daemon_drain.drain_inbox``)."""
+        await daemon_drain.drain_inbox(self.settings, self.intake, self.clock, self.stop_event,
+                                       self.on_enqueued)
+        self.inbox_taken.set()
+
+    async def _until_drained(self) -> None:
+        """``--once``: stop when the inbox was taken and no file or upload has work left."""
+        tick = self.settings.daemon.idle_tick_s
+        while not self.stop_event.is_set():
+            if self.inbox_taken.is_set() and await self.drained():
+                self.stop("drained")
+                return
+            await wait_any((self.stop_event, self.report_wake), min(tick, 0.25))
+
+    async def drained(self) -> bool:
+        """Return whether every upload is terminal and every file has its report."""
+        return await daemon_drain.drained(self.store)
+
+
+async def _guarded(name: str, coro: Awaitable[Any]) -> None:
+    """Run one loop; log ``daemon_crashed`` (naming it) if it fails."""
+    try:
+        await coro
+    except Exception as exc:
+        log.exception("daemon_crashed", loop=name, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+async def _safe_counts(store: Store) -> dict[str, Any]:
+    try:
+        counts = await store.counts_by_status()
+    except Exception:  # noqa: BLE001 - the database may be gone; the log line still goes
+        return {}
+    return {
+        "files": {k: v for k, v in counts["files"].items() if v},
+        "uploads": {k: v for k, v in counts["uploads"].items() if v},
+    }
+
+
+def _summary(settings: Settings) -> dict[str, Any]:
+    """Settings worth a line in ``daemon_started``: no secret, no token."""
+    return {
+        "base_url": settings.marketo.base_url,
+        "client_id": settings.marketo.client_id,
+        "inbox": str(settings.paths.inbox),
+        "results": str(settings.paths.results),
+        "database": str(settings.paths.database),
+        "import_slots": settings.limits.import_slots,
+        "max_upload_bytes": settings.limits.max_upload_bytes,
+        "calls_per_20s": settings.limits.calls_per_20s,
+        "daily_call_budget": settings.limits.daily_call_budget,
+        "polling_s": [settings.polling.min_interval_s, settings.polling.max_interval_s],
+        "routes": [route.name for route in settings.routes],
+    }
+
+
+async def run_daemon(
+    settings: Settings, *, once: bool, reload_settings: Callable[[], Settings] | None = None
+) -> int:
+    """Run ``leadflow run`` until a signal (or, with ``once``, until drained).
+
+    Args:
+        settings: every setting.
+        once: drain and exit.
+        reload_settings: reads the settings again on SIGHUP (the CLI's sources).
+
+    Returns:
+        0 after a clean stop or a drain.
+
+    Raises:
+        ConfigError: ``http.listen`` is not loopback and no ``http.token`` is set (exit 2).
+        DatabaseLocked: another daemon uses the database.
+        DaemonCrashed: a loop failed (the CLI prints the cause chain and exits 1).
+    """
+    async with Daemon(settings, reload_settings=reload_settings) as daemon:
+        await daemon.run(once=once)
+    return 0

@@ -1,0 +1,231 @@
+"""Every place a file lives on disk, and the one atomic move between places.
+
+A dropped file's life, in folders (``paths.*`` settings)::
+
+    inbox/<name>                      dropped by an operator (or ``leadflow submit``)
+    inbox/<route folder>/<name>       dropped for a route (``[[routes]] folder``)
+    work/<file id>/source/<name>      claimed by intake (one atomic move out of the inbox)
+    work/<file id>/                   its uploads, rejections.csv, Marketo's failures/warnings
+    results/<name>.<file id>/         report.json, failures.csv, warnings.csv
+    archive/<file id>-<name>          the source of a complete or partial file
+    rejected/<file id>-<name>         the source of a file with no row imported
+
+Every path above is built here, and every move between them is ``move`` (the one that
+never leaves a half-copied file behind, even across file systems) or ``drop_into`` (into
+the inbox under a free name, never replacing a file). Reading and writing the files
+themselves belongs to intake and results.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from orchestrator.models import FILE_ARCHIVED, FileRecord, FileStatus
+from orchestrator.settings import PathSettings, Route, Settings
+
+#: Longest file-name part (bytes, UTF-8) kept in results folder and archive names.
+MAX_NAME_BYTES = 180
+#: The folder of a file's work folder that holds the claimed source.
+SOURCE_FOLDER = "source"
+#: Intake's rows rejected locally, in the file's work folder.
+REJECTIONS_NAME = "rejections.csv"
+#: Stands for the file id in a work path recorded before the id is known (``Store.add_file``
+#: replaces it in the same transaction).
+PENDING_ID = "{id}"
+
+
+# --- the inbox ---------------------------------------------------------------------------
+
+
+def route_folder(inbox: Path, route: Route | None) -> Path:
+    """Return the folder a route's files are dropped in (the inbox root for None)."""
+    return inbox if route is None else inbox / route.subfolder
+
+
+def make_folders(settings: Settings) -> None:
+    """Create every folder (``paths.*``, each route's inbox folder) if missing.
+
+    Raises:
+        OSError: a folder cannot be created.
+    """
+    settings.paths.ensure()
+    for route in settings.routes:
+        route_folder(settings.paths.inbox, route).mkdir(parents=True, exist_ok=True)
+
+
+# --- the work folder ---------------------------------------------------------------------
+
+
+def work_source(work: Path, file_id: int | str, name: str) -> Path:
+    """Return ``work/<file id>/source/<name>``, where intake claims a file."""
+    return work / str(file_id) / SOURCE_FOLDER / name
+
+
+def work_dir_of_source(source: Path) -> Path:
+    """Return a file's work folder from its claimed source path (``work_source``)."""
+    return source.parent.parent
+
+
+def work_dir(paths: PathSettings, file: FileRecord) -> Path:
+    """Return a file's work folder (``files.info.work_dir``, else ``work/<file id>``)."""
+    return Path(file.info.get("work_dir") or paths.work / str(file.id))
+
+
+def source_path(file: FileRecord) -> Path:
+    """Return where a file's source is while it is worked on (``files.info.source_path``)."""
+    return Path(file.info.get("source_path") or file.work_path)
+
+
+def rejections_path(paths: PathSettings, file: FileRecord) -> Path:
+    """Return intake's ``rejections.csv`` of a file (it may not exist)."""
+    return Path(file.info.get("rejections_path") or work_dir(paths, file) / REJECTIONS_NAME)
+
+
+def remove_work_dir(work: Path, folder: Path) -> None:
+    """Delete a file's work folder; never ``work`` itself or anything outside it."""
+    folder = folder.resolve()
+    root = work.resolve()
+    if folder != root and root in folder.parents and folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- results, archive, rejected ----------------------------------------------------------
+
+
+def _cut(name: str) -> str:
+    safe = name.replace("/", "_").replace("\x00", "_") or "file"
+    while len(safe.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        safe = safe[:-1]
+    return safe
+
+
+def results_dir_name(name: str, file_id: int) -> str:
+    """Return the results folder name ``<file name>.<file id>`` (long names are cut)."""
+    return f"{_cut(name)}.{file_id}"
+
+
+def results_dir(paths: PathSettings, name: str, file_id: int) -> Path:
+    """Return ``results/<file name>.<file id>``."""
+    return paths.results / results_dir_name(name, file_id)
+
+
+def archive_name(name: str, file_id: int) -> str:
+    """Return the collision-free name of a source in archive/rejected: ``<id>-<name>``."""
+    return f"{file_id}-{_cut(name)}"
+
+
+def rejected_source(paths: PathSettings, name: str, file_id: int) -> Path:
+    """Return ``rejected/<file id>-<name>``."""
+    return paths.rejected / archive_name(name, file_id)
+
+
+def final_source(paths: PathSettings, name: str, file_id: int, status: FileStatus) -> Path:
+    """Return where a reported file's source goes: archive (complete, partial) or rejected."""
+    folder = paths.archive if status in FILE_ARCHIVED else paths.rejected
+    return folder / archive_name(name, file_id)
+
+
+# --- moving ------------------------------------------------------------------------------
+
+
+def move(source: Path, dest: Path) -> bool:
+    """Move ``source`` to ``dest`` atomically, creating ``dest``'s folder.
+
+    A rename where both are on one file system. Across file systems the bytes are copied
+    under a hidden name (``.<name>.moving``) in ``dest``'s folder, renamed to ``dest``, and
+    only then is ``source`` removed: nobody sees a half-copied ``dest``, and ``source`` stays
+    until ``dest`` is complete.
+
+    Returns:
+        True when the file was copied across file systems, False when renamed.
+
+    Raises:
+        FileNotFoundError: ``source`` vanished.
+        OSError: the move failed (``source`` is still there).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(source, dest)
+        return False
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    partial = dest.with_name(f".{dest.name}.moving")
+    try:
+        shutil.copy2(source, partial)
+        os.rename(partial, dest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.unlink(source)
+    return True
+
+
+def _candidates(name: str) -> Iterator[str]:
+    yield name
+    stem, dot, ext = name.rpartition(".")
+    if not stem:
+        stem, dot, ext = name, "", ""
+    for n in range(2, 10_000):
+        yield f"{stem}-{n}{dot}{ext}"
+
+
+def _link_free_name(tmp: Path, folder: Path, name: str) -> Path:
+    """Give ``tmp`` a free name in ``folder`` without ever replacing a file; return it."""
+    for candidate in _candidates(name):
+        dest = folder / candidate
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            continue
+        except OSError as exc:  # no hard links here (some network shares): rename instead
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            if dest.exists():
+                continue
+            tmp.rename(dest)
+            return dest
+        tmp.unlink()
+        return dest
+    raise FileExistsError(errno.EEXIST, "no free name", str(folder / name))
+
+
+def drop_into(source: Path, folder: Path, name: str, *, move: bool) -> Path:
+    """Put ``source`` into ``folder`` as ``name`` (or ``name-2`` ...) atomically; return the path.
+
+    The bytes land under a hidden temporary name in ``folder`` first, so a watcher only ever
+    sees the complete file, and an existing file is never replaced. With ``move`` the source
+    is removed afterwards.
+
+    Raises:
+        OSError: the folder is not writable, the disk is full, the source is unreadable.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.{os.getpid()}.part"
+    moved = False
+    try:
+        if move:
+            try:
+                os.rename(source, tmp)
+                moved = True
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        if not moved:
+            shutil.copy2(source, tmp)
+            with tmp.open("rb") as handle:
+                os.fsync(handle.fileno())
+        dest = _link_free_name(tmp, folder, name)
+    except BaseException:
+        if moved and tmp.exists():
+            os.rename(tmp, source)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+    if move and not moved:
+        source.unlink()
+    return dest

@@ -1,0 +1,1 @@
+"""Scheduling: which upload goes to Marketo next, and when each batch is polled."""

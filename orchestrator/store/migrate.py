@@ -1,0 +1,123 @@
+"""Schema migrations: numbered SQL files applied in order, version in ``PRAGMA user_version``.
+
+The files live in the top-level ``migrations/`` folder of a checkout and are packaged into
+``orchestrator/migrations`` in the wheel; both places are looked up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from orchestrator.errors import SchemaTooNew, StoreError
+
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file: its number (1-based), name and SQL text."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations_dir() -> Path:
+    """Return the folder holding the migration files (installed wheel or checkout).
+
+    Raises:
+        StoreError: no folder with migrations was found.
+    """
+    packaged = resources.files("orchestrator").joinpath("migrations")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[2] / "migrations"
+    if checkout.is_dir():
+        return checkout
+    raise StoreError("no migrations folder found next to the orchestrator package")
+
+
+def load_migrations(folder: Path | None = None) -> list[Migration]:
+    """Read every ``NNNN_name.sql`` file, checking names are well formed and contiguous.
+
+    Raises:
+        StoreError: a badly named file or a gap in the numbering.
+    """
+    folder = folder or migrations_dir()
+    found: list[Migration] = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise StoreError(f"migration file {path.name} is not named NNNN_lowercase_name.sql")
+        found.append(Migration(int(match.group(1)), path.name, path.read_text(encoding="utf-8")))
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise StoreError(f"migration {migration.name}: expected number {expected:04d}")
+    return found
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    """Return ``PRAGMA user_version`` of the open database."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(conn: aiosqlite.Connection, folder: Path | None = None) -> list[str]:
+    """Apply every migration above the database's version, each in its own transaction.
+
+    The connection must be in autocommit mode (``isolation_level=None``).
+
+    Returns:
+        Names of the migrations applied (empty when the database was current).
+
+    Raises:
+        SchemaTooNew: the database was written by a newer leadflow.
+        StoreError: a migration file is malformed.
+    """
+    available = load_migrations(folder)
+    newest = available[-1].version if available else 0
+    current = await schema_version(conn)
+    if current > newest:
+        raise SchemaTooNew(
+            f"database schema version {current} is newer than this leadflow knows ({newest}); "
+            "upgrade leadflow or use another database"
+        )
+    applied: list[str] = []
+    for migration in available[current:]:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(migration.sql):
+                await conn.execute(statement)
+            # PRAGMA does not take parameters; the version is an int from a file name.
+            await conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+        except Exception:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+        applied.append(migration.name)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    import sqlite3
+
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") for part in buffer.strip().splitlines()
+    ):
+        statements.append(buffer.strip())
+    return statements

@@ -1,0 +1,40 @@
+"""Named SQL queries: ``orchestrator/store/queries.sql`` parsed into a dict, procrastinate-style.
+
+Each query in the file starts with a ``-- name: NAME`` line; comment lines right after it
+document the query and are kept out of the SQL. The file ships inside the package.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+_HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def parse_queries(text: str, upload_columns: str) -> dict[str, str]:
+    """Split the text of a queries file into ``{name: sql}``.
+
+    Args:
+        text: the file's text.
+        upload_columns: what ``{upload_columns}`` in a query stands for (a constant list of
+            column names, never data).
+
+    Raises:
+        ValueError: a name is repeated, or a query is empty.
+    """
+    parts = _HEADER.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
+        sql = "\n".join(lines).strip().replace("{upload_columns}", upload_columns)
+        if name in queries or not sql:
+            raise ValueError(f"query {name!r} is repeated or empty")
+        queries[name] = sql
+    return queries
+
+
+def load_queries(upload_columns: str) -> dict[str, str]:
+    """Read ``orchestrator/store/queries.sql`` from the installed package (see ``parse_queries``)."""
+    text = resources.files("orchestrator.store").joinpath("queries.sql").read_text(encoding="utf-8")
+    return parse_queries(text, upload_columns)

@@ -1,0 +1,630 @@
+"""The SQLite store: the FIFO of uploads and all state. The only module that runs SQL.
+
+One aiosqlite connection in autocommit mode (``isolation_level=None``); every write that must
+be atomic runs inside ``BEGIN IMMEDIATE`` so the write lock is taken up front. Every status
+change is one guarded ``UPDATE ... WHERE id=? AND status IN (...)``; zero rows raises
+``InvalidTransition``. A trigger refuses transitions not in ``allowed_transitions`` and another
+writes ``status_history``. Times are epoch seconds from the injected ``clock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from orchestrator.errors import DatabaseLocked, InvalidTransition, StoreError
+from orchestrator.models import (
+    FileRecord,
+    FileStatus,
+    NewUpload,
+    UploadRecord,
+    UploadStatus,
+    pack_rows,
+)
+from orchestrator.places import PENDING_ID
+from orchestrator.store.migrate import migrate
+from orchestrator.store.queries import load_queries
+
+#: Seconds a writer waits for SQLite's lock before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+# --- named queries (the SQL is in orchestrator/queries.sql) ---------------------------------
+
+UPLOAD_COLUMNS = (
+    "id, file_id, seq, path, size_bytes, rows, kind, options, status, batch_id, marketo_status,"
+    " num_leads_processed, num_rows_failed, num_rows_with_warning, message, attempts,"
+    " batch_failures, uncertain, not_before, next_poll_at, polls, error_code, error,"
+    " created_at, updated_at, claimed_at, submitted_at, finished_at"
+)
+from orchestrator.timing import Clock
+
+_Q = load_queries(UPLOAD_COLUMNS)
+
+INSERT_FILE = _Q["insert_file"]
+SELECT_FILE = _Q["select_file"]
+SET_FILE_WORK_PATH = _Q["set_file_work_path"]
+SELECT_FILES_BY_STATUS = _Q["select_files_by_status"]
+SELECT_FILE_BY_WORK_PATH = _Q["select_file_by_work_path"]
+SELECT_IMPORTED_BY_SHA = _Q["select_imported_by_sha"]
+INSERT_UPLOAD = _Q["insert_upload"]
+CLAIM_NEXT_UPLOAD = _Q["claim_next_upload"]
+SELECT_UPLOAD = _Q["select_upload"]
+SELECT_UPLOAD_SOURCE_ROWS = _Q["select_upload_source_rows"]
+SELECT_UPLOADS_OF_FILE = _Q["select_uploads_of_file"]
+SELECT_UPLOADS_BY_STATUS = _Q["select_uploads_by_status"]
+SELECT_AT_MARKETO = _Q["select_at_marketo"]
+SELECT_DUE_FOR_POLL = _Q["select_due_for_poll"]
+SELECT_NEXT_POLL_AT = _Q["select_next_poll_at"]
+SELECT_NEXT_QUEUED_AT = _Q["select_next_queued_at"]
+COUNT_UPLOADS_IN = _Q["count_uploads_in"]
+SELECT_FILES_TO_REPORT = _Q["select_files_to_report"]
+SELECT_FILES_READY = _Q["select_files_ready"]
+COUNT_FILES_BY_STATUS = _Q["count_files_by_status"]
+COUNT_UPLOADS_BY_STATUS = _Q["count_uploads_by_status"]
+SELECT_STATUS_OF = {
+    "files": _Q["select_status_of_files"],
+    "uploads": _Q["select_status_of_uploads"],
+}
+SELECT_HISTORY = _Q["select_history"]
+UPSERT_USAGE = _Q["upsert_usage"]
+SELECT_CALLS_ON_DAY = _Q["select_calls_on_day"]
+SELECT_USAGE_ON_DAY = _Q["select_usage_on_day"]
+INSERT_ERROR = _Q["insert_error"]
+SELECT_RECENT_ERRORS = _Q["select_recent_errors"]
+SELECT_FILES_FOR_STATUS = _Q["select_files_for_status"]
+
+#: Columns a transition may change besides ``status`` and ``updated_at``. Names come from
+#: this constant only, never from data, so the statement built from them is safe.
+FILE_MUTABLE = frozenset(
+    {
+        "sha256",
+        "size_bytes",
+        "error",
+        "encoding",
+        "format",
+        "rows_total",
+        "rows_rejected",
+        "duplicates",
+        "info",
+        "finished_at",
+        "work_path",
+        "route",
+        "reported_at",
+    }
+)
+UPLOAD_MUTABLE = frozenset(
+    {
+        "batch_id",
+        "marketo_status",
+        "num_leads_processed",
+        "num_rows_failed",
+        "num_rows_with_warning",
+        "message",
+        "attempts",
+        "batch_failures",
+        "uncertain",
+        "not_before",
+        "next_poll_at",
+        "polls",
+        "error_code",
+        "error",
+        "claimed_at",
+        "submitted_at",
+        "finished_at",
+        "options",
+    }
+)
+
+
+class SingleDaemonLock:
+    """An exclusive ``flock`` on ``<database>.lock``: one daemon per database.
+
+    Raises:
+        DatabaseLocked: from ``acquire`` when another process holds it.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.path = Path(str(database) + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock without waiting."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = ""
+            try:
+                holder = self.path.read_text().strip()
+            except OSError:
+                pass
+            raise DatabaseLocked(
+                f"another leadflow daemon (pid {holder or '?'}) is using {self.path.parent}; "
+                "stop it first or point paths.database elsewhere"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Store:
+    """The database behind leadflow. Build it with ``Store.open`` (an async context manager).
+
+    Every method is a coroutine on one connection; a lock serialises transactions inside the
+    process, and ``BEGIN IMMEDIATE`` serialises them against other processes.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, clock: Clock = time.time) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._tx = asyncio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: Path,
+        *,
+        clock: Clock = time.time,
+        exclusive: bool = False,
+        migrate_schema: bool = True,
+    ) -> AsyncIterator[Store]:
+        """Open (and migrate) the database at ``path``.
+
+        Args:
+            path: the SQLite file; its folder is created.
+            clock: returns epoch seconds; injected by tests.
+            exclusive: take the single-daemon lock (``leadflow run``).
+            migrate_schema: apply pending migrations.
+
+        Raises:
+            DatabaseLocked: ``exclusive`` and another daemon holds the lock.
+            SchemaTooNew: the database is newer than this code.
+            StoreError: the file is not a database, or cannot be opened.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = SingleDaemonLock(path) if exclusive else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            try:
+                conn = await aiosqlite.connect(path, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open database {path}: {exc}") from exc
+            try:
+                conn.row_factory = aiosqlite.Row
+                try:
+                    await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                    await conn.execute("PRAGMA journal_mode = WAL")
+                    await conn.execute("PRAGMA synchronous = NORMAL")
+                    await conn.execute("PRAGMA foreign_keys = ON")
+                    if migrate_schema:
+                        await migrate(conn)
+                except sqlite3.DatabaseError as exc:
+                    raise StoreError(f"database {path} cannot be used: {exc}") from exc
+                yield cls(conn, clock)
+            finally:
+                await conn.close()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the store stamps rows with."""
+        return self._clock
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._tx:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._tx, self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self._tx, self._conn.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    # --- files ---------------------------------------------------------------------------
+
+    async def add_file(
+        self,
+        *,
+        name: str,
+        inbox_path: str,
+        work_path: str,
+        route: str | None,
+        size_bytes: int | None,
+    ) -> FileRecord:
+        """Record a newly found file in status ``received``; returns it with its id.
+
+        A ``{id}`` (``places.PENDING_ID``) in ``work_path`` is replaced by the new id in the
+        same transaction (intake's ``work/{id}/source/<name>``).
+        """
+        async with self._transaction() as conn:
+            async with conn.execute(
+                INSERT_FILE,
+                {
+                    "name": name,
+                    "inbox_path": inbox_path,
+                    "work_path": work_path,
+                    "route": route,
+                    "size_bytes": size_bytes,
+                    "now": self._clock(),
+                },
+            ) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            if PENDING_ID in work_path:
+                filled = work_path.replace(PENDING_ID, str(row["id"]), 1)
+                async with conn.execute(SET_FILE_WORK_PATH, (filled, row["id"])) as cursor:
+                    row = await cursor.fetchone()
+                assert row is not None
+        return FileRecord.from_row(row)
+
+    async def get_file(self, file_id: int) -> FileRecord | None:
+        """Return one file, or None."""
+        row = await self._fetchone(SELECT_FILE, (file_id,))
+        return FileRecord.from_row(row) if row else None
+
+    async def file_by_work_path(self, work_path: str) -> FileRecord | None:
+        """Return the file claimed to ``work_path``, or None."""
+        row = await self._fetchone(SELECT_FILE_BY_WORK_PATH, (work_path,))
+        return FileRecord.from_row(row) if row else None
+
+    async def files_in(self, status: FileStatus) -> list[FileRecord]:
+        """Return files in ``status`` in id order."""
+        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_BY_STATUS,
+                                                                     (status.value,))]
+
+    async def imported_file_with_sha(self, sha256: str) -> FileRecord | None:
+        """Return a file with these bytes that is imported or being imported, or None."""
+        row = await self._fetchone(SELECT_IMPORTED_BY_SHA, (sha256,))
+        return FileRecord.from_row(row) if row else None
+
+    async def transition_file(
+        self,
+        file_id: int,
+        expected: FileStatus | Iterable[FileStatus],
+        new: FileStatus,
+        **changes: Any,
+    ) -> FileRecord:
+        """Move a file from one of ``expected`` to ``new``, setting ``changes`` atomically.
+
+        Args:
+            changes: columns from ``FILE_MUTABLE``; ``info`` may be a dict (stored as JSON).
+
+        Raises:
+            InvalidTransition: the file was not in an expected status.
+            ValueError: a column not in ``FILE_MUTABLE``.
+        """
+        if "info" in changes and not isinstance(changes["info"], str):
+            changes["info"] = json.dumps(changes["info"], ensure_ascii=False)
+        async with self._transaction() as conn:
+            row = await _guarded_update(
+                conn, "files", "*", FILE_MUTABLE, file_id, expected, new, changes, self._clock()
+            )
+        return FileRecord.from_row(row)
+
+    async def enqueue_uploads(
+        self,
+        file_id: int,
+        uploads: Sequence[NewUpload],
+        *,
+        new_status: FileStatus = FileStatus.QUEUED,
+        **changes: Any,
+    ) -> list[int]:
+        """Enqueue a prepared file's uploads and move the file ``received`` -> ``new_status``.
+
+        One transaction: either every upload is in the FIFO and the file is ``queued`` (or
+        ``reporting`` when there are no uploads), or nothing changed.
+
+        Returns:
+            The upload ids, in FIFO order.
+
+        Raises:
+            InvalidTransition: the file was not ``received``.
+            sqlite3.IntegrityError: another file with the same sha256 is imported (callers
+                check ``imported_file_with_sha`` first; the index is the last guard).
+        """
+        now = self._clock()
+        if "info" in changes and not isinstance(changes["info"], str):
+            changes["info"] = json.dumps(changes["info"], ensure_ascii=False)
+        ids: list[int] = []
+        async with self._transaction() as conn:
+            await _guarded_update(
+                conn,
+                "files",
+                "id",
+                FILE_MUTABLE,
+                file_id,
+                FileStatus.RECEIVED,
+                new_status,
+                changes,
+                now,
+            )
+            for seq, upload in enumerate(uploads, start=1):
+                cursor = await conn.execute(
+                    INSERT_UPLOAD,
+                    (
+                        file_id,
+                        seq,
+                        upload.path,
+                        upload.size_bytes,
+                        len(upload.source_rows),
+                        pack_rows(upload.source_rows),
+                        upload.kind,
+                        json.dumps(upload.options),
+                        now,
+                        now,
+                    ),
+                )
+                assert cursor.lastrowid is not None
+                ids.append(cursor.lastrowid)
+                await cursor.close()
+        return ids
+
+    async def files_ready_for_report(self) -> list[FileRecord]:
+        """Return ``queued`` files whose every upload is terminal (oldest first)."""
+        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_READY)]
+
+    async def files_to_report(self) -> list[FileRecord]:
+        """Return files whose results must be written (oldest first).
+
+        These are files in ``reporting`` or a terminal status with no ``reported_at`` yet.
+        """
+        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_TO_REPORT)]
+
+    # --- uploads -------------------------------------------------------------------------
+
+    async def claim_next(self, now: float | None = None) -> UploadRecord | None:
+        """Atomically claim the oldest ``queued`` upload whose ``not_before`` has passed.
+
+        The claimed upload is ``submitting``; two concurrent claimers never get the same one.
+        Returns None when nothing is ready.
+        """
+        params = {"now": self._clock() if now is None else now}
+        async with self._transaction() as conn, conn.execute(CLAIM_NEXT_UPLOAD, params) as cur:
+            row = await cur.fetchone()
+        return UploadRecord.from_row(row) if row else None
+
+    async def transition_upload(
+        self,
+        upload_id: int,
+        expected: UploadStatus | Iterable[UploadStatus],
+        new: UploadStatus,
+        **changes: Any,
+    ) -> UploadRecord:
+        """Move an upload from one of ``expected`` to ``new``, setting ``changes`` atomically.
+
+        ``new`` may equal the current status to only update columns (e.g. poll counters).
+
+        Raises:
+            InvalidTransition: the upload was not in an expected status.
+            ValueError: a column not in ``UPLOAD_MUTABLE``.
+        """
+        if "options" in changes and not isinstance(changes["options"], str):
+            changes["options"] = json.dumps(changes["options"], ensure_ascii=False)
+        async with self._transaction() as conn:
+            row = await _guarded_update(
+                conn,
+                "uploads",
+                UPLOAD_COLUMNS,
+                UPLOAD_MUTABLE,
+                upload_id,
+                expected,
+                new,
+                changes,
+                self._clock(),
+            )
+        return UploadRecord.from_row(row)
+
+    async def get_upload(self, upload_id: int) -> UploadRecord | None:
+        """Return one upload, or None."""
+        row = await self._fetchone(SELECT_UPLOAD, (upload_id,))
+        return UploadRecord.from_row(row) if row else None
+
+    async def upload_source_rows(self, upload_id: int) -> list[int]:
+        """Return the source line number of each row of an upload, in order."""
+        from orchestrator.models import unpack_rows
+
+        row = await self._fetchone(SELECT_UPLOAD_SOURCE_ROWS, (upload_id,))
+        return unpack_rows(row[0]) if row else []
+
+    async def uploads_of_file(self, file_id: int) -> list[UploadRecord]:
+        """Return a file's uploads by ``seq``."""
+        rows = await self._fetchall(SELECT_UPLOADS_OF_FILE, (file_id,))
+        return [UploadRecord.from_row(r) for r in rows]
+
+    async def uploads_in(self, status: UploadStatus) -> list[UploadRecord]:
+        """Return uploads in ``status`` in FIFO order."""
+        rows = await self._fetchall(SELECT_UPLOADS_BY_STATUS, (status.value,))
+        return [UploadRecord.from_row(r) for r in rows]
+
+    async def at_marketo(self) -> list[UploadRecord]:
+        """Return uploads Marketo holds (``submitted``/``importing``), in submission order."""
+        return [UploadRecord.from_row(r) for r in await self._fetchall(SELECT_AT_MARKETO)]
+
+    async def due_for_poll(self, now: float, limit: int = 100) -> list[UploadRecord]:
+        """Return uploads at Marketo whose ``next_poll_at`` has come, soonest first."""
+        rows = await self._fetchall(SELECT_DUE_FOR_POLL, (now, limit))
+        return [UploadRecord.from_row(r) for r in rows]
+
+    async def next_poll_at(self) -> float | None:
+        """Return the earliest ``next_poll_at`` of uploads at Marketo, or None."""
+        row = await self._fetchone(SELECT_NEXT_POLL_AT)
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def next_queued_at(self) -> float | None:
+        """Return the earliest time a ``queued`` upload may be claimed (0 = now), or None."""
+        row = await self._fetchone(SELECT_NEXT_QUEUED_AT)
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def count_in_flight(self) -> int:
+        """Return how many uploads are ``submitting``, ``submitted`` or ``importing``."""
+        row = await self._fetchone(COUNT_UPLOADS_IN)
+        return int(row[0]) if row else 0
+
+    async def reap_in_flight(self) -> list[UploadRecord]:
+        """Requeue every ``submitting`` upload (crash mid-submit); call once at start-up.
+
+        Marketo has no idempotency key, so such an upload may or may not have created a job;
+        it is marked ``uncertain`` and sent again (the import is an upsert). Uploads with a
+        ``batchId`` are left to resume polling.
+
+        Returns:
+            The uploads that were requeued.
+        """
+        reaped: list[UploadRecord] = []
+        for upload in await self.uploads_in(UploadStatus.SUBMITTING):
+            reaped.append(
+                await self.transition_upload(
+                    upload.id,
+                    UploadStatus.SUBMITTING,
+                    UploadStatus.QUEUED,
+                    uncertain=upload.uncertain + 1,
+                    not_before=None,
+                )
+            )
+        return reaped
+
+    # --- accounting and reporting --------------------------------------------------------
+
+    async def counts_by_status(self) -> dict[str, dict[str, int]]:
+        """Return ``{"files": {status: n}, "uploads": {status: n}}`` with every status present."""
+        files = {s.value: 0 for s in FileStatus}
+        uploads = {s.value: 0 for s in UploadStatus}
+        for row in await self._fetchall(COUNT_FILES_BY_STATUS):
+            files[row[0]] = row[1]
+        for row in await self._fetchall(COUNT_UPLOADS_BY_STATUS):
+            uploads[row[0]] = row[1]
+        return {"files": files, "uploads": uploads}
+
+    async def history(self, entity: str, entity_id: int) -> list[tuple[str | None, str, float]]:
+        """Return ``(from_status, to_status, at)`` of a file or upload, oldest first."""
+        rows = await self._fetchall(SELECT_HISTORY, (entity, entity_id))
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def count_calls(
+        self, day: str, endpoint: str, calls: int = 1, errors: int = 0
+    ) -> None:
+        """Add ``calls`` (and ``errors``) to the day's usage of ``endpoint``.
+
+        Args:
+            day: ``YYYY-MM-DD`` in America/Chicago (Marketo's quota day).
+        """
+        async with self._transaction() as conn:
+            await conn.execute(UPSERT_USAGE, (day, endpoint, calls, errors))
+
+    async def calls_on(self, day: str) -> int:
+        """Return the calls counted on ``day`` over all endpoints."""
+        row = await self._fetchone(SELECT_CALLS_ON_DAY, (day,))
+        return int(row[0]) if row else 0
+
+    async def usage_on(self, day: str) -> dict[str, dict[str, int]]:
+        """Return ``{endpoint: {"calls": n, "errors": n}}`` for ``day``."""
+        rows = await self._fetchall(SELECT_USAGE_ON_DAY, (day,))
+        return {r[0]: {"calls": r[1], "errors": r[2]} for r in rows}
+
+    async def record_error(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        file_id: int | None = None,
+        upload_id: int | None = None,
+    ) -> None:
+        """Append an error for ``leadflow status`` (message must already be redacted)."""
+        async with self._transaction() as conn:
+            await conn.execute(INSERT_ERROR, (self._clock(), file_id, upload_id, code, message))
+
+    async def files_for_status(
+        self, recent: int = 10, open_limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Return files for ``leadflow status``, oldest first, as dicts.
+
+        Every file not finished (``received``/``queued``/``reporting``, at most
+        ``open_limit``) and the ``recent`` newest finished ones. Keys: the ``files`` columns
+        ``id, name, status, route, rows_total, rows_rejected, error, received_at,
+        finished_at, reported_at`` and ``rows_imported``/``rows_failed`` summed over the
+        file's uploads (None without uploads).
+        """
+        rows = await self._fetchall(SELECT_FILES_FOR_STATUS, (open_limit, recent))
+        return [dict(r) for r in rows]
+
+    async def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
+        """Return the newest errors first: ``at``, ``file_id``, ``upload_id``, ``code``, ``message``."""
+        rows = await self._fetchall(SELECT_RECENT_ERRORS, (limit,))
+        return [dict(r) for r in rows]
+
+
+async def _guarded_update(
+    conn: aiosqlite.Connection,
+    table: str,
+    returning: str,
+    mutable: frozenset[str],
+    row_id: int,
+    expected: Any,
+    new: Any,
+    changes: dict[str, Any],
+    now: float,
+) -> aiosqlite.Row:
+    """Run one compare-and-set UPDATE inside the caller's transaction; return the new row."""
+    unknown = set(changes) - mutable
+    if unknown:
+        raise ValueError(f"{table}: cannot set {sorted(unknown)}")
+    wanted = (expected,) if isinstance(expected, str) else tuple(expected)
+    columns = sorted(changes)
+    assignments = "".join(f", {name} = :{name}" for name in columns)
+    marks = ", ".join(f":s{i}" for i in range(len(wanted)))
+    sql = (
+        f"UPDATE {table} SET status = :new, updated_at = :now{assignments}"
+        f" WHERE id = :id AND status IN ({marks}) RETURNING {returning}"
+    )
+    params: dict[str, Any] = {"new": str(new), "now": now, "id": row_id, **changes}
+    params.update({f"s{i}": str(s) for i, s in enumerate(wanted)})
+    try:
+        async with conn.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+    except sqlite3.IntegrityError as exc:
+        if "transition not allowed" not in str(exc):
+            raise
+        async with conn.execute(SELECT_STATUS_OF[table], (row_id,)) as cursor:
+            found = await cursor.fetchone()
+        raise InvalidTransition(
+            table, row_id, tuple(str(s) for s in wanted), found[0] if found else None
+        ) from exc
+    if row is None:
+        async with conn.execute(SELECT_STATUS_OF[table], (row_id,)) as cursor:
+            found = await cursor.fetchone()
+        raise InvalidTransition(
+            table, row_id, tuple(str(s) for s in wanted), found[0] if found else None
+        )
+    return row

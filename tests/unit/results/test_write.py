@@ -1,0 +1,299 @@
+"""Unit tests of row counts, final status, report content and the CSV/folder writers."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.models import FileRecord, FileStatus, UploadRecord, UploadStatus
+from orchestrator.results.write import (
+    build_report,
+    count_rows,
+    decide_status,
+    iso_utc,
+    merge_csv,
+    read_rejections,
+    replace_dir,
+    write_json,
+)
+
+REPORT_KEYS = [
+    "file",
+    "file_id",
+    "sha256",
+    "status",
+    "error",
+    "encoding",
+    "format",
+    "route",
+    "rows",
+    "duplicates",
+    "duplicate_values",
+    "uploads",
+    "received_at",
+    "finished_at",
+]
+UPLOAD_KEYS = [
+    "seq",
+    "batchId",
+    "status",
+    "numOfLeadsProcessed",
+    "numOfRowsFailed",
+    "numOfRowsWithWarning",
+    "message",
+    "attempts",
+]
+
+
+def a_file(**kw: Any) -> FileRecord:
+    base: dict[str, Any] = {
+        "id": 7,
+        "name": "leads.csv",
+        "inbox_path": "/in/leads.csv",
+        "work_path": "/w/7/source/leads.csv",
+        "route": None,
+        "status": FileStatus.REPORTING,
+        "sha256": "ab" * 32,
+        "size_bytes": 100,
+        "error": None,
+        "encoding": "utf-8",
+        "format": "csv",
+        "rows_total": 10,
+        "rows_rejected": 0,
+        "duplicates": 0,
+        "info": {},
+        "received_at": 1_700_000_000.0,
+        "updated_at": 1_700_000_000.0,
+        "finished_at": None,
+        "reported_at": None,
+    }
+    base.update(kw)
+    return FileRecord(**base)
+
+
+def an_upload(
+    seq: int = 1, status: UploadStatus = UploadStatus.COMPLETE, **kw: Any
+) -> UploadRecord:
+    base: dict[str, Any] = {
+        "id": seq,
+        "file_id": 7,
+        "seq": seq,
+        "path": f"/w/7/upload-{seq:04d}.csv",
+        "size_bytes": 10,
+        "rows": 5,
+        "kind": "leads",
+        "options": {},
+        "status": status,
+        "batch_id": 100 + seq,
+        "marketo_status": "Complete",
+        "num_leads_processed": 5,
+        "num_rows_failed": 0,
+        "num_rows_with_warning": 0,
+        "message": "Import succeeded, 5 records imported (5 members)",
+        "attempts": 1,
+        "batch_failures": 0,
+        "uncertain": 0,
+        "not_before": None,
+        "next_poll_at": None,
+        "polls": 1,
+        "error_code": None,
+        "error": None,
+        "created_at": 0.0,
+        "updated_at": 0.0,
+        "claimed_at": None,
+        "submitted_at": None,
+        "finished_at": None,
+    }
+    base.update(kw)
+    return UploadRecord(**base)
+
+
+def test_counts_of_a_clean_file() -> None:
+    rows = count_rows(a_file(), [an_upload(1), an_upload(2)])
+    assert rows.as_dict() == {"total": 10, "imported": 10, "failed": 0, "warned": 0, "rejected": 0}
+
+
+def test_warnings_alone_keep_a_file_complete() -> None:
+    uploads = [an_upload(1, num_rows_with_warning=5), an_upload(2, num_rows_with_warning=1)]
+    rows = count_rows(a_file(), uploads)
+    assert rows.warned == 6
+    assert decide_status(a_file(), uploads, rows) == (FileStatus.COMPLETE, None)
+
+
+def test_counts_with_failures_warnings_rejections_and_a_dead_upload() -> None:
+    uploads = [
+        an_upload(1, num_leads_processed=3, num_rows_failed=2, num_rows_with_warning=1),
+        an_upload(
+            2,
+            UploadStatus.FAILED,
+            marketo_status="Failed",
+            num_leads_processed=2,
+            num_rows_failed=0,
+            message="Import failed: boom",
+        ),
+    ]
+    rows = count_rows(a_file(rows_total=12, rows_rejected=2), uploads)
+    assert rows.as_dict() == {"total": 12, "imported": 3, "failed": 7, "warned": 1, "rejected": 2}
+
+
+@pytest.mark.parametrize(
+    ("statuses", "failed_rows", "rejected", "expected"),
+    [
+        ((UploadStatus.COMPLETE,), 0, 0, FileStatus.COMPLETE),
+        ((UploadStatus.COMPLETE,), 2, 0, FileStatus.PARTIAL),  # rows failed at Marketo
+        ((UploadStatus.COMPLETE,), 0, 3, FileStatus.PARTIAL),  # rows rejected locally
+        ((UploadStatus.COMPLETE, UploadStatus.FAILED), 0, 0, FileStatus.PARTIAL),
+        ((UploadStatus.COMPLETE, UploadStatus.REJECTED), 1, 1, FileStatus.PARTIAL),
+        ((UploadStatus.FAILED,), 0, 0, FileStatus.REJECTED),
+        ((UploadStatus.REJECTED, UploadStatus.FAILED), 0, 2, FileStatus.REJECTED),
+        ((UploadStatus.COMPLETE,), 5, 0, FileStatus.REJECTED),  # every row failed at Marketo
+        ((), 0, 4, FileStatus.REJECTED),  # every row rejected locally: no uploads
+    ],
+)
+def test_final_status(
+    statuses: tuple[UploadStatus, ...], failed_rows: int, rejected: int, expected: FileStatus
+) -> None:
+    uploads = [
+        an_upload(
+            i + 1,
+            s,
+            num_rows_failed=failed_rows if s is UploadStatus.COMPLETE else None,
+            num_leads_processed=5 - failed_rows if s is UploadStatus.COMPLETE else None,
+            error_code="1006" if s is UploadStatus.REJECTED else None,
+            error="Field 'x' not found" if s is UploadStatus.REJECTED else None,
+        )
+        for i, s in enumerate(statuses)
+    ]
+    file = a_file(rows_total=5 * len(statuses) + rejected, rows_rejected=rejected)
+    rows = count_rows(file, uploads)
+    status, error = decide_status(file, uploads, rows)
+    assert status is expected
+    assert (error is None) == (expected is FileStatus.COMPLETE)
+    dead = any(u.status is not UploadStatus.COMPLETE for u in uploads)
+    assert (error is not None and "leadflow retry 7" in error) == dead
+
+
+def test_counts_invariant_over_many_combinations() -> None:
+    statuses = [UploadStatus.COMPLETE, UploadStatus.FAILED, UploadStatus.REJECTED]
+    for combo in itertools.product(statuses, repeat=3):
+        for failed, warned, rejected in itertools.product((0, 1, 4), (0, 2), (0, 3)):
+            uploads = [
+                an_upload(
+                    i + 1,
+                    s,
+                    rows=4,
+                    num_leads_processed=4 - failed,
+                    num_rows_failed=failed,
+                    num_rows_with_warning=min(warned, 4 - failed),
+                )
+                for i, s in enumerate(combo)
+            ]
+            rows = count_rows(a_file(rows_total=12 + rejected, rows_rejected=rejected), uploads)
+            assert rows.total == rows.imported + rows.failed + rows.rejected == 12 + rejected
+            assert rows.warned <= rows.imported
+
+
+@pytest.mark.parametrize("status", [FileStatus.REJECTED, FileStatus.EMPTY, FileStatus.DUPLICATE])
+def test_intake_terminal_files_count_every_row_rejected(status: FileStatus) -> None:
+    rows = count_rows(a_file(status=status, rows_total=6, rows_rejected=0), [])
+    assert rows.as_dict() == {"total": 6, "imported": 0, "failed": 0, "warned": 0, "rejected": 6}
+
+
+def test_report_has_the_documented_keys_and_iso_times() -> None:
+    file = a_file(
+        route="events", duplicates=1, info={"duplicates": [{"value": "a@x", "rows": [2, 5]}]}
+    )
+    dead = an_upload(
+        2,
+        UploadStatus.REJECTED,
+        batch_id=None,
+        error_code="1006",
+        error="Field 'foo' not found",
+        message=None,
+    )
+    uploads = [an_upload(1), dead]
+    rows = count_rows(file, uploads)
+    status, error = decide_status(file, uploads, rows)
+    report = build_report(file, uploads, rows, status, error, 1_700_000_090.5)
+    assert list(report) == REPORT_KEYS
+    assert [list(u) for u in report["uploads"]] == [UPLOAD_KEYS, UPLOAD_KEYS]
+    assert report["status"] == "partial"
+    assert report["received_at"] == "2023-11-14T22:13:20Z"
+    assert report["finished_at"] == "2023-11-14T22:14:50Z"
+    assert report["uploads"][1]["message"] == (
+        "upload 2 rejected by Marketo: 1006 Field 'foo' not found"
+    )
+    assert report["duplicate_values"] == [{"value": "a@x", "rows": [2, 5]}]
+    json.dumps(report)
+
+
+def test_iso_utc() -> None:
+    assert iso_utc(None) is None
+    assert iso_utc(0) == "1970-01-01T00:00:00Z"
+
+
+def test_read_rejections_pads_short_rows_and_keeps_surplus_fields(tmp_path: Path) -> None:
+    path = tmp_path / "rejections.csv"
+    path.write_text(
+        "sourceRow,email,name,Import Failure Reason\r\n"
+        "9,a@x,Ann,Invalid number of fields\r\n"
+        "3,b@x,Invalid number of fields\r\n"
+        "5,c@x,Cy,extra,more,Invalid number of fields\r\n",
+        encoding="utf-8",
+    )
+    rows = read_rejections(path, 2, ";")
+    assert rows == [
+        (3, ("b@x", ""), "Invalid number of fields"),
+        (5, ("c@x", "Cy;extra;more"), "Invalid number of fields"),
+        (9, ("a@x", "Ann"), "Invalid number of fields"),
+    ]
+    assert read_rejections(tmp_path / "missing.csv", 2, ",") == []
+
+
+def test_merge_csv_orders_and_quotes(tmp_path: Path) -> None:
+    out = tmp_path / "failures.csv"
+    n = merge_csv(
+        out,
+        ["E-mail", "Name"],
+        [
+            [(2, ("a@x", 'Quote "q"'), "r1"), (None, ("?", "?"), "unmatched")],
+            [(1, ("b@x", "Line\nbreak"), "r2"), (3, ("c@x", "C, Inc"), "r3")],
+        ],
+    )
+    assert n == 4
+    raw = out.read_bytes()
+    assert raw.startswith(b"sourceRow,E-mail,Name,reason\r\n")
+    with out.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[1:] == [
+        ["1", "b@x", "Line\nbreak", "r2"],
+        ["2", "a@x", 'Quote "q"', "r1"],
+        ["3", "c@x", "C, Inc", "r3"],
+        ["", "?", "?", "unmatched"],
+    ]
+    assert merge_csv(tmp_path / "none.csv", ["a"], [[], []]) == 0
+    assert not (tmp_path / "none.csv").exists()
+
+
+def test_replace_dir_swaps_and_repairs_a_crashed_swap(tmp_path: Path) -> None:
+    final = tmp_path / "x.csv.1"
+    final.mkdir()
+    (final / "report.json").write_text("old")
+    tmp = tmp_path / "x.csv.1.tmp"
+    tmp.mkdir()
+    write_json(tmp / "report.json", {"v": "new"})
+    replace_dir(tmp, final)
+    assert json.loads((final / "report.json").read_text()) == {"v": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv.1"]
+    # crash between the two renames: final gone, .old and .tmp present
+    final.rename(tmp_path / "x.csv.1.old")
+    tmp.mkdir()
+    (tmp / "report.json").write_text("newer")
+    replace_dir(tmp, final)
+    assert (final / "report.json").read_text() == "newer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv.1"]

@@ -1,0 +1,137 @@
+"""config/: the example settings, the demo settings and the systemd unit cannot rot."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from orchestrator.demo import runner
+from orchestrator.settings import Route, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "leadflow.example.toml"
+DEMO = ROOT / "config" / "demo.toml"
+SERVICE = ROOT / "config" / "leadflow.service"
+
+
+def _section_text(text: str, header: str) -> str:
+    """The lines of one ``[header]`` table (up to the next table header)."""
+    match = re.search(rf"^\[{re.escape(header)}\]\s*$(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"[{header}] is missing from {EXAMPLE.name}"
+    return match.group(1)
+
+
+def _keys_in(section: str) -> set[str]:
+    """Keys set or shown commented (``# key = ...``) in a section's text."""
+    return set(re.findall(r"^#?\s*([a-z_0-9]+)\s*=", section, re.MULTILINE))
+
+
+def test_example_loads_and_documents_the_true_defaults() -> None:
+    example = load_settings(EXAMPLE)
+    defaults = Settings()
+    # The example sets the simulator's client id and one route; everything else is a default.
+    assert example.marketo.client_id == "leadflow-sim"
+    assert [(r.name, r.subfolder, r.list_id) for r in example.routes] == [
+        ("webinar", "webinar", 1001)
+    ]
+    skip = {"marketo": {"client_id"}, "routes": True}
+    assert example.model_dump(exclude=skip) == defaults.model_dump(exclude=skip)
+
+
+def test_every_setting_appears_in_the_example() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    missing: list[str] = []
+    for name, field in Settings.model_fields.items():
+        if name == "routes":
+            continue
+        section = field.alias or name
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel), name
+        present = _keys_in(_section_text(text, section))
+        missing += [f"{section}.{key}" for key in model.model_fields if key not in present]
+    routes = text[text.index("[[routes]]"):]
+    missing += [f"routes.{key}" for key in Route.model_fields if key not in _keys_in(routes)]
+    assert not missing, f"not documented in {EXAMPLE.name}: {missing}"
+
+
+def test_demo_toml_loads_with_fast_intervals_and_the_route() -> None:
+    demo = load_settings(DEMO)
+    assert demo.polling.max_interval_s <= 1.0
+    assert demo.intake.stable_s < 1.0
+    assert demo.route_for_folder("webinar") is not None
+    assert demo.route_for_folder("webinar").list_id == 1001  # type: ignore[union-attr]
+    assert demo.marketo.secret() == "leadflow-sim-secret"
+
+
+def test_builtin_demo_defaults_match_demo_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "http://127.0.0.1:1"
+    from_file = runner.demo_settings(tmp_path, url, small=False, config=DEMO, user={})
+    monkeypatch.setattr(runner, "find_demo_config", lambda: None)
+    builtin = runner.demo_settings(tmp_path, url, small=False, config=None, user={})
+    assert builtin.model_dump() == from_file.model_dump()
+    assert builtin.paths.inbox == tmp_path / "inbox"
+    assert builtin.marketo.base_url == url
+
+
+def test_demo_settings_resist_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A production LEADFLOW_CONFIG or secret in the shell must not leak into the demo."""
+    prod = tmp_path / "prod.toml"
+    prod.write_text('[paths]\ndatabase = "/nonexistent/prod.db"\n')
+    monkeypatch.setenv("LEADFLOW_CONFIG", str(prod))
+    monkeypatch.setenv("LEADFLOW_MARKETO__CLIENT_SECRET", "production-secret")
+    monkeypatch.setenv("LEADFLOW_MARKETO__BASE_URL", "https://123-XYZ-999.mktorest.com")
+    settings = runner.demo_settings(
+        tmp_path / "d", "http://127.0.0.1:2", small=True, config=DEMO,
+        user={"limits": {"import_slots": "4"}},
+    )
+    assert settings.paths.database == tmp_path / "d" / "leadflow.db"
+    assert settings.marketo.secret() == "leadflow-sim-secret"
+    assert settings.marketo.base_url == "http://127.0.0.1:2"
+    assert settings.limits.import_slots == 4
+    assert settings.limits.max_upload_bytes == runner.SMALL_MAX_UPLOAD_BYTES
+
+
+def test_service_unit_runs_the_daemon_with_a_secret_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unit = SERVICE.read_text(encoding="utf-8")
+    directives = dict(
+        line.split("=", 1) for line in unit.splitlines() if re.match(r"^[A-Z]\w*=", line)
+    )
+    assert directives["ExecStart"].endswith("leadflow run --config /etc/leadflow/leadflow.toml")
+    assert directives["Restart"] == "on-failure"
+    assert directives["User"] == "leadflow"
+    assert directives["WorkingDirectory"] == "/var/lib/leadflow"
+    secret_env = re.search(r"^Environment=(LEADFLOW_MARKETO__CLIENT_SECRET_FILE)=(\S+)$",
+                           unit, re.MULTILINE)
+    assert secret_env and secret_env.group(2).startswith("%d/")
+    assert "LoadCredential=marketo_client_secret:" in unit
+    # The variable the unit sets really is the one leadflow reads the secret file from.
+    secret = tmp_path / "marketo_client_secret"
+    secret.write_text("s3cret-from-file\n")
+    monkeypatch.setenv(secret_env.group(1), str(secret))
+    assert load_settings(EXAMPLE).marketo.secret() == "s3cret-from-file"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_service_unit_passes_systemd_analyze(tmp_path: Path) -> None:
+    unit = SERVICE.read_text(encoding="utf-8").replace("/opt/leadflow/bin/leadflow", "/bin/true")
+    path = tmp_path / "leadflow.service"
+    path.write_text(unit)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(path)], check=False, capture_output=True, text=True, timeout=30
+    )
+    complaints = [
+        line for line in (done.stdout + done.stderr).splitlines()
+        if "leadflow.service" in line and ("Unknown" in line or "Invalid" in line)
+    ]
+    assert not complaints, complaints
