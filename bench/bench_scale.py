@@ -86,6 +86,7 @@ def _queued(db: Path) -> int:
 async def _daemon(root: Path, count: int, timeout_s: float) -> dict[str, Any]:
     async with SimHost({"store_leads": False, "seed": 5}, 1.0) as sim:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+        env["LEADFLOW_HTTP__LISTEN"] = ""  # no listener: it would take 9464 beside other runs
         for name in ("inbox", "work", "archive", "rejected", "results"):
             env[f"LEADFLOW_PATHS__{name.upper()}"] = str(root / name)
         db = root / "leadflow.db"

@@ -52,6 +52,8 @@ def scaled_settings(root: Path, url: str, scale: float) -> Settings:
             "results_retry_s": 30.0 * s, "idle_tick_s": 1.0 * s, "shutdown_grace_s": 1.0,
         },
         "log": {"format": "json", "level": "error"},
+        # No listener: benchmarks measure the import, and run beside tests and daemons.
+        "http": {"listen": ""},
     }
     settings = load_settings(None, overrides)
     settings.paths.ensure()

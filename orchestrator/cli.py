@@ -196,7 +196,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from orchestrator.daemon import run_daemon
 
-        return await run_daemon(settings, once=args.once)
+        return await run_daemon(
+            settings, once=args.once, reload_settings=lambda: settings_from_args(args)
+        )
     if args.command == "submit":
         from orchestrator.commands.submit import submit_command
 

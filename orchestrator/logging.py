@@ -106,3 +106,16 @@ def configure(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+
+
+def set_level(level: str) -> None:
+    """Change the minimum level of every logger (a settings reload); output is unchanged.
+
+    Args:
+        level: ``debug``, ``info``, ``warning`` or ``error``.
+    """
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        )
+    )

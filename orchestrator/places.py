@@ -19,10 +19,12 @@ themselves belongs to intake and results.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from orchestrator.models import FILE_ARCHIVED, FileRecord, FileStatus
 from orchestrator.settings import PathSettings, Route, Settings
@@ -251,3 +253,17 @@ def drop_into(source: Path, folder: Path, name: str, *, move: bool) -> Path:
     if move and not moved:
         source.unlink()
     return dest
+
+
+def pause_file(database: Path) -> Path:
+    """Return ``<database>.paused``: present (JSON) while a running daemon has paused work."""
+    return Path(str(database) + ".paused")
+
+
+def read_pause(database: Path) -> dict[str, Any] | None:
+    """Return what ``<database>.paused`` says (``reason``, ``message``), or None."""
+    try:
+        data = json.loads(pause_file(database).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

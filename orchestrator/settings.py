@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextvars
+import ipaddress
 import os
 import re
 import tomllib
@@ -336,6 +337,70 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+#: The operator's window (``leadflow run``): loopback, Prometheus' port range for exporters.
+DEFAULT_HTTP_LISTEN = "127.0.0.1:9464"
+
+
+def parse_listen(value: str) -> tuple[str, int] | None:
+    """Split an ``http.listen`` value into ``(host, port)``; ``""`` (off) gives None.
+
+    Accepts ``HOST:PORT``, ``[IPv6]:PORT`` and ``:PORT`` (every address); port 0 asks the
+    system for a free port (tests).
+
+    Raises:
+        ValueError: no port, a port out of 0..65535, or an empty host in brackets.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    found = re.fullmatch(r"\[([0-9A-Fa-f:.%a-zA-Z]+)\]:(\d{1,5})|([^:\[\]\s]*):(\d{1,5})", text)
+    if found is None:
+        raise ValueError(f"expected HOST:PORT (or [IPv6]:PORT, or \"\" for off), got {value!r}")
+    host = found.group(1) if found.group(1) is not None else found.group(3)
+    port = int(found.group(2) or found.group(4))
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name or "" (every address): treated as reachable from outside
+
+
+class HttpSettings(_Section):
+    """The daemon's HTTP listener: health, metrics, the status page (``orchestrator/window``)."""
+
+    #: ``HOST:PORT`` to listen on; ``""`` turns the listener off. Restart to change it.
+    listen: str = DEFAULT_HTTP_LISTEN
+    #: Bearer token every request must carry (``Authorization: Bearer <token>``); required
+    #: when ``listen`` is not a loopback address. Never logged or served.
+    token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value.strip()
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` to listen on, or None when the listener is off."""
+        return parse_listen(self.listen)
+
+    @property
+    def bearer(self) -> str | None:
+        """The token's value, or None when no (or an empty) token is set."""
+        if self.token is None or not self.token.get_secret_value().strip():
+            return None
+        return self.token.get_secret_value().strip()
+
+
 class Settings(BaseSettings):
     """Every setting of leadflow; one frozen object built once by the CLI."""
 
@@ -357,6 +422,7 @@ class Settings(BaseSettings):
     routes: tuple[Route, ...] = ()
     daemon: DaemonSettings = DaemonSettings()
     log: LogSettings = LogSettings()
+    http: HttpSettings = HttpSettings()
 
     @model_validator(mode="after")
     def _unique_routes(self) -> Settings:
@@ -496,3 +562,65 @@ def load_settings(
         raise _describe_error(exc) from None
     finally:
         _config_file.reset(token)
+
+
+#: Sections a reload (SIGHUP) applies to the running daemon; ``log.level`` too. Every other
+#: setting keeps its running value until a restart, and a reload that changes one says so.
+LIVE_SECTIONS = ("routes", "import_", "limits", "polling")
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    """``{dotted.key: value}`` of a dumped section (secrets stay masked by pydantic)."""
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(_flat(inner, f"{prefix}.{key}"))
+        return flat
+    return {prefix: value}
+
+
+def reload_plan(running: Settings, new: Settings) -> tuple[Settings, list[str], list[str]]:
+    """Decide what a reload applies: live sections from ``new``, the rest kept as running.
+
+    Args:
+        running: the settings in force.
+        new: the settings just read again.
+
+    Returns:
+        ``(effective, changed, needs_restart)``: the settings to run with from now on; the
+        dotted names of live settings that changed (``routes``, ``limits.import_slots``,
+        ``log.level``); the dotted names of settings that changed but only take effect after
+        a restart (``paths.inbox``, ``http.listen``, ``marketo.base_url``, ...).
+    """
+    changed: list[str] = []
+    restart: list[str] = []
+    for name, field in Settings.model_fields.items():
+        label = field.alias or name
+        old_value, new_value = getattr(running, name), getattr(new, name)
+        if old_value == new_value:
+            continue
+        if name == "routes":
+            changed.append("routes")
+            continue
+        old_flat = _flat(old_value.model_dump(mode="json"), label)
+        new_flat = _flat(new_value.model_dump(mode="json"), label)
+        keys = sorted(k for k in old_flat.keys() | new_flat.keys()
+                      if old_flat.get(k) != new_flat.get(k))
+        if name == "marketo":
+            # A changed secret dumps the same mask: name the key that differs.
+            keys = keys or [f"{label}.client_secret"]
+        if name in LIVE_SECTIONS:
+            changed += keys
+        elif name == "log":
+            changed += [k for k in keys if k == "log.level"]
+            restart += [k for k in keys if k != "log.level"]
+        else:
+            restart += keys
+    effective = running.model_copy(update={
+        "routes": new.routes,
+        "import_": new.import_,
+        "limits": new.limits,
+        "polling": new.polling,
+        "log": running.log.model_copy(update={"level": new.log.level}),
+    })
+    return effective, changed, restart

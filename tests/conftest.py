@@ -26,6 +26,12 @@ def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in list(os.environ):
         if key.upper().startswith("LEADFLOW_"):
             monkeypatch.delenv(key)
+    # No listener on the default port 9464 (tests run in parallel, maybe beside a daemon);
+    # the window's own tests listen on port 0.
+    monkeypatch.setenv("LEADFLOW_HTTP__LISTEN", "")
+    # Nor does a systemd of the developer's session hear from a test daemon.
+    for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        monkeypatch.delenv(key, raising=False)
     yield
     structlog.reset_defaults()
 
@@ -57,6 +63,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "polling": {"min_interval_s": 0.05, "max_interval_s": 0.2},
             "intake": {"stable_s": 0.0, "rescan_interval_s": 0.1},
             "log": {"format": "json"},
+            "http": {"listen": ""},
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(base.get(key), dict):

@@ -12,10 +12,10 @@ import asyncio
 import sqlite3
 from dataclasses import dataclass
 
-from orchestrator.daemon.lock import daemon_running
 from orchestrator.errors import StoreError
 from orchestrator.settings import Route, Settings
 from orchestrator.store import Store
+from orchestrator.store.lock import daemon_running
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,17 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.commands.metrics import render_prometheus
 from orchestrator.commands.output import print_out
-from orchestrator.daemon.credentials import read_pause
-from orchestrator.daemon.lock import daemon_running
-from orchestrator.places import results_dir
 from orchestrator.settings import Settings
 from orchestrator.store import Store
-from orchestrator.timing import quota_day
-
-#: Finished files listed by ``leadflow status`` (newest first), besides every open one.
-RECENT_FILES = 10
+from orchestrator.window.prometheus import render_prometheus
+from orchestrator.window.status import collect_status
 
 
 def missing_database(settings: Settings) -> str | None:
@@ -43,22 +37,6 @@ def missing_database(settings: Settings) -> str | None:
     )
 
 
-def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "status": row["status"],
-        "route": row["route"],
-        "rows_total": row["rows_total"],
-        "rows_imported": row["rows_imported"],
-        "rows_failed": row["rows_failed"],
-        "rows_rejected": row["rows_rejected"],
-        "results": str(results_dir(settings.paths, row["name"], row["id"])),
-        "reported": row["reported_at"] is not None,
-        "error": row["error"],
-    }
-
-
 async def migrate_command(settings: Settings) -> int:
     """Create or upgrade the database; print its path. Returns the exit code."""
     settings.paths.database.parent.mkdir(parents=True, exist_ok=True)
@@ -66,51 +44,6 @@ async def migrate_command(settings: Settings) -> int:
         pass
     print_out(f"database {settings.paths.database} is up to date")
     return 0
-
-
-async def collect_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
-    """Gather what ``leadflow status`` shows, as a JSON-ready dict.
-
-    Keys: ``counts`` {files, uploads}; ``daemon`` {running, pid, paused}; ``files`` [{id,
-    name, status, route, rows_total, rows_imported, rows_failed, rows_rejected, results,
-    reported, error}] (every open file and the ``RECENT_FILES`` newest finished, oldest
-    first); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
-    ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
-    ``recent_errors`` [...].
-    """
-    counts = await store.counts_by_status()
-    outstanding = await store.at_marketo()
-    day = quota_day(now)
-    pid = daemon_running(settings.paths.database)
-    paused = read_pause(settings.paths.database) if pid is not None else None
-    return {
-        "database": str(settings.paths.database),
-        "daemon": {"running": pid is not None, "pid": pid or None, "paused": paused},
-        "counts": counts,
-        "files": [_file_view(r, settings) for r in await store.files_for_status(RECENT_FILES)],
-        "batches": [
-            {
-                "upload_id": u.id,
-                "file_id": u.file_id,
-                "seq": u.seq,
-                "batchId": u.batch_id,
-                "status": u.marketo_status,
-                "age_s": round(now - (u.submitted_at or u.created_at), 1),
-                "next_poll_in_s": (
-                    round(max(u.next_poll_at - now, 0.0), 1) if u.next_poll_at else None
-                ),
-            }
-            for u in outstanding
-        ],
-        "slots": {"in_use": len(outstanding), "budget": settings.limits.import_slots},
-        "calls_today": {
-            "day": day,
-            "calls": await store.calls_on(day),
-            "budget": settings.limits.daily_call_budget,
-            "by_endpoint": await store.usage_on(day),
-        },
-        "recent_errors": await store.recent_errors(10),
-    }
 
 
 def render_status(data: dict[str, Any]) -> str:
@@ -168,7 +101,7 @@ async def status_command(
 
     Args:
         as_json: print one JSON object instead of lines for a person.
-        prometheus: print Prometheus exposition text (``orchestrator.commands.metrics``).
+        prometheus: print Prometheus exposition text (``orchestrator.window.prometheus``).
     """
     missing = missing_database(settings)
     if missing is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -24,6 +23,8 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from orchestrator.errors import ApiError, ApiTransientError, AuthError, OrchestratorError
+from orchestrator.marketo.tokens import refused_message, unreachable_message
+from orchestrator.places import pause_file
 from orchestrator.store import Store
 from orchestrator.timing import wait_any
 
@@ -68,40 +69,6 @@ class CredentialsRefused(OrchestratorError):
 
 class MarketoUnreachable(OrchestratorError):
     """Marketo's identity endpoint could not be reached after the client's retries (exit 1)."""
-
-
-def pause_file(database: Path) -> Path:
-    """Return ``<database>.paused``: present (JSON) while a running daemon has paused work."""
-    return Path(str(database) + ".paused")
-
-
-def read_pause(database: Path) -> dict[str, Any] | None:
-    """Return what ``<database>.paused`` says (``reason``, ``message``), or None."""
-    try:
-        data = json.loads(pause_file(database).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def refused_message(exc: AuthError, url: str) -> str:
-    """The one stderr line for a refusal (the HTTP status is taken from the error's text)."""
-    if exc.code == "secret":  # the secret file could not be read: nothing was sent
-        return f"{exc.message}: fix marketo.client_secret_file (it is read again at every try)"
-    found = re.search(r"HTTP (\d{3})", exc.message)
-    status = found.group(1) if found else "401"
-    return (
-        f"Marketo refused the client id/secret (HTTP {status} from {url}): "
-        "check marketo.client_id and the secret"
-    )
-
-
-def unreachable_message(exc: ApiError, url: str) -> str:
-    """The one stderr line when identity could not be reached after the retries."""
-    return (
-        f"cannot reach Marketo's identity endpoint {url} after the configured retries "
-        f"({exc.message}): check marketo.base_url / marketo.identity_url and the network"
-    )
 
 
 async def check_credentials(client: HasTokens) -> None:

@@ -21,6 +21,12 @@ is terminal and every file has its report (``reported_at`` set), then returns. I
 token (``credentials.check_credentials``): refused credentials or an unreachable identity
 endpoint end it with exit 1 and one line. Without ``--once`` a refusal pauses work instead
 (``credentials.AuthGate``) until identity grants a token again.
+
+The operator's window (``orchestrator/window``) listens on ``http.listen`` while the daemon
+runs. systemd's notify protocol (``orchestrator/notify.py``) gets ``READY=1`` once recovery
+is done and the loops run, ``WATCHDOG=1`` and ``STATUS=`` from a task of the event loop that
+runs them (only while every loop is alive and the store answers), and ``STOPPING=1`` on
+shutdown. SIGHUP re-reads the settings file (``Daemon.reload``).
 """
 
 from __future__ import annotations
@@ -44,23 +50,33 @@ from orchestrator.daemon.credentials import (
     CredentialsRefused,
     HasTokens,
     MarketoUnreachable,
-    refused_message,
 )
-from orchestrator.daemon.lock import SingleDaemonLock
 from orchestrator.daemon.recovery import recover_uploads
-from orchestrator.errors import AuthError, OrchestratorError
+from orchestrator.errors import AuthError, ConfigError, OrchestratorError
 from orchestrator.intake import Intake
+from orchestrator.logging import register_secret, set_level
 from orchestrator.marketo import MarketoClient
+from orchestrator.marketo.tokens import refused_message
+from orchestrator.notify import Notifier
 from orchestrator.places import make_folders
 from orchestrator.results import Reporter
 from orchestrator.results.reporter import ResultsClient
 from orchestrator.scheduling.poller import Poller, StatusSource
 from orchestrator.scheduling.scheduler import Scheduler, Submitter
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, reload_plan
 from orchestrator.store import Store
+from orchestrator.store.lock import SingleDaemonLock
 from orchestrator.timing import Clock, wait_any
+from orchestrator.window import DaemonMetrics, HttpWindow, check_listen
+from orchestrator.window.api import STORE_TIMEOUT_S, live_of
+from orchestrator.window.page import summary_line
+from orchestrator.window.status import collect_status
 
 log = structlog.get_logger(__name__)
+
+
+#: Seconds between two ``STATUS=`` updates to systemd when no watchdog asks for more often.
+STATUS_EVERY_S = 10.0
 
 
 class DaemonCrashed(OrchestratorError):
@@ -115,9 +131,15 @@ class Daemon:
         handle_signals: install SIGTERM/SIGINT handlers while ``run`` runs.
         auth_retry_s: seconds between identity calls while the credentials are refused
             (default ``polling.max_interval_s * 10``).
+        notifier: systemd's notify socket (default: from ``NOTIFY_SOCKET``, if set).
+        reload_settings: reads the settings again for a reload (SIGHUP); None: a reload
+            keeps the running settings and logs ``reload_failed``.
 
     Raises:
+        ConfigError: from ``__aenter__``: ``http.listen`` is not loopback and no
+            ``http.token`` is set.
         DatabaseLocked: from ``__aenter__`` when another daemon uses the database.
+        OrchestratorError: from ``__aenter__``: ``http.listen`` cannot be listened on.
     """
 
     def __init__(
@@ -130,6 +152,8 @@ class Daemon:
         reporter_factory: Callable[[Store, DaemonClient], ReporterLike] | None = None,
         handle_signals: bool = True,
         auth_retry_s: float | None = None,
+        notifier: Notifier | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -150,6 +174,18 @@ class Daemon:
             auth_retry_s if auth_retry_s is not None
             else settings.polling.max_interval_s * AUTH_RETRY_FACTOR
         )
+        self._auth_retry_given = auth_retry_s is not None
+        #: Counters and histograms for ``/metrics`` (fed by the client and intake).
+        self.metrics = DaemonMetrics()
+        self.notifier = notifier if notifier is not None else Notifier.from_env()
+        #: ``starting`` (recovery), ``running`` (loops run) or ``stopping``.
+        self.phase = "starting"
+        #: The HTTP listener (``http.listen``), once entered.
+        self.http: HttpWindow | None = None
+        self._reload_settings = reload_settings
+        self._reload_lock = asyncio.Lock()
+        self._loop_tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
         self.gate: AuthGate
         self._stack = AsyncExitStack()
         self.store: Store
@@ -158,6 +194,8 @@ class Daemon:
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
+            check_listen(self.settings.http)
+            register_secret(self.settings.http.bearer)
             make_folders(self.settings)
             stack.enter_context(SingleDaemonLock(self.settings.paths.database))
             self.store = await stack.enter_async_context(
@@ -168,7 +206,8 @@ class Daemon:
                 self.client = self._given_client
             else:
                 self.client = await stack.enter_async_context(
-                    MarketoClient(self.settings, store=self.store, clock=self.clock)
+                    MarketoClient(self.settings, store=self.store, clock=self.clock,
+                                  observer=self.metrics)
                 )
             self.gate = AuthGate(
                 self.client, self.store, retry_s=self.auth_retry_s,
@@ -182,6 +221,8 @@ class Daemon:
                     self.settings, self.store, describe=self._describe, clock=self.clock,
                     describe_object=self._describe_object,
                 )
+            if hasattr(self.intake, "observer"):
+                self.intake.observer = self.metrics
             if self._reporter_factory is not None:
                 self.reporter = self._reporter_factory(self.store, self.client)
             else:
@@ -198,6 +239,7 @@ class Daemon:
             )
             self.scheduler.submitted = self.poller.poke
             self.scheduler.finished = self.report_wake
+            self.http = await stack.enter_async_context(HttpWindow(self, self.settings.http))
             self._stack = stack.pop_all()
         return self
 
@@ -217,8 +259,10 @@ class Daemon:
         """
         if not self.stop_event.is_set():
             self.stop_reason = reason
+            self.phase = "stopping"
             log.info("daemon_stopping", reason=reason,
                      grace_s=self.settings.daemon.shutdown_grace_s)
+            self.notifier.stopping(f"stopping: {reason}")
             self.stop_event.set()
         elif not self._force.is_set():
             log.warning("daemon_stopping_now", reason=reason)
@@ -270,9 +314,16 @@ class Daemon:
                 except (NotImplementedError, RuntimeError, ValueError) as exc:  # pragma: no cover
                     # Not the main thread (an embedding program owns signals): say so, go on.
                     log.warning("signal_handler_unavailable", signal=sig.name, error=str(exc))
+            try:
+                loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+                installed.append(signal.SIGHUP)
+            except (NotImplementedError, RuntimeError, ValueError) as exc:  # pragma: no cover
+                log.warning("signal_handler_unavailable", signal="SIGHUP", error=str(exc))
         started = self.clock()
         self.once = once
         log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
+        if self.http is not None and self.http.url is not None:
+            log.info("http_listening", url=self.http.url, token_required=self.http.token_required)
         gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
         try:
             await self.gate.check_at_start(fatal=once)
@@ -297,6 +348,9 @@ class Daemon:
             gate_task.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            if self.phase != "stopping":
+                self.phase = "stopping"
+                self.notifier.stopping(f"stopping: {self.stop_reason}")
             counts = await _safe_counts(self.store)
             log.info(
                 "daemon_stopped",
@@ -338,12 +392,135 @@ class Daemon:
                     group.create_task(_guarded(name, coro), name=f"leadflow-{name}")
                     for name, coro in loops.items()
                 ]
+                self._loop_tasks = tasks
                 if once:
                     group.create_task(self._until_drained(), name="leadflow-drain")
                 group.create_task(self._shutdown_after_stop(tasks, grace))
+                group.create_task(self._heartbeat(), name="leadflow-heartbeat")
         except* Exception as group_error:  # noqa: BLE001 - re-raised as DaemonCrashed
             first = group_error.exceptions[0]
             raise DaemonCrashed(f"daemon crashed: {type(first).__name__}: {first}") from first
+
+    def dead_loops(self) -> list[str]:
+        """Names of loops that ended while the daemon runs (``/livez``, the watchdog).
+
+        ``--once``'s inbox drain returning is its normal end, not a dead loop.
+        """
+        if self.phase != "running":
+            return []
+        return [
+            t.get_name() for t in self._loop_tasks
+            if t.done() and (t.cancelled() or t.exception() is not None or not self.once)
+        ]
+
+    async def _summary(self) -> str | None:
+        """Return the one-line ``STATUS=`` for systemd; None when the store does not answer."""
+        try:
+            data = await asyncio.wait_for(
+                collect_status(self.store, self.settings, self.clock()), STORE_TIMEOUT_S
+            )
+        except Exception as exc:  # noqa: BLE001 - no summary (and no WATCHDOG=1) this time
+            log.warning("store_not_answering", error=f"{type(exc).__name__}: {exc}")
+            return None
+        return summary_line(data, live_of(self))
+
+    async def _heartbeat(self) -> None:
+        """``READY=1`` once the loops run; then ``WATCHDOG=1``/``STATUS=`` until stop.
+
+        Runs in the event loop next to the loops it vouches for: ``WATCHDOG=1`` goes only
+        while every loop is alive and the store answers, at half ``WATCHDOG_USEC``; without
+        a watchdog ``STATUS=`` is refreshed every `STATUS_EVERY_S` (nothing at all without
+        ``NOTIFY_SOCKET``).
+        """
+        if self.phase == "starting":
+            self.phase = "running"
+        log.info("daemon_ready", http=self.http.url if self.http is not None else None,
+                 notify=self.notifier.enabled, watchdog_s=self.notifier.watchdog_s)
+        if not self.notifier.enabled:
+            await self.stop_event.wait()
+            return
+        line = await self._summary()
+        self.notifier.ready(line or "running")
+        every = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else STATUS_EVERY_S
+        while not self.stop_event.is_set():
+            await wait_any((self.stop_event,), every)
+            if self.stop_event.is_set():
+                return
+            new = await self._summary()
+            if self.notifier.watchdog_s and new is not None and not self.dead_loops():
+                self.notifier.watchdog()
+            if new is not None and new != line:
+                line = new
+                self.notifier.status(line)
+
+    def _on_hup(self) -> None:
+        """SIGHUP: reload the settings in a task (the signal handler must not wait)."""
+        log.info("reload_requested", signal="SIGHUP")
+        task = asyncio.ensure_future(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self) -> bool:
+        """Read the settings again and apply what can change live (SIGHUP, systemctl reload).
+
+        Routes, ``import``, ``limits``, ``polling`` and ``log.level`` change at once (a file
+        already queued keeps the options it was queued with: they are stored with its
+        uploads); other changed settings are named in ``reload_needs_restart`` and keep their
+        running values. A settings file that cannot be read or is invalid keeps every running
+        setting and logs ``reload_failed`` (error) once.
+
+        Returns:
+            True if the new settings were applied.
+        """
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                if self._reload_settings is None:
+                    raise ConfigError("config", "this daemon has no settings source to re-read")
+                new = await asyncio.to_thread(self._reload_settings)
+            except (ConfigError, OSError, ValueError) as exc:
+                key = exc.key if isinstance(exc, ConfigError) else "config"
+                reason = exc.reason if isinstance(exc, ConfigError) else str(exc)
+                log.error("reload_failed", key=key, reason=reason,
+                          kept="the running settings")
+                self.metrics.reloads.labels(result="failed").inc()
+                self.notifier.ready(await self._summary() or "running")
+                return False
+            effective, changed, restart = reload_plan(self.settings, new)
+            if restart:
+                log.warning("reload_needs_restart", settings=restart)
+            self.apply_settings(effective)
+            log.info("settings_reloaded", changed=changed,
+                     routes=[route.name for route in effective.routes])
+            self.metrics.reloads.labels(result="applied").inc()
+            self.notifier.ready(await self._summary() or "running")
+            return True
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Hand reloaded settings to every part (`reload` decides which settings change).
+
+        New route folders are created in the inbox; intake, the scheduler, the poller and
+        the client's limits governor use the new values from their next step on.
+        """
+        self.settings = settings
+        if self.intake is not None and hasattr(self.intake, "settings"):
+            self.intake.settings = settings
+        self.scheduler.use_settings(settings)
+        self.poller.use_settings(settings)
+        governor = getattr(self.client, "governor", None)
+        if governor is not None:
+            governor.set_limits(settings.limits)
+        if not self._auth_retry_given:
+            self.auth_retry_s = settings.polling.max_interval_s * AUTH_RETRY_FACTOR
+            self.gate.retry_s = self.auth_retry_s
+        set_level(settings.log.level)
+        for route in settings.routes:
+            folder = settings.paths.inbox / route.subfolder
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.error("route_folder_not_created", route=route.name, path=str(folder),
+                          error=f"{type(exc).__name__}: {exc}")
 
     async def _shutdown_after_stop(self, tasks: list[asyncio.Task[Any]], grace: float) -> None:
         """After stop: give the loops ``grace`` seconds to finish their call, then cancel."""
@@ -462,16 +639,24 @@ def _summary(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def run_daemon(settings: Settings, *, once: bool) -> int:
+async def run_daemon(
+    settings: Settings, *, once: bool, reload_settings: Callable[[], Settings] | None = None
+) -> int:
     """Run ``leadflow run`` until a signal (or, with ``once``, until drained).
+
+    Args:
+        settings: every setting.
+        once: drain and exit.
+        reload_settings: reads the settings again on SIGHUP (the CLI's sources).
 
     Returns:
         0 after a clean stop or a drain.
 
     Raises:
+        ConfigError: ``http.listen`` is not loopback and no ``http.token`` is set (exit 2).
         DatabaseLocked: another daemon uses the database.
         DaemonCrashed: a loop failed (the CLI prints the cause chain and exits 1).
     """
-    async with Daemon(settings) as daemon:
+    async with Daemon(settings, reload_settings=reload_settings) as daemon:
         await daemon.run(once=once)
     return 0

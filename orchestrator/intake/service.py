@@ -120,6 +120,10 @@ class Intake:
         #: Inbox files that could not be moved out, by path: (size, mtime_ns) when it failed.
         #: They are not taken again until they change, so one file makes one rejection.
         self._unclaimable: dict[str, tuple[int, int]] = {}
+        #: Told how long files took (the daemon's metrics): an object with
+        #: ``file_prepared(seconds)`` (validating, normalising, splitting: wall seconds) and
+        #: ``file_queued(seconds, size_bytes)`` (received to enqueued, clock seconds); or None.
+        self.observer: Any = None
 
     # --- public API ------------------------------------------------------------------------
 
@@ -358,6 +362,7 @@ class Intake:
                 encoding=self.settings.intake.encoding,
                 stable_s=self.settings.intake.stable_s,
             )
+            began = time.perf_counter()
             scanned, early = await asyncio.to_thread(scan_and_prepare_small, source, spec)
             scan = scanned
             twin = await self.store.imported_twin(scanned.sha256, plan.key)
@@ -369,6 +374,8 @@ class Intake:
             prepared = early or await asyncio.to_thread(
                 prepare_file, source, work_dir, scanned, spec
             )
+            if self.observer is not None:
+                self.observer.file_prepared(time.perf_counter() - began)
         except CatalogueUnavailable:
             self._waiting[record.id] = record
             log.warning("file_waiting_for_describe", file_id=record.id, file=record.name)
@@ -394,6 +401,8 @@ class Intake:
             return
         assert scan is not None and prepared is not None
         await self._enqueue(record, route, plan, prepared, scan.sha256, twin)
+        if self.observer is not None:
+            self.observer.file_queued(self.clock() - record.received_at, scan.size_bytes)
 
     async def _enqueue(
         self,

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Protocol, Self
 
 import aiohttp
 import structlog
@@ -47,6 +47,20 @@ log = structlog.get_logger(__name__)
 _JSON_TYPES = ("application/json", "text/json")
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class CallObserver(Protocol):
+    """Told about every answer (the daemon's metrics, ``orchestrator/window/metrics.py``)."""
+
+    def answered(self, endpoint: str, code: str, http_status: int) -> None:
+        """One HTTP attempt ended.
+
+        ``code`` is ``ok``, Marketo's code (``1016``), the HTTP status of an HTTP-level
+        error, or ``timeout``/``connection`` (then ``http_status`` is 0).
+        """
+
+    def token_refreshed(self) -> None:
+        """The identity endpoint granted a token."""
 
 
 @dataclass
@@ -84,6 +98,7 @@ class MarketoClient:
         wait_for_quota: wait for the quota reset (default) or raise `QuotaExhausted`.
         rand: returns a number in ``[0, 1)`` for backoff jitter.
         window_s: the rate window, seconds; None takes ``limits.rate_window_s`` (20).
+        observer: told about every answer and token (metrics); None tells no one.
 
     Raises:
         ConfigError: no client secret is configured.
@@ -100,8 +115,10 @@ class MarketoClient:
         wait_for_quota: bool = True,
         rand: Callable[[], float] = random.random,
         window_s: float | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self._settings = settings
+        self.observer = observer
         # Read once here so that a missing secret stops the start-up with a clear line; the
         # token manager reads the source again on every identity call (a rotated secret file
         # is picked up without a restart).
@@ -130,7 +147,7 @@ class MarketoClient:
             self._session = aiohttp.ClientSession()
         self._tokens = TokenManager(
             self._settings.marketo, self._read_secret, self._session,
-            clock=self._clock, sleep=self._sleep, rand=self._rand,
+            clock=self._clock, sleep=self._sleep, rand=self._rand, observer=self.observer,
         )
         return self
 
@@ -306,6 +323,8 @@ class MarketoClient:
                         Category.TRANSIENT, "malformed", str(exc), outcome.http_status,
                         outcome.request_id, outcome.payload,
                     )
+            if self.observer is not None:
+                self.observer.answered(req.endpoint, outcome.code or "ok", outcome.http_status)
             if outcome.category is not Category.OK:
                 await self.governor.count_error(req.endpoint)
             if outcome.category is Category.UNKNOWN:

@@ -177,6 +177,8 @@ class Governor:
         self._memory_calls = 0
         self._restored = store is None
         self._restore_lock = asyncio.Lock()
+        #: Places of the semaphore to take away for good (a reload lowered the limit).
+        self._surplus = 0
         #: Most calls ever in flight at once (statistics and tests).
         self.peak_in_flight = 0
 
@@ -184,6 +186,51 @@ class Governor:
     def in_flight(self) -> int:
         """Calls sent and not yet answered."""
         return self._in_flight
+
+    @property
+    def quota(self) -> QuotaState:
+        """The current quota pause (``resume_at`` in the past: not paused)."""
+        return self._quota
+
+    @property
+    def limits(self) -> LimitSettings:
+        """The limits in force."""
+        return self._limits
+
+    def calls_in_window(self) -> int:
+        """Calls that occupy the sliding window now: in flight, or answered within it."""
+        now = self._clock()
+        return self._in_flight + sum(1 for t in self._done if t > now)
+
+    def set_limits(self, limits: LimitSettings) -> None:
+        """Apply new limits (a settings reload); calls in flight keep their places.
+
+        A lower ``max_concurrent_calls`` takes effect as calls in flight finish (the
+        difference is taken from the semaphore as it is released), a higher one at once.
+        """
+        change = limits.max_concurrent_calls - self._limits.max_concurrent_calls
+        self._limits = limits
+        if change < 0:
+            self._surplus -= change
+            return
+        repaid = min(change, self._surplus)
+        self._surplus -= repaid
+        for _ in range(change - repaid):
+            self._semaphore.release()
+
+    async def _take_place(self) -> None:
+        """Acquire a place among the calls in flight, swallowing places a lower limit took."""
+        while True:
+            await self._semaphore.acquire()
+            if self._surplus == 0:
+                return
+            self._surplus -= 1  # a place the lower limit takes away for good
+
+    def _leave_place(self) -> None:
+        if self._surplus > 0:
+            self._surplus -= 1  # a place the lower limit takes away for good
+        else:
+            self._semaphore.release()
 
     def hold(self, seconds: float) -> None:
         """Keep every call from being sent for ``seconds`` (after a ``606``)."""
@@ -339,7 +386,8 @@ class Governor:
         """
         await self.restore()
         await self._wait_quota()
-        async with self._semaphore:
+        await self._take_place()
+        try:
             while True:
                 await self._wait_window()
                 # Reserve the place in the window before the budget check awaits the database.
@@ -361,3 +409,5 @@ class Governor:
                 over_at = self._clock()
                 self._done.append(over_at + self._window_s)
                 await self._finish(ticket, over_at)
+        finally:
+            self._leave_place()

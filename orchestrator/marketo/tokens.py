@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from orchestrator.errors import ApiTransientError, AuthError, ConfigError
+from orchestrator.errors import ApiError, ApiTransientError, AuthError, ConfigError
 from orchestrator.logging import redact_text, register_secret
 from orchestrator.marketo.errors_table import excerpt
 from orchestrator.marketo.retry_policy import RetryConfig
@@ -174,6 +175,8 @@ class TokenManager:
         clock: returns epoch seconds.
         sleep: awaits a number of seconds (injected so tests need not wait).
         rand: returns a number in ``[0, 1)`` for jitter.
+        observer: told about every identity answer and granted token (metrics), or None;
+            an object with ``answered(endpoint, code, http_status)`` and ``token_refreshed()``.
     """
 
     def __init__(
@@ -185,8 +188,10 @@ class TokenManager:
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        observer: Any = None,
     ) -> None:
         self._settings = marketo
+        self._observer = observer
         if isinstance(secret, str):
             register_secret(secret)
             fixed = secret
@@ -293,6 +298,8 @@ class TokenManager:
             self._refresh_at = plan.use_until
             log.info("token_refreshed", expires_in=answer.expires_in, same_token=same,
                      use_s=round(plan.use_until - now, 3))
+            if self._observer is not None:
+                self._observer.token_refreshed()
             return answer.token
 
     async def _ask(self) -> IdentityAnswer:
@@ -321,11 +328,38 @@ class TokenManager:
                 body = await resp.read()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError) as exc:
+            if self._observer is not None:
+                code = "timeout" if isinstance(exc, TimeoutError) else "connection"
+                self._observer.answered("identity", code, 0)
             return IdentityAnswer("transient", message=redact_text(f"{type(exc).__name__}: {exc}"))
         answer = parse_identity(status, body)
+        if self._observer is not None:
+            self._observer.answered(
+                "identity", "ok" if answer.kind == "token" else str(status), status
+            )
         if answer.kind != "token":
             log.warning(
                 "identity_error", status=status, reason=answer.message,
                 body_excerpt=redact_text(excerpt(body)[:200]),
             )
         return answer
+
+
+def refused_message(exc: AuthError, url: str) -> str:
+    """The one stderr line for a refusal (the HTTP status is taken from the error's text)."""
+    if exc.code == "secret":  # the secret file could not be read: nothing was sent
+        return f"{exc.message}: fix marketo.client_secret_file (it is read again at every try)"
+    found = re.search(r"HTTP (\d{3})", exc.message)
+    status = found.group(1) if found else "401"
+    return (
+        f"Marketo refused the client id/secret (HTTP {status} from {url}): "
+        "check marketo.client_id and the secret"
+    )
+
+
+def unreachable_message(exc: ApiError, url: str) -> str:
+    """The one stderr line when identity could not be reached after the retries."""
+    return (
+        f"cannot reach Marketo's identity endpoint {url} after the configured retries "
+        f"({exc.message}): check marketo.base_url / marketo.identity_url and the network"
+    )

@@ -120,6 +120,11 @@ class Poller:
         self._last_seen: dict[int, tuple[int, float]] = {}
         self._names = FileNames(store)
 
+    def use_settings(self, settings: Settings) -> None:
+        """Take reloaded settings (``Daemon.reload``); the next poll time uses them."""
+        self._settings = settings
+        self.poke.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set.
 

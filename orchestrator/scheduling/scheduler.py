@@ -124,6 +124,11 @@ class Scheduler:
         self._announced: set[int] = set()
         self._names = FileNames(store)
 
+    def use_settings(self, settings: Settings) -> None:
+        """Take reloaded settings (``Daemon.reload``); the next claim uses them."""
+        self._settings = settings
+        self.work.set()
+
     def allowed(self, now: float) -> int:
         """Return how many of our jobs may be at Marketo now (see ``pacing``)."""
         return pacing.allowed_outstanding(self.state, self._settings.limits.import_slots, now)

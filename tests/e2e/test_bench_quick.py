@@ -37,6 +37,7 @@ FIGURE_KEYS = {"name", "value", "unit", "baseline", "baseline_name", "ratio", "t
 def test_bench_quick_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    env["LEADFLOW_HTTP__LISTEN"] = ""  # parallel tests must not share port 9464
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False,

@@ -23,6 +23,7 @@ ROWS = ("imported", "failed", "warned", "rejected")
 
 def _run_demo(demo_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LEADFLOW_")}
+    env["LEADFLOW_HTTP__LISTEN"] = ""  # parallel tests must not share port 9464
     env["COLUMNS"] = "220"  # one table row per line
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", "demo", "--small", "--dir", str(demo_dir)],

@@ -74,6 +74,7 @@ def test_quickstart_commands_work_as_written(tmp_path: Path) -> None:
     assert any(line.startswith("leadflow run --once") for line in lines)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LEADFLOW_")}
+    env["LEADFLOW_HTTP__LISTEN"] = ""  # parallel tests must not share port 9464
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     done = subprocess.run(
         ["bash", "-c", _script(lines, port)], cwd=tmp_path, env=env, capture_output=True,

@@ -42,7 +42,9 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.upper().startswith("LEADFLOW_")}
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LEADFLOW_")}
+    env["LEADFLOW_HTTP__LISTEN"] = ""  # parallel tests must not share port 9464
+    return env
 
 
 def _get(url: str) -> Any:

@@ -105,6 +105,7 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
 
 def _subprocess_env(clock_offset_s: float | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LEADFLOW_")}
+    env["LEADFLOW_HTTP__LISTEN"] = ""  # parallel tests must not share port 9464
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("RELIABILITY_CLOCK_OFFSET_S", None)

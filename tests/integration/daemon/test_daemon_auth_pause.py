@@ -19,9 +19,10 @@ from structlog.testing import capture_logs as _capture_logs
 
 from orchestrator.cli import cli
 from orchestrator.daemon import Daemon
-from orchestrator.daemon.credentials import CredentialsRefused, MarketoUnreachable, pause_file
+from orchestrator.daemon.credentials import CredentialsRefused, MarketoUnreachable
 from orchestrator.marketo import MarketoClient
 from orchestrator.models import FileStatus
+from orchestrator.places import pause_file
 from orchestrator.results import Reporter
 from orchestrator.settings import Settings
 from orchestrator.store import Store

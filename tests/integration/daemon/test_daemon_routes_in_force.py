@@ -17,11 +17,11 @@ from daemon_sim import MakeSim
 
 from orchestrator.cli import cli
 from orchestrator.daemon import Daemon
-from orchestrator.daemon.lock import SingleDaemonLock
 from orchestrator.marketo import MarketoClient
 from orchestrator.models import FileStatus
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import Store
+from orchestrator.store.lock import SingleDaemonLock
 
 REFUSAL = (
     "leadflow: the running daemon does not know route 'events' yet: reload it "

@@ -14,11 +14,11 @@ import pytest
 
 from orchestrator.cli import cli
 from orchestrator.commands.status import collect_status, render_status
-from orchestrator.daemon.credentials import pause_file
-from orchestrator.daemon.lock import SingleDaemonLock
 from orchestrator.models import FileStatus, NewUpload, UploadStatus
+from orchestrator.places import pause_file
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.store.lock import SingleDaemonLock
 
 OPTIONS = {"format": "csv", "lookupField": "email"}
 

@@ -16,12 +16,12 @@ from structlog.testing import capture_logs as _capture_logs
 
 from orchestrator.daemon import Daemon, DaemonCrashed
 from orchestrator.daemon.credentials import CredentialsRefused
-from orchestrator.daemon.lock import SingleDaemonLock
 from orchestrator.daemon.recovery import recover_uploads
 from orchestrator.errors import AuthError
 from orchestrator.models import FileStatus, NewUpload, UploadStatus
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.store.lock import SingleDaemonLock
 
 
 def capture_logs() -> Any:

@@ -1,4 +1,4 @@
-"""One daemon per database (orchestrator/daemon/lock.py): the flock on ``<database>.lock``."""
+"""One daemon per database (orchestrator/store/lock.py): the flock on ``<database>.lock``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.daemon.lock import SingleDaemonLock, daemon_running, lock_file
 from orchestrator.errors import DatabaseLocked
 from orchestrator.store import Store
+from orchestrator.store.lock import SingleDaemonLock, daemon_running, lock_file
 
 
 async def test_only_one_daemon_per_database(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_status_never_creates_the_lock_file(tmp_path: Path) -> None:
 HOLDER = """
 import sys
 from pathlib import Path
-from orchestrator.daemon.lock import SingleDaemonLock
+from orchestrator.store.lock import SingleDaemonLock
 with SingleDaemonLock(Path(sys.argv[1])):
     print('held', flush=True)
     sys.stdin.readline()

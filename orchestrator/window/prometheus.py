@@ -13,14 +13,22 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 
 def render_prometheus(data: dict[str, Any]) -> str:
-    """Return Prometheus exposition text for a ``collect_status`` dict.
+    """Return Prometheus exposition text for a ``collect_status`` dict (see `add_status_gauges`)."""
+    registry = CollectorRegistry()
+    add_status_gauges(data, registry)
+    return generate_latest(registry).decode("utf-8")
+
+
+def add_status_gauges(data: dict[str, Any], registry: CollectorRegistry) -> None:
+    """Register gauges for a ``collect_status`` dict in ``registry``.
+
+    The daemon's ``/metrics`` (``orchestrator/window/metrics.py``) serves the same gauges.
 
     Metrics: ``leadflow_files{status}``, ``leadflow_uploads{status}``,
     ``leadflow_import_slots_in_use``, ``leadflow_import_slots_budget``,
     ``leadflow_api_calls_today{endpoint}``, ``leadflow_api_errors_today{endpoint}``,
     ``leadflow_daily_call_budget``, ``leadflow_oldest_batch_age_seconds`` (0 when none).
     """
-    registry = CollectorRegistry()
     files = Gauge("leadflow_files", "Input files by status", ["status"], registry=registry)
     for status, count in data["counts"]["files"].items():
         files.labels(status=status).set(count)
@@ -59,4 +67,3 @@ def render_prometheus(data: dict[str, Any]) -> str:
         "Age of the oldest batch still at Marketo, seconds",
         registry=registry,
     ).set(max(ages, default=0.0))
-    return generate_latest(registry).decode("utf-8")

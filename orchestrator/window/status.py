@@ -1,0 +1,82 @@
+"""The status figures: what ``leadflow status``, ``/api/status``, the page and ``/metrics`` show.
+
+One JSON-ready dict read from the store (and the daemon's lock and pause files), so the
+command line and the operator's window always agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.places import read_pause, results_dir
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+from orchestrator.store.lock import daemon_running
+from orchestrator.timing import quota_day
+
+#: Finished files listed by ``leadflow status`` (newest first), besides every open one.
+RECENT_FILES = 10
+
+
+def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "status": row["status"],
+        "route": row["route"],
+        "rows_total": row["rows_total"],
+        "rows_imported": row["rows_imported"],
+        "rows_failed": row["rows_failed"],
+        "rows_rejected": row["rows_rejected"],
+        "results": str(results_dir(settings.paths, row["name"], row["id"])),
+        "reported": row["reported_at"] is not None,
+        "error": row["error"],
+        "received_at": row["received_at"],
+        "finished_at": row["finished_at"],
+        "reported_at": row["reported_at"],
+    }
+
+
+async def collect_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
+    """Gather what ``leadflow status`` shows, as a JSON-ready dict.
+
+    Keys: ``counts`` {files, uploads}; ``daemon`` {running, pid, paused}; ``files`` [{id,
+    name, status, route, rows_total, rows_imported, rows_failed, rows_rejected, results,
+    reported, error, received_at, finished_at, reported_at}] (epoch seconds or null; every
+    open file and the ``RECENT_FILES`` newest finished, oldest first); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
+    ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
+    ``recent_errors`` [...].
+    """
+    counts = await store.counts_by_status()
+    outstanding = await store.at_marketo()
+    day = quota_day(now)
+    pid = daemon_running(settings.paths.database)
+    paused = read_pause(settings.paths.database) if pid is not None else None
+    return {
+        "database": str(settings.paths.database),
+        "daemon": {"running": pid is not None, "pid": pid or None, "paused": paused},
+        "counts": counts,
+        "files": [_file_view(r, settings) for r in await store.files_for_status(RECENT_FILES)],
+        "batches": [
+            {
+                "upload_id": u.id,
+                "file_id": u.file_id,
+                "seq": u.seq,
+                "batchId": u.batch_id,
+                "status": u.marketo_status,
+                "age_s": round(now - (u.submitted_at or u.created_at), 1),
+                "next_poll_in_s": (
+                    round(max(u.next_poll_at - now, 0.0), 1) if u.next_poll_at else None
+                ),
+            }
+            for u in outstanding
+        ],
+        "slots": {"in_use": len(outstanding), "budget": settings.limits.import_slots},
+        "calls_today": {
+            "day": day,
+            "calls": await store.calls_on(day),
+            "budget": settings.limits.daily_call_budget,
+            "by_endpoint": await store.usage_on(day),
+        },
+        "recent_errors": await store.recent_errors(10),
+    }
