@@ -490,6 +490,7 @@ class Daemon:
             if restart:
                 log.warning("reload_needs_restart", settings=restart)
             self.apply_settings(effective)
+            await self.record_routes(effective)
             log.info("settings_reloaded", changed=changed,
                      routes=[route.name for route in effective.routes])
             self.metrics.reloads.labels(result="applied").inc()

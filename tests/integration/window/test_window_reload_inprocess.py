@@ -42,6 +42,9 @@ async def test_reload_applies_routes_limits_polling_and_names_the_rest(
             assert daemon.client.governor.limits.import_slots == 3
             assert daemon.client.governor.limits.calls_per_20s == 40
             assert daemon.intake.settings.route_for_folder("events") is not None
+            # What `leadflow submit --route events` reads: the daemon's recorded routes.
+            recorded = await daemon.store.daemon_routes()
+            assert recorded is not None and [r["name"] for r in recorded[1]] == ["events"]
             assert (settings.paths.inbox / "events").is_dir()
             assert daemon.settings.paths.results == settings.paths.results  # needs a restart
             assert daemon.gate.retry_s == 4.0  # 10 x polling.max_interval_s
