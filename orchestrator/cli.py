@@ -2,7 +2,8 @@
 
 ``main()`` is only ``asyncio.run(cli(sys.argv[1:]))`` so that ``cli(args)`` can be tested
 directly. Exit codes: 0 success, 1 runtime error (the cause chain is printed), 2 a bad
-setting or bad usage (one line naming the key).
+setting, a folder of ``paths`` that cannot be created or written, or bad usage (one line
+naming the key); ``status`` also 3 when no daemon runs.
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ async def cli(argv: list[str]) -> int:
     try:
         return await _dispatch(args)
     except ConfigError as exc:
-        print(f"leadflow: invalid setting {exc.key}: {exc.reason}", file=sys.stderr)
+        print(f"leadflow: {exc.line()}", file=sys.stderr)
         return EXIT_CONFIG
     except OrchestratorError as exc:
         from orchestrator.logging import redact_text

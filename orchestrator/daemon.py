@@ -139,9 +139,13 @@ class Daemon:
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
-            self.settings.paths.ensure()
-            for route in self.settings.routes:
-                (self.settings.paths.inbox / route.subfolder).mkdir(parents=True, exist_ok=True)
+            narrow = self.settings.paths.ensure(r.subfolder for r in self.settings.routes)
+            for folder in narrow:
+                log.warning(
+                    "drop_folder_not_group_writable", path=str(folder),
+                    mode=oct(folder.stat().st_mode & 0o7777),
+                    fix=f"chmod 2770 {folder} (droppers in its group cannot write there)",
+                )
             self.store = await stack.enter_async_context(
                 Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
             )

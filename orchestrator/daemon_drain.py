@@ -41,12 +41,15 @@ async def drain_inbox(
     Files are taken once stable (unchanged for ``intake.stable_s`` seconds), as in the watch
     loop, since one may still be being copied in. Scans until the files present at start
     have left the inbox, or until a scan made well after ``intake.stable_s`` takes
-    nothing (whatever is left, e.g. an ignored file, is not for us), or until ``stop``.
+    nothing (whatever is left, e.g. an ignored file, is not for us), or until ``stop``;
+    never while intake holds files back after an environment failure (``intake.holding()``,
+    if it has one): they are retried by these scans.
 
     Args:
         settings: every setting (``paths.inbox``, ``intake.stable_s``,
             ``intake.rescan_interval_s``).
-        intake: has ``async scan_once()`` returning what it took (falsy for nothing).
+        intake: has ``async scan_once()`` returning what it took (falsy for nothing), and
+            may have ``holding()``: how many files wait for a retry.
         clock: epoch seconds.
         stop: set to stop early.
         on_enqueued: called after every scan (wakes the scheduler and the reporter).
@@ -54,13 +57,15 @@ async def drain_inbox(
     start = clock()
     present = inbox_files(settings.paths.inbox)
     rescan = min(settings.intake.rescan_interval_s, max(settings.intake.stable_s / 4, 0.05))
+    holding = getattr(intake, "holding", None)
     while not stop.is_set():
         taken = await intake.scan_once()
         on_enqueued()
-        if not any(path.exists() for path in present):
+        held = holding() if holding is not None else 0
+        if not held and not any(path.exists() for path in present):
             break
         settled = clock() - start > settings.intake.stable_s + 2 * rescan
-        if settled and not taken:
+        if settled and not taken and not held:
             left = [str(p) for p in present if p.exists()]
             log.warning("inbox_files_left", files=left[:20], count=len(left))
             break

@@ -149,9 +149,11 @@ class Reporter:
             errno.errorcode.get(exc.errno) if isinstance(exc, OSError) and exc.errno else None
         )
         message = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            event, file_id=file.id, file=file.name, error=message, errno=code, retry_in_s=delay
-        )
+        # A folder that cannot be written needs a person (error); Marketo being unavailable
+        # for a moment does not (warning): both are tried again.
+        level = log.error if event == "results_write_failed" else log.warning
+        level(event, file_id=file.id, file=file.name, error=message, errno=code,
+              retry_in_s=delay)
         try:
             await self._store.record_error(
                 f"results of {file.name} not written: {message}",

@@ -11,7 +11,8 @@ import codecs
 import contextvars
 import os
 import re
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, UnusablePath
 
 #: The default Marketo endpoint: the simulator that ``leadflow simulator`` serves.
 DEFAULT_BASE_URL = "http://127.0.0.1:8780"
@@ -45,6 +46,14 @@ DEFAULT_MAX_UPLOAD_BYTES = 9_500_000
 DEFAULT_CALLS_PER_20S = 50
 ENV_PREFIX = "LEADFLOW_"
 CONFIG_ENV = "LEADFLOW_CONFIG"
+#: Mode of the inbox and of every route folder: the owner and the group may drop files, the
+#: setgid bit gives every dropped file the folder's group, others get nothing. Set with
+#: ``chmod`` after creating the folder, so the umask (the systemd unit's ``UMask=0027``)
+#: cannot narrow it.
+DROP_FOLDER_MODE = 0o2770
+#: Prefix of the file written and removed to check that a folder can be written (a leading
+#: ``.``: the inbox watcher ignores it).
+PROBE_PREFIX = ".leadflow-probe-"
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "leadflow_config_file", default=None
@@ -153,11 +162,101 @@ class PathSettings(_Section):
             object.__setattr__(self, name, value.expanduser().absolute())
         return self
 
-    def ensure(self) -> None:
-        """Create every folder (and the database's parent) if missing."""
-        for folder in (self.inbox, self.work, self.archive, self.rejected, self.results):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.database.parent.mkdir(parents=True, exist_ok=True)
+    def ensure(self, route_folders: Iterable[str] = ()) -> list[Path]:
+        """Create every folder (and the database's folder) if missing; check each is writable.
+
+        The inbox and the route folders are made ``DROP_FOLDER_MODE`` (``drwxrws---``) when
+        they are created, whatever the umask, so members of the daemon's group can drop
+        files; the other folders follow the umask. An existing folder's mode is left alone.
+
+        Args:
+            route_folders: the routes' subfolders, relative to the inbox.
+
+        Returns:
+            The drop folders (inbox, route folders) that already existed and are not
+            writable by their group (the daemon logs them: droppers cannot write there).
+
+        Raises:
+            UnusablePath: a folder cannot be created (a file in the way, no permission,
+                read-only file system) or written; it names the setting.
+        """
+        narrow: list[Path] = []
+        drops = [self.inbox, *(self.inbox / sub for sub in route_folders)]
+        for folder in drops:
+            if not _make_folder("paths.inbox", folder, folder, DROP_FOLDER_MODE):
+                mode = folder.stat().st_mode
+                if mode & 0o030 != 0o030:
+                    narrow.append(folder)
+        for key in ("work", "archive", "rejected", "results"):
+            folder = getattr(self, key)
+            _make_folder(f"paths.{key}", folder, folder, None)
+        _make_folder("paths.database", self.database.parent, self.database, None)
+        for key, folder, shown in (
+            ("paths.inbox", self.inbox, self.inbox),
+            ("paths.work", self.work, self.work),
+            ("paths.archive", self.archive, self.archive),
+            ("paths.rejected", self.rejected, self.rejected),
+            ("paths.results", self.results, self.results),
+            ("paths.database", self.database.parent, self.database),
+        ):
+            _probe(key, folder, shown)
+        return narrow
+
+
+def _in_the_way(folder: Path) -> str:
+    """Say which part of ``folder`` exists but is not a folder."""
+    for part in (folder, *folder.parents):
+        if part.is_dir():
+            break
+        if part.exists() or part.is_symlink():
+            return f"{part} is not a folder (a file is in the way)"
+    return "not a folder"
+
+
+def _make_folder(key: str, folder: Path, shown: Path, mode: int | None) -> bool:
+    """Create ``folder`` (and its parents); set ``mode`` on it if created. Return if created.
+
+    Raises:
+        UnusablePath: naming ``key`` and ``shown`` (the setting's value).
+    """
+    if folder.is_dir():
+        return False
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        if folder.is_dir():  # made meanwhile by someone else
+            return False
+        raise UnusablePath(key, str(shown), _in_the_way(folder)) from None
+    except NotADirectoryError:
+        raise UnusablePath(key, str(shown), _in_the_way(folder)) from None
+    except OSError as exc:
+        raise UnusablePath(
+            key, str(shown), f"cannot create {folder}: {exc.strerror or exc}"
+        ) from None
+    if mode is not None:
+        try:
+            os.chmod(folder, mode)
+        except OSError as exc:
+            raise UnusablePath(
+                key, str(shown), f"cannot set the mode of {folder}: {exc.strerror or exc}"
+            ) from None
+    return True
+
+
+def _probe(key: str, folder: Path, shown: Path) -> None:
+    """Write and remove a hidden file in ``folder``.
+
+    Raises:
+        UnusablePath: the folder cannot be written (read-only, no permission, full).
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise UnusablePath(
+            key, str(shown), f"cannot write in {folder}: {exc.strerror or exc}"
+        ) from None
 
 
 class LimitSettings(_Section):
@@ -200,6 +299,10 @@ class IntakeSettings(_Section):
     stable_s: NonNegativeFloat = 5.0
     #: Full rescan of the inbox every this many seconds (network shares send no events).
     rescan_interval_s: PositiveFloat = 10.0
+    #: A file whose claim or preparation failed because of its folders (not its content:
+    #: the work folder cannot be written, the disk is full, ...) stays where it is and is
+    #: tried again after ``rescan_interval_s``, doubling up to this many seconds.
+    environment_retry_max_s: PositiveFloat = 300.0
     #: Detect the encoding of a file that is neither BOM-marked nor UTF-8; if false, reject it.
     allow_encoding_guess: bool = True
     #: Encoding of files that are neither BOM-marked nor valid UTF-8 (a Python codec name such

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator.cli_output import print_out
 from orchestrator.daemon_auth import read_pause
+from orchestrator.errors import UnusablePath
 from orchestrator.results_write import results_dir_name
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -84,7 +85,13 @@ def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
 
 async def migrate_command(settings: Settings) -> int:
     """Create or upgrade the database; print its path. Returns the exit code."""
-    settings.paths.database.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.paths.database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnusablePath(
+            "paths.database", str(settings.paths.database),
+            f"cannot create its folder: {exc.strerror or exc}",
+        ) from None
     async with Store.open(settings.paths.database):
         pass
     print_out(f"database {settings.paths.database} is up to date")

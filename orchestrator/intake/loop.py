@@ -69,7 +69,7 @@ async def watch_loop(intake: Intake, stop: asyncio.Event) -> None:
             if now >= next_rescan:
                 await _safe_scan(intake)
                 next_rescan = intake.clock() + settings.rescan_interval_s
-            due = intake.tracker.next_due()
+            due = intake.next_due()
             wake = min(next_rescan, due) if due is not None else next_rescan
             timeout = max(0.0, wake - intake.clock())
             batch = await _next_batch(queue, stop, timeout)
