@@ -45,6 +45,26 @@ def exponential_backoff(streak: int, base_s: float, max_s: float, rand: float) -
     return jittered(min(base_s * (2.0**exponent), max_s), rand)
 
 
+def environment_retry_delay(failures: int, first_s: float, max_s: float) -> float:
+    """Seconds before a step that failed because of the machine is tried again.
+
+    An environment failure (a folder that cannot be written, a file that cannot be read
+    while it is there) is no fault of the file nor of Marketo; intake and the scheduler hold
+    the file or upload and try again after this long, without jitter (no other client
+    competes for the retry).
+
+    Args:
+        failures: consecutive environment failures, counting this one (>= 1).
+        first_s: the first wait (``intake.rescan_interval_s``).
+        max_s: the longest wait (``intake.environment_retry_max_s``).
+
+    Returns:
+        ``first_s * 2 ** (failures - 1)``, capped at ``max_s`` (never below ``first_s``).
+    """
+    exponent = min(max(failures - 1, 0), 30)
+    return float(min(first_s * 2.0**exponent, max(max_s, first_s)))
+
+
 # --- how many of our jobs may be at Marketo --------------------------------------------
 
 

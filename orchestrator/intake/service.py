@@ -47,6 +47,7 @@ from orchestrator.intake.watcher import (
     unknown_folder_reason,
 )
 from orchestrator.models import FileRecord, FileStatus
+from orchestrator.policy import environment_retry_delay
 from orchestrator.settings import ImportKind, Route, Settings
 from orchestrator.store import Store
 
@@ -59,21 +60,6 @@ Clock = Callable[[], float]
 CLAIM = "claim"
 #: A held file already in work: its preparation is tried again.
 PREPARE = "prepare"
-
-
-def environment_retry_delay(failures: int, first_s: float, max_s: float) -> float:
-    """Seconds before a held file's step is tried again.
-
-    Args:
-        failures: consecutive environment failures of this file, counting this one (>= 1).
-        first_s: the first wait (``intake.rescan_interval_s``).
-        max_s: the longest wait (``intake.environment_retry_max_s``).
-
-    Returns:
-        ``first_s * 2 ** (failures - 1)``, capped at ``max_s``.
-    """
-    exponent = min(max(failures - 1, 0), 30)
-    return float(min(first_s * 2.0**exponent, max(max_s, first_s)))
 
 
 @dataclass(slots=True)
