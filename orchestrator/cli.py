@@ -3,7 +3,7 @@
 ``main()`` is only ``asyncio.run(cli(sys.argv[1:]))`` so that ``cli(args)`` can be tested
 directly. Exit codes: 0 success, 1 runtime error (the cause chain is printed), 2 a bad
 setting, a folder of ``paths`` that cannot be created or written, or bad usage (one line
-naming the key); ``status`` also 3 when no daemon runs.
+naming the key); ``status --exit-code`` 3 when no daemon runs.
 """
 
 from __future__ import annotations
@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus",
         action="store_true",
         help="print Prometheus metrics (e.g. for node_exporter's textfile collector)",
+    )
+    status.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="for scripts: exit 0 when a daemon runs on this database, 3 when none does",
     )
 
     submit = sub.add_parser(
@@ -195,7 +200,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         from orchestrator.status import status_command
 
-        return await status_command(settings, as_json=args.json, prometheus=args.prometheus)
+        return await status_command(settings, as_json=args.json, prometheus=args.prometheus,
+                                    exit_code=args.exit_code)
     if args.command == "run":
         from orchestrator.daemon import run_daemon
 

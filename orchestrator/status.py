@@ -3,6 +3,12 @@
 ``status`` (and ``retry``) never create a database: a missing one is one line naming the
 resolved path (relative ``paths.database`` resolves against the working directory) and exit 1.
 ``migrate`` and ``run`` create it.
+
+Exit codes of ``status``: 0 shown, 1 no database, 2 a bad setting. With ``--exit-code`` (for
+scripts, as an LSB init script's ``status``): 0 a daemon runs (it holds the database's lock;
+it may be paused), 3 no daemon runs (everything is shown anyway). Without it the exit code
+stays 0 so that scripts running ``leadflow status`` under ``set -e`` keep working;
+``--prometheus`` also has ``leadflow_daemon_running``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,16 @@ from orchestrator.timeutil import quota_day
 
 #: Finished files listed by ``leadflow status`` (newest first), besides every open one.
 RECENT_FILES = 10
+#: Open files that ``collect_status`` fetches (``--json`` lists them all).
+OPEN_FILES = 500
+#: Lines of one list (waiting files, batches) printed for a person before "... and N more".
+LIST_LINES = 20
+#: Exit code of ``status`` when no daemon runs (as LSB's "program is not running").
+EXIT_NOT_RUNNING = 3
+#: File statuses shown with their reason (``files.error``) on the next line.
+WITH_REASON = frozenset({"rejected", "partial", "empty", "duplicate"})
+#: Open file statuses (files still waiting for their report).
+OPEN_STATUSES = ("received", "queued", "reporting")
 
 
 def missing_database(settings: Settings) -> str | None:
@@ -103,8 +119,8 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
 
     Keys: ``counts`` {files, uploads}; ``daemon`` {running, pid, paused}; ``files`` [{id,
     name, status, route, rows_total, rows_imported, rows_failed, rows_rejected, results,
-    reported, error}] (every open file and the ``RECENT_FILES`` newest finished, oldest
-    first); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
+    reported, error}] (the ``OPEN_FILES`` oldest open files and the ``RECENT_FILES`` newest
+    finished, oldest first); ``files_not_listed`` (open files beyond ``OPEN_FILES``); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
     ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
     ``recent_errors`` [...].
     """
@@ -113,11 +129,18 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
     day = quota_day(now)
     pid = daemon_running(settings.paths.database)
     paused = read_pause(settings.paths.database) if pid is not None else None
+    files = [
+        _file_view(r, settings)
+        for r in await store.files_for_status(RECENT_FILES, open_limit=OPEN_FILES)
+    ]
+    open_total = sum(counts["files"].get(s, 0) for s in OPEN_STATUSES)
+    open_listed = sum(1 for f in files if f["status"] in OPEN_STATUSES)
     return {
         "database": str(settings.paths.database),
         "daemon": {"running": pid is not None, "pid": pid or None, "paused": paused},
         "counts": counts,
-        "files": [_file_view(r, settings) for r in await store.files_for_status(RECENT_FILES)],
+        "files": files,
+        "files_not_listed": max(open_total - open_listed, 0),
         "batches": [
             {
                 "upload_id": u.id,
@@ -164,24 +187,28 @@ def render_status(data: dict[str, Any]) -> str:
     lines.append(f"calls:    {calls['calls']} of {calls['budget']} today ({calls['day']})")
     if data.get("files"):
         lines.append("files (id  status  rows imported/failed/rejected of total  results):")
-        for f in data["files"]:
-            rows = "/".join(
-                "-" if f[k] is None else str(f[k])
-                for k in ("rows_imported", "rows_failed", "rows_rejected")
-            )
-            lines.append(
-                f"  {f['id']:>5}  {f['name']}  {f['status']}  rows {rows} of {f['rows_total']}"
-                f"  {f['results']}"
-            )
+        waiting = [f for f in data["files"] if f["status"] in OPEN_STATUSES]
+        finished = [f for f in data["files"] if f["status"] not in OPEN_STATUSES]
+        for f in finished:
+            lines.extend(_file_lines(f))
+        for f in waiting[:LIST_LINES]:
+            lines.extend(_file_lines(f))
+        more = len(waiting[LIST_LINES:]) + int(data.get("files_not_listed") or 0)
+        if more:
+            lines.append(f"  ... and {more} more files waiting (received, queued or "
+                         "reporting; --json lists them)")
     if data["batches"]:
         lines.append("batches:")
-        for b in data["batches"]:
+        for b in data["batches"][:LIST_LINES]:
             lines.append(
                 f"  batchId {b['batchId']}  {b['status'] or '?':<9}  file {b['file_id']}"
                 f" upload {b['seq']}  age {b['age_s']:.0f}s"
                 + (f"  next poll in {b['next_poll_in_s']:.0f}s"
                    if b.get("next_poll_in_s") is not None else "")
             )
+        if len(data["batches"]) > LIST_LINES:
+            lines.append(f"  ... and {len(data['batches']) - LIST_LINES} more batches at "
+                         "Marketo (--json lists them)")
     if data["recent_errors"]:
         lines.append("recent errors:")
         for e in data["recent_errors"]:
@@ -191,14 +218,34 @@ def render_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _file_lines(f: dict[str, Any]) -> list[str]:
+    """One file's line for a person, and its reason below when it did not fully import."""
+    rows = "/".join(
+        "-" if f[k] is None else str(f[k])
+        for k in ("rows_imported", "rows_failed", "rows_rejected")
+    )
+    head = f"  {f['id']:>5}  {f['name']}  {f['status']}  rows {rows} of {f['rows_total']}"
+    out = [f"{head}  {f['results']}"]
+    if f["status"] in WITH_REASON and f.get("error"):
+        reason = " ".join(str(f["error"]).split())
+        out.append(f"         reason: {reason[:300]}{'...' if len(reason) > 300 else ''}")
+    return out
+
+
 async def status_command(
-    settings: Settings, *, as_json: bool = False, prometheus: bool = False
+    settings: Settings, *, as_json: bool = False, prometheus: bool = False,
+    exit_code: bool = False,
 ) -> int:
     """Print the status of the database in ``settings``. Returns the exit code.
 
     Args:
         as_json: print one JSON object instead of lines for a person.
         prometheus: print Prometheus exposition text (``orchestrator.metrics``).
+        exit_code: return ``EXIT_NOT_RUNNING`` (3) when no daemon runs.
+
+    Returns:
+        0 (with ``exit_code``: only when a daemon runs, else 3), 1 when there is no
+        database.
     """
     missing = missing_database(settings)
     if missing is not None:
@@ -212,4 +259,4 @@ async def status_command(
         print_out(render_prometheus(data).rstrip("\n"))
     else:
         print_out(json.dumps(data, indent=2) if as_json else render_status(data))
-    return 0
+    return EXIT_NOT_RUNNING if exit_code and not data["daemon"]["running"] else 0

@@ -168,18 +168,14 @@ def test_status_exit_code_says_whether_the_daemon_runs(
     proc = lf.start()
     try:
         wait_for(lambda: events_named(lf, "intake_started"), "the daemon to start")
-        running = lf.command("status")
-        as_json = lf.command("status", "--json")
+        running = lf.command("status", "--json", "--exit-code")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     assert running.returncode == 0, running.stderr
-    assert "daemon:   running" in running.stdout
-    assert as_json.returncode == 0
-    stopped = lf.command("status")
+    assert '"running": true' in running.stdout
+    stopped = lf.command("status", "--exit-code")
     assert stopped.returncode == 3, (stopped.returncode, stopped.stderr)
     assert "daemon:   not running" in stopped.stdout
-    assert lf.command("status", "--json").returncode == 3
-    # No database at all is still exit 1 (nothing to show), unlike "not running".
-    missing = lf.command("status", "--set", f"paths.database={lf.root / 'nowhere.db'}")
-    assert missing.returncode == 1
+    # Without --exit-code, status keeps exiting 0 (scripts under `set -e` rely on it).
+    assert lf.command("status").returncode == 0
