@@ -195,7 +195,8 @@ class Reporter:
             notes = " ".join(written.notes)
             if notes:
                 error = f"{error}. {notes}" if error else notes
-            report = build_report(file, uploads, rows, status, error, finished_at)
+            calls = await self._store.submissions_of_file(file.id)
+            report = build_report(file, uploads, rows, status, error, finished_at, calls)
             await asyncio.to_thread(self._publish, tmp, final, report)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
