@@ -269,7 +269,9 @@ class Daemon:
             for sig in installed:
                 loop.remove_signal_handler(sig)
             counts = await _safe_counts(self.store)
-            log.info(
+            # A crash or refused credentials need a person; a requested stop does not.
+            stopped_bad = self.stop_reason in ("crashed", "auth_failed")
+            (log.error if stopped_bad else log.info)(
                 "daemon_stopped",
                 reason=self.stop_reason,
                 uptime_s=round(self.clock() - started, 3),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import shutil
 import sqlite3
 import time
@@ -52,6 +53,16 @@ from orchestrator.store import Store
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
+#: Level of ``file_finished`` by final status: ``error`` when nothing was imported (a person
+#: must fix the file or the settings), ``warning`` when not every row got in or nothing was
+#: sent (empty, duplicate), ``info`` when everything did.
+FINISHED_LEVEL = {
+    FileStatus.COMPLETE: logging.INFO,
+    FileStatus.PARTIAL: logging.WARNING,
+    FileStatus.EMPTY: logging.WARNING,
+    FileStatus.DUPLICATE: logging.WARNING,
+    FileStatus.REJECTED: logging.ERROR,
+}
 
 
 class ResultsClient(Protocol):
@@ -226,7 +237,8 @@ class Reporter:
         )
         if not any(u.status in DEAD_UPLOADS for u in uploads):
             await asyncio.to_thread(self._remove_work_dir, file)
-        log.info(
+        log.log(
+            FINISHED_LEVEL.get(status, logging.WARNING),
             "file_finished",
             file_id=file.id,
             file=file.name,
