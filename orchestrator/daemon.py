@@ -38,7 +38,7 @@ from typing import Any, Protocol, Self
 
 import structlog
 
-from orchestrator import daemon_drain
+from orchestrator import daemon_drain, retention
 from orchestrator.daemon_auth import (
     AUTH_RETRY_FACTOR,
     AuthGate,
@@ -283,11 +283,13 @@ class Daemon:
         """Resolve, once, everything the previous process left in flight (before any loop).
 
         Uploads (``daemon_recovery.recover_uploads``), then intake's files left in work, then
-        a report pass for half-written results.
+        a report pass for half-written results, then a retention sweep (so ``--once`` sweeps
+        too).
         """
         await recover_uploads(self.store, self.clock())
         await self.intake.recover()
         await self._report_pass()
+        await self._retention_pass()
         self.scheduler.work.set()
 
     async def _run_loops(self, once: bool) -> None:
@@ -302,6 +304,8 @@ class Daemon:
             ),
         }
         loops = {name: self.gate.supervise(stop, make) for name, make in makers.items()}
+        # Retention needs no Marketo: it goes on while the credentials are refused.
+        loops["retention"] = self._retention_loop()
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
@@ -346,6 +350,22 @@ class Daemon:
             timeout = tick if ok else self.settings.daemon.results_retry_s
             await wait_any((self.stop_event, self.report_wake), timeout)
             self.report_wake.clear()
+
+    async def _retention_loop(self) -> None:
+        """Sweep every ``retention.sweep_interval_s`` (the first sweep ran in ``recover``)."""
+        interval = self.settings.retention.sweep_interval_s
+        while True:
+            await wait_any((self.stop_event,), interval)
+            if self.stop_event.is_set():
+                return
+            await self._retention_pass()
+
+    async def _retention_pass(self) -> None:
+        """One retention sweep; a failure is logged and the next sweep tries again."""
+        try:
+            await retention.sweep(self.settings, self.store, self.clock())
+        except (OrchestratorError, OSError, sqlite3.Error) as exc:
+            log.error("retention_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _report_pass(self) -> bool:
         try:

@@ -395,6 +395,27 @@ class DaemonSettings(_Section):
     idle_tick_s: PositiveFloat = 1.0
 
 
+class RetentionSettings(_Section):
+    """How long finished files' leftovers are kept, in days from their report.
+
+    Fractions are allowed; 0 keeps them forever. Applied by the daemon
+    (``orchestrator/retention.py``); nothing of a file whose report is not written is ever
+    deleted.
+    """
+
+    #: Days the source of a complete or partial file stays in ``paths.archive``.
+    archive_days: NonNegativeFloat = 0.0
+    #: Days the source of a rejected, empty or duplicate file stays in ``paths.rejected``.
+    rejected_days: NonNegativeFloat = 0.0
+    #: Days a file's results folder (report.json, failures.csv, warnings.csv) stays.
+    results_days: NonNegativeFloat = 0.0
+    #: Days a finished file's work folder stays (kept only when an upload failed or was
+    #: refused at Marketo; ``leadflow retry`` needs it).
+    work_days: NonNegativeFloat = 0.0
+    #: Seconds between two sweeps of the daemon (it also sweeps at start).
+    sweep_interval_s: PositiveFloat = 3600.0
+
+
 class LogSettings(_Section):
     """Log output."""
 
@@ -424,6 +445,7 @@ class Settings(BaseSettings):
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
     routes: tuple[Route, ...] = ()
     daemon: DaemonSettings = DaemonSettings()
+    retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

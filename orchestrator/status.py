@@ -25,6 +25,7 @@ from orchestrator.cli_output import print_out
 from orchestrator.daemon_auth import read_pause
 from orchestrator.errors import UnusablePath
 from orchestrator.results_write import results_dir_name
+from orchestrator.retention import DAY_S, days_of
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timeutil import quota_day
@@ -122,7 +123,8 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
     reported, error}] (the ``OPEN_FILES`` oldest open files and the ``RECENT_FILES`` newest
     finished, oldest first); ``files_not_listed`` (open files beyond ``OPEN_FILES``); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
     ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
-    ``recent_errors`` [...].
+    ``recent_errors`` [...]; ``retention`` {days {archive, rejected, results, work},
+    deleted_last_24h {what: n}, deleted_total {what: n}}.
     """
     counts = await store.counts_by_status()
     outstanding = await store.at_marketo()
@@ -163,6 +165,11 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
             "by_endpoint": await store.usage_on(day),
         },
         "recent_errors": await store.recent_errors(10),
+        "retention": {
+            "days": days_of(settings),
+            "deleted_last_24h": await store.expiry_counts(now - DAY_S),
+            "deleted_total": await store.expiry_counts(0.0),
+        },
     }
 
 
@@ -185,6 +192,8 @@ def render_status(data: dict[str, Any]) -> str:
     lines.append(f"slots:    {slots['in_use']} of {slots['budget']} in use at Marketo")
     calls = data["calls_today"]
     lines.append(f"calls:    {calls['calls']} of {calls['budget']} today ({calls['day']})")
+    if data.get("retention"):
+        lines.append(f"retention: {_retention_line(data['retention'])}")
     if data.get("files"):
         lines.append("files (id  status  rows imported/failed/rejected of total  results):")
         waiting = [f for f in data["files"] if f["status"] in OPEN_STATUSES]
@@ -216,6 +225,19 @@ def render_status(data: dict[str, Any]) -> str:
             where = f"  file {e['file_id']}" if e["file_id"] is not None else ""
             lines.append(f"  {when}  {e['code'] or '-'}{where}  {e['message']}")
     return "\n".join(lines)
+
+
+def _retention_line(keep: dict[str, Any]) -> str:
+    """``archive 30 d, rejected 7 d, results kept, work 14 d; deleted in the last 24 h: ...``."""
+    days = keep["days"]
+    if not any(days.values()):
+        return "off: everything is kept (see the [retention] settings)"
+    kept = ", ".join(f"{what} {value:g} d" if value else f"{what} kept"
+                     for what, value in days.items())
+    recent = keep.get("deleted_last_24h") or {}
+    deleted = ", ".join(f"{what} {n}" for what, n in sorted(recent.items())) or "nothing"
+    total = sum((keep.get("deleted_total") or {}).values())
+    return f"{kept}; deleted in the last 24 h: {deleted} ({total} in all)"
 
 
 def _file_lines(f: dict[str, Any]) -> list[str]:
