@@ -282,6 +282,29 @@ def _absolute(path: Path | str) -> Path:
     return Path(path).expanduser().absolute()
 
 
+#: Settings file the demo writes into its folder for other commands (``leadflow status``).
+COMMANDS_CONFIG = "leadflow.toml"
+
+
+def write_commands_config(demo_dir: Path, settings: Settings) -> Path:
+    """Write the demo's folders as a settings file, for ``leadflow status --config FILE``.
+
+    Without it, ``status`` shows results folders under the working directory's default
+    ``var/`` instead of the demo's. Returns the file's path.
+    """
+    lines = [
+        "# The demo's folders, for other leadflow commands:",
+        f"#   leadflow status --config {demo_dir / COMMANDS_CONFIG}",
+        "# Written by `leadflow demo`; deleted on its next run.",
+        "[paths]",
+    ]
+    for key in ("inbox", "work", "archive", "rejected", "results", "database"):
+        lines.append(f"{key} = {json.dumps(str(getattr(settings.paths, key)))}")
+    path = demo_dir / COMMANDS_CONFIG
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
@@ -341,6 +364,7 @@ async def _run(
         settings = demo_settings(demo_dir, base_url, small=args.small, config=args.config,
                                  user=user)
         settings.paths.ensure()
+        commands_config = write_commands_config(demo_dir, settings)
         console.print(f"leadflow demo in {demo_dir}", style="bold")
         console.print(f"  simulator (Marketo, clock x{time_scale:g}) at {base_url}; "
                       f"log lines in {log_file.name}")
@@ -358,6 +382,7 @@ async def _run(
                 "results": str(settings.paths.results), "archive": str(settings.paths.archive),
                 "rejected": str(settings.paths.rejected), "log": log_file.name,
                 "database": str(settings.paths.database),
+                "config": str(commands_config),
                 "summary": str(demo_dir / "summary.json"), "simulator": base_url,
                 "leadflow": leadflow_command(),
             },
