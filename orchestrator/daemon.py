@@ -33,6 +33,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -60,6 +61,13 @@ Clock = Callable[[], float]
 
 class DaemonCrashed(OrchestratorError):
     """A daemon loop failed; the cause is on ``__cause__`` (the CLI prints it and exits 1)."""
+
+
+class FilesHeld(OrchestratorError):
+    """``--once`` ended with files held back by environment failures (the CLI exits 1).
+
+    They stay ``received`` where they are (inbox or work); the next run tries them again.
+    """
 
 
 class IntakeLike(Protocol):
@@ -132,6 +140,7 @@ class Daemon:
             else settings.polling.max_interval_s * AUTH_RETRY_FACTOR
         )
         self.gate: AuthGate
+        self._narrow: list[Path] = []
         self._stack = AsyncExitStack()
         self.store: Store
         self.scheduler: Scheduler
@@ -139,13 +148,7 @@ class Daemon:
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
-            narrow = self.settings.paths.ensure(r.subfolder for r in self.settings.routes)
-            for folder in narrow:
-                log.warning(
-                    "drop_folder_not_group_writable", path=str(folder),
-                    mode=oct(folder.stat().st_mode & 0o7777),
-                    fix=f"chmod 2770 {folder} (droppers in its group cannot write there)",
-                )
+            self._narrow = self.settings.paths.ensure(r.subfolder for r in self.settings.routes)
             self.store = await stack.enter_async_context(
                 Store.open(self.settings.paths.database, clock=self.clock, exclusive=True)
             )
@@ -244,6 +247,12 @@ class Daemon:
         started = self.clock()
         self.once = once
         log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
+        for folder in self._narrow:
+            log.warning(
+                "drop_folder_not_group_writable", path=str(folder),
+                mode=oct(folder.stat().st_mode & 0o7777),
+                fix=f"chmod 2770 {folder} (droppers in its group cannot write there)",
+            )
         gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
         try:
             await self.gate.check_at_start(fatal=once)
@@ -257,6 +266,16 @@ class Daemon:
             if once and self.gate.refusal is not None:
                 self.stop_reason = "auth_failed"
                 raise CredentialsRefused(refused_message(self.gate.refusal, self.gate.url))
+            held = self._held()
+            if once and held and self.stop_reason == "drained":
+                self.stop_reason = "files_held"
+                log.error("files_held", file_ids=sorted(held), count=len(held))
+                raise FilesHeld(
+                    f"{len(held)} file(s) could not be taken because of their folders, not "
+                    f"their content (file ids {sorted(held)}; see file_claim_failed / "
+                    "file_prepare_failed in the log): they stay where they are and the next "
+                    "run tries them again"
+                )
         except BaseException as exc:
             if self.stop_reason == "running" and isinstance(exc, (CredentialsRefused,
                                                                    MarketoUnreachable)):
@@ -270,7 +289,7 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             counts = await _safe_counts(self.store)
             # A crash or refused credentials need a person; a requested stop does not.
-            stopped_bad = self.stop_reason in ("crashed", "auth_failed")
+            stopped_bad = self.stop_reason in ("crashed", "auth_failed", "files_held")
             (log.error if stopped_bad else log.info)(
                 "daemon_stopped",
                 reason=self.stop_reason,
@@ -283,12 +302,15 @@ class Daemon:
         """Resolve, once, everything the previous process left in flight (before any loop).
 
         Uploads (``daemon_recovery.recover_uploads``), then intake's files left in work, then
-        a report pass for half-written results, then a retention sweep (so ``--once`` sweeps
-        too).
+        a report pass for half-written results, the work folders a crash left behind of files
+        already reported, then a retention sweep (so ``--once`` sweeps too).
         """
         await recover_uploads(self.store, self.clock())
         await self.intake.recover()
         await self._report_pass()
+        cleaner = getattr(self.reporter, "remove_finished_work_dirs", None)
+        if cleaner is not None:
+            await cleaner()
         await self._retention_pass()
         self.scheduler.work.set()
 
@@ -397,8 +419,16 @@ class Daemon:
             await wait_any((self.stop_event, self.report_wake), min(tick, 0.25))
 
     async def drained(self) -> bool:
-        """Return whether every upload is terminal and every file has its report."""
-        return await daemon_drain.drained(self.store)
+        """Return whether every upload is terminal and every file has its report.
+
+        Files intake holds back after environment failures (given up for this ``--once``
+        run by ``daemon_drain.drain_inbox``) do not count.
+        """
+        return await daemon_drain.drained(self.store, self._held())
+
+    def _held(self) -> dict[int, int]:
+        held_of = getattr(self.intake, "held", None)
+        return dict(held_of()) if held_of is not None else {}
 
 
 async def _guarded(name: str, coro: Awaitable[Any]) -> None:

@@ -9,7 +9,7 @@ the store's counts, whether every upload is terminal and every file has its repo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ FILES_OPEN = tuple(s for s in FileStatus if s not in FILE_TERMINAL)
 #: Upload statuses that still have work ahead of them (queued, submitting, submitted,
 #: importing).
 UPLOADS_OPEN = tuple(s for s in UploadStatus if s not in UPLOAD_TERMINAL)
+#: Tries ``--once`` gives a file held back by an environment failure before it leaves it
+#: for the next run (it stays ``received``, where it is; ``run --once`` then exits 1).
+ONCE_HELD_ATTEMPTS = 3
 
 
 async def drain_inbox(
@@ -42,14 +45,14 @@ async def drain_inbox(
     loop, since one may still be being copied in. Scans until the files present at start
     have left the inbox, or until a scan made well after ``intake.stable_s`` takes
     nothing (whatever is left, e.g. an ignored file, is not for us), or until ``stop``;
-    never while intake holds files back after an environment failure (``intake.holding()``,
-    if it has one): they are retried by these scans.
+    never while a file intake holds back after an environment failure (``intake.held()``,
+    if it has one) has had fewer than ``ONCE_HELD_ATTEMPTS`` tries: these scans retry it.
 
     Args:
         settings: every setting (``paths.inbox``, ``intake.stable_s``,
             ``intake.rescan_interval_s``).
         intake: has ``async scan_once()`` returning what it took (falsy for nothing), and
-            may have ``holding()``: how many files wait for a retry.
+            may have ``held()``: ``{file id: failures}`` of the files waiting for a retry.
         clock: epoch seconds.
         stop: set to stop early.
         on_enqueued: called after every scan (wakes the scheduler and the reporter).
@@ -57,15 +60,16 @@ async def drain_inbox(
     start = clock()
     present = inbox_files(settings.paths.inbox)
     rescan = min(settings.intake.rescan_interval_s, max(settings.intake.stable_s / 4, 0.05))
-    holding = getattr(intake, "holding", None)
+    held_of = getattr(intake, "held", None)
     while not stop.is_set():
         taken = await intake.scan_once()
         on_enqueued()
-        held = holding() if holding is not None else 0
-        if not held and not any(path.exists() for path in present):
+        held: dict[int, int] = held_of() if held_of is not None else {}
+        retrying = any(n < ONCE_HELD_ATTEMPTS for n in held.values())
+        if not retrying and not any(path.exists() for path in present):
             break
         settled = clock() - start > settings.intake.stable_s + 2 * rescan
-        if settled and not taken and not held:
+        if settled and not taken and not retrying:
             left = [str(p) for p in present if p.exists()]
             log.warning("inbox_files_left", files=left[:20], count=len(left))
             break
@@ -73,10 +77,15 @@ async def drain_inbox(
     log.info("inbox_drained", files=len(present))
 
 
-async def drained(store: Store) -> bool:
-    """Return whether every upload is terminal and every file has its report."""
+async def drained(store: Store, held: Collection[int] = ()) -> bool:
+    """Return whether every upload is terminal and every file has its report.
+
+    Args:
+        held: ids of files intake holds back after environment failures (``received``);
+            they do not count (``--once`` leaves them for the next run).
+    """
     counts = await store.counts_by_status()
-    if any(counts["files"][s.value] for s in FILES_OPEN):
+    if sum(counts["files"][s.value] for s in FILES_OPEN) > len(held):
         return False
     if any(counts["uploads"][s.value] for s in UPLOADS_OPEN):
         return False

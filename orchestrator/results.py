@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -33,7 +34,13 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from orchestrator.errors import ApiError, ApiPermanentError, InvalidTransition, OrchestratorError
-from orchestrator.models import FileRecord, FileStatus, UploadRecord, UploadStatus
+from orchestrator.models import (
+    FILE_TERMINAL,
+    FileRecord,
+    FileStatus,
+    UploadRecord,
+    UploadStatus,
+)
 from orchestrator.results_rows import UploadRows, write_rows
 from orchestrator.results_write import (
     ARCHIVED,
@@ -326,6 +333,37 @@ class Reporter:
             return None
         move_file(source, dest)
         return dest
+
+    async def remove_finished_work_dirs(self) -> int:
+        """Remove the work folders of reported files that have nothing left to re-send.
+
+        Call once at start: a crash between a file's final transition and the removal of its
+        work folder leaves the folder behind, and nothing else would remove it. Folders of
+        files with an upload that failed or was refused at Marketo stay (``leadflow retry``).
+
+        Returns:
+            How many folders were removed.
+        """
+        root = self._settings.paths.work
+        try:
+            names = await asyncio.to_thread(
+                lambda: sorted(e.name for e in os.scandir(root)
+                               if e.name.isdigit() and e.is_dir(follow_symlinks=False))
+            )
+        except OSError:
+            return 0
+        removed = 0
+        for name in names:
+            file = await self._store.get_file(int(name))
+            if file is None or file.reported_at is None or file.status not in FILE_TERMINAL:
+                continue
+            uploads = await self._store.uploads_of_file(file.id)
+            if any(u.status in DEAD_UPLOADS for u in uploads):
+                continue
+            await asyncio.to_thread(shutil.rmtree, root / name, True)
+            log.info("work_dir_removed", file_id=file.id, file=file.name, path=str(root / name))
+            removed += 1
+        return removed
 
     def _remove_work_dir(self, file: FileRecord) -> None:
         folder = self._work_dir(file).resolve()

@@ -191,6 +191,10 @@ class Intake:
         """Return how many files are held back by an environment failure (retried later)."""
         return len(self._held)
 
+    def held(self) -> dict[int, int]:
+        """Return ``{file id: consecutive environment failures}`` of the files held back."""
+        return {file_id: h.failures for file_id, h in self._held.items()}
+
     def next_due(self) -> float | None:
         """Return when the next scan is worth it: a file becomes stable or a held file is due."""
         times = [h.due for h in self._held.values()]
