@@ -15,12 +15,17 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 def render_prometheus(data: dict[str, Any]) -> str:
     """Return Prometheus exposition text for a ``collect_status`` dict.
 
-    Metrics: ``leadflow_files{status}``, ``leadflow_uploads{status}``,
-    ``leadflow_import_slots_in_use``, ``leadflow_import_slots_budget``,
+    Metrics: ``leadflow_daemon_running`` (1 or 0), ``leadflow_files{status}``,
+    ``leadflow_uploads{status}``, ``leadflow_import_slots_in_use``,
+    ``leadflow_import_slots_budget``,
     ``leadflow_api_calls_today{endpoint}``, ``leadflow_api_errors_today{endpoint}``,
     ``leadflow_daily_call_budget``, ``leadflow_oldest_batch_age_seconds`` (0 when none).
     """
     registry = CollectorRegistry()
+    Gauge(
+        "leadflow_daemon_running", "1 when a daemon holds the database's lock, else 0",
+        registry=registry,
+    ).set(1 if (data.get("daemon") or {}).get("running") else 0)
     files = Gauge("leadflow_files", "Input files by status", ["status"], registry=registry)
     for status, count in data["counts"]["files"].items():
         files.labels(status=status).set(count)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import shutil
 import sqlite3
 import time
@@ -33,6 +34,7 @@ from structlog.contextvars import bound_contextvars
 
 from orchestrator.errors import ApiError, ApiPermanentError, InvalidTransition, OrchestratorError
 from orchestrator.models import (
+    FILE_TERMINAL,
     UPLOAD_DEAD,
     FileRecord,
     FileStatus,
@@ -47,6 +49,7 @@ from orchestrator.places import (
     results_dir,
     source_path,
     work_dir,
+    work_dirs,
 )
 from orchestrator.results.report import build_report, count_rows, decide_status
 from orchestrator.results.rows import UploadRows, write_rows
@@ -57,6 +60,16 @@ from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
+#: Level of ``file_finished`` by final status: ``error`` when nothing was imported (a person
+#: must fix the file or the settings), ``warning`` when not every row got in or nothing was
+#: sent (empty, duplicate), ``info`` when everything did.
+FINISHED_LEVEL = {
+    FileStatus.COMPLETE: logging.INFO,
+    FileStatus.PARTIAL: logging.WARNING,
+    FileStatus.EMPTY: logging.WARNING,
+    FileStatus.DUPLICATE: logging.WARNING,
+    FileStatus.REJECTED: logging.ERROR,
+}
 
 
 class ResultsClient(Protocol):
@@ -157,9 +170,11 @@ class Reporter:
             errno.errorcode.get(exc.errno) if isinstance(exc, OSError) and exc.errno else None
         )
         message = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            event, file_id=file.id, file=file.name, error=message, errno=code, retry_in_s=delay
-        )
+        # A folder that cannot be written needs a person (error); Marketo being unavailable
+        # for a moment does not (warning): both are tried again.
+        level = log.error if event == "results_write_failed" else log.warning
+        level(event, file_id=file.id, file=file.name, error=message, errno=code,
+              retry_in_s=delay)
         try:
             await self._store.record_error(
                 f"results of {file.name} not written: {message}",
@@ -199,7 +214,8 @@ class Reporter:
             notes = " ".join(written.notes)
             if notes:
                 error = f"{error}. {notes}" if error else notes
-            report = build_report(file, uploads, rows, status, error, finished_at)
+            calls = await self._store.submissions_of_file(file.id)
+            report = build_report(file, uploads, rows, status, error, finished_at, calls)
             await asyncio.to_thread(self._publish, tmp, final, report)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -229,7 +245,8 @@ class Reporter:
         )
         if not any(u.status in UPLOAD_DEAD for u in uploads):
             await asyncio.to_thread(self._remove_work_dir, file)
-        log.info(
+        log.log(
+            FINISHED_LEVEL.get(status, logging.WARNING),
             "file_finished",
             file_id=file.id,
             file=file.name,
@@ -312,6 +329,34 @@ class Reporter:
             return None
         move(source, dest)
         return dest
+
+    async def remove_finished_work_dirs(self) -> int:
+        """Remove the work folders of reported files that have nothing left to re-send.
+
+        Call once at start: a crash between a file's final transition and the removal of its
+        work folder leaves the folder behind, and nothing else would remove it. Folders of
+        files with an upload that failed or was refused at Marketo stay (``leadflow retry``).
+
+        Returns:
+            How many folders were removed.
+        """
+        root = self._settings.paths.work
+        try:
+            folders = await asyncio.to_thread(work_dirs, root)
+        except OSError:
+            return 0
+        removed = 0
+        for file_id, folder in folders:
+            file = await self._store.get_file(file_id)
+            if file is None or file.reported_at is None or file.status not in FILE_TERMINAL:
+                continue
+            uploads = await self._store.uploads_of_file(file.id)
+            if any(u.status in UPLOAD_DEAD for u in uploads):
+                continue
+            await asyncio.to_thread(remove_work_dir, root, folder)
+            log.info("work_dir_removed", file_id=file.id, file=file.name, path=str(folder))
+            removed += 1
+        return removed
 
     def _remove_work_dir(self, file: FileRecord) -> None:
         remove_work_dir(self._settings.paths.work, work_dir(self._settings.paths, file))
