@@ -24,6 +24,7 @@ from orchestrator.daemon import Daemon
 from orchestrator.logging import configure
 from orchestrator.marketo import MarketoClient
 from orchestrator.models import NewUpload
+from orchestrator.places import make_folders
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import Store
 
@@ -56,7 +57,7 @@ def scaled_settings(root: Path, url: str, scale: float) -> Settings:
         "http": {"listen": ""},
     }
     settings = load_settings(None, overrides)
-    settings.paths.ensure()
+    make_folders(settings)
     return settings
 
 
@@ -72,11 +73,17 @@ class _NoIntake:
     async def run(self, stop: asyncio.Event, on_enqueued: Any) -> None:
         await stop.wait()
 
+    def held(self) -> dict[int, int]:
+        return {}
+
 
 class _NoReporter:
     """Stands in for the reporter: results files are not what these benchmarks measure."""
 
     async def report_ready(self) -> int:
+        return 0
+
+    async def remove_finished_work_dirs(self) -> int:
         return 0
 
 

@@ -2,7 +2,8 @@
 
 ``main()`` is only ``asyncio.run(cli(sys.argv[1:]))`` so that ``cli(args)`` can be tested
 directly. Exit codes: 0 success, 1 runtime error (the cause chain is printed), 2 a bad
-setting or bad usage (one line naming the key).
+setting, a folder of ``paths`` that cannot be created or written, or bad usage (one line
+naming the key); ``status --exit-code`` 3 when no daemon runs.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus",
         action="store_true",
         help="print Prometheus metrics (e.g. for node_exporter's textfile collector)",
+    )
+    status.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="for scripts: exit 0 when a daemon runs on this database, 3 when none does",
     )
 
     submit = sub.add_parser(
@@ -192,7 +198,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         from orchestrator.commands.status import status_command
 
-        return await status_command(settings, as_json=args.json, prometheus=args.prometheus)
+        return await status_command(settings, as_json=args.json, prometheus=args.prometheus,
+                                    exit_code=args.exit_code)
     if args.command == "run":
         from orchestrator.daemon import run_daemon
 
@@ -247,7 +254,7 @@ async def cli(argv: list[str]) -> int:
     try:
         return await _dispatch(args)
     except ConfigError as exc:
-        print(f"leadflow: invalid setting {exc.key}: {exc.reason}", file=sys.stderr)
+        print(f"leadflow: {exc.line()}", file=sys.stderr)
         return EXIT_CONFIG
     except OrchestratorError as exc:
         print(f"leadflow: {redact_text(str(exc))}", file=sys.stderr)

@@ -24,6 +24,32 @@ class ConfigError(OrchestratorError):
         self.key = key
         self.reason = reason
 
+    def line(self) -> str:
+        """The one line the CLI prints (after ``leadflow: ``)."""
+        return f"invalid setting {self.key}: {self.reason}"
+
+
+class UnusablePath(ConfigError):
+    """A folder of ``paths`` (or the database's folder) cannot be created or written.
+
+    The setting may be right and the machine wrong (a volume that did not mount, a file where
+    a folder should be, no permission); either way a person must act, so ``leadflow run``
+    stops at start with one line and exit 2 (which the systemd unit does not restart).
+
+    Attributes:
+        key: the setting, e.g. ``paths.results``.
+        path: the folder that cannot be used.
+        reason: why, in words.
+    """
+
+    def __init__(self, key: str, path: str, reason: str) -> None:
+        super().__init__(key, reason)
+        self.path = path
+
+    def line(self) -> str:
+        """The one line the CLI prints (after ``leadflow: ``)."""
+        return f"cannot use {self.key} ({self.path}): {self.reason}"
+
 
 class StoreError(OrchestratorError):
     """The database refused or cannot be used."""

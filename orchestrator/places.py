@@ -10,9 +10,10 @@ A dropped file's life, in folders (``paths.*`` settings)::
     archive/<file id>-<name>          the source of a complete or partial file
     rejected/<file id>-<name>         the source of a file with no row imported
 
-Every path above is built here, and every move between them is ``move`` (the one that
-never leaves a half-copied file behind, even across file systems) or ``drop_into`` (into
-the inbox under a free name, never replacing a file). Reading and writing the files
+Every path above is built here, every folder is created here (``make_folders``: the drop
+folders ``2770``, each checked writable), and every move between them is ``move`` (the one
+that never leaves a half-copied file behind, even across file systems) or ``drop_into``
+(into the inbox under a free name, never replacing a file). Reading and writing the files
 themselves belongs to intake and results.
 """
 
@@ -22,10 +23,12 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import UnusablePath
 from orchestrator.models import FILE_ARCHIVED, FileRecord, FileStatus
 from orchestrator.settings import PathSettings, Route, Settings
 
@@ -38,6 +41,14 @@ REJECTIONS_NAME = "rejections.csv"
 #: Stands for the file id in a work path recorded before the id is known (``Store.add_file``
 #: replaces it in the same transaction).
 PENDING_ID = "{id}"
+#: Mode of the inbox and of every route folder: the owner and the group may drop files, the
+#: setgid bit gives every dropped file the folder's group, others get nothing. Set with
+#: ``chmod`` after creating the folder, so the umask (the systemd unit's ``UMask=0027``)
+#: cannot narrow it.
+DROP_FOLDER_MODE = 0o2770
+#: Prefix of the file written and removed to check that a folder can be written (a leading
+#: ``.``: the inbox watcher ignores it).
+PROBE_PREFIX = ".leadflow-probe-"
 
 
 # --- the inbox ---------------------------------------------------------------------------
@@ -48,15 +59,98 @@ def route_folder(inbox: Path, route: Route | None) -> Path:
     return inbox if route is None else inbox / route.subfolder
 
 
-def make_folders(settings: Settings) -> None:
-    """Create every folder (``paths.*``, each route's inbox folder) if missing.
+def make_folders(settings: Settings) -> list[Path]:
+    """Create every folder if missing, and check that each can be written.
+
+    The folders: ``paths.*``, each route's inbox folder, the database's folder. The inbox
+    and the route folders are made ``DROP_FOLDER_MODE`` (``drwxrws---``) when they are
+    created, whatever the umask, so members of the daemon's group can drop files; the other
+    folders follow the umask. An existing folder's mode is left alone.
+
+    Returns:
+        The drop folders (inbox, route folders) that already existed and are not
+        writable by their group (the daemon logs them: droppers cannot write there).
 
     Raises:
-        OSError: a folder cannot be created.
+        UnusablePath: a folder cannot be created (a file in the way, no permission,
+            read-only file system) or written; it names the setting.
     """
-    settings.paths.ensure()
-    for route in settings.routes:
-        route_folder(settings.paths.inbox, route).mkdir(parents=True, exist_ok=True)
+    paths = settings.paths
+    narrow: list[Path] = []
+    for folder in [paths.inbox, *(route_folder(paths.inbox, r) for r in settings.routes)]:
+        created = _make_folder("paths.inbox", folder, folder, DROP_FOLDER_MODE)
+        if not created and folder.stat().st_mode & 0o030 != 0o030:
+            narrow.append(folder)
+    for key in ("work", "archive", "rejected", "results"):
+        folder = getattr(paths, key)
+        _make_folder(f"paths.{key}", folder, folder, None)
+    _make_folder("paths.database", paths.database.parent, paths.database, None)
+    for key, folder, shown in (
+        ("paths.inbox", paths.inbox, paths.inbox),
+        ("paths.work", paths.work, paths.work),
+        ("paths.archive", paths.archive, paths.archive),
+        ("paths.rejected", paths.rejected, paths.rejected),
+        ("paths.results", paths.results, paths.results),
+        ("paths.database", paths.database.parent, paths.database),
+    ):
+        _probe(key, folder, shown)
+    return narrow
+
+
+def _in_the_way(folder: Path) -> str:
+    """Say which part of ``folder`` exists but is not a folder."""
+    for part in (folder, *folder.parents):
+        if part.is_dir():
+            break
+        if part.exists() or part.is_symlink():
+            return f"{part} is not a folder (a file is in the way)"
+    return "not a folder"
+
+
+def _make_folder(key: str, folder: Path, shown: Path, mode: int | None) -> bool:
+    """Create ``folder`` (and its parents); set ``mode`` on it if created. Return if created.
+
+    Raises:
+        UnusablePath: naming ``key`` and ``shown`` (the setting's value).
+    """
+    if folder.is_dir():
+        return False
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        if folder.is_dir():  # made meanwhile by someone else
+            return False
+        raise UnusablePath(key, str(shown), _in_the_way(folder)) from None
+    except NotADirectoryError:
+        raise UnusablePath(key, str(shown), _in_the_way(folder)) from None
+    except OSError as exc:
+        raise UnusablePath(
+            key, str(shown), f"cannot create {folder}: {exc.strerror or exc}"
+        ) from None
+    if mode is not None:
+        try:
+            os.chmod(folder, mode)
+        except OSError as exc:
+            raise UnusablePath(
+                key, str(shown), f"cannot set the mode of {folder}: {exc.strerror or exc}"
+            ) from None
+    return True
+
+
+def _probe(key: str, folder: Path, shown: Path) -> None:
+    """Write and remove a hidden file in ``folder``.
+
+    Raises:
+        UnusablePath: the folder cannot be written (read-only, no permission, full).
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise UnusablePath(
+            key, str(shown), f"cannot write in {folder}: {exc.strerror or exc}"
+        ) from None
 
 
 # --- the work folder ---------------------------------------------------------------------
@@ -85,6 +179,20 @@ def source_path(file: FileRecord) -> Path:
 def rejections_path(paths: PathSettings, file: FileRecord) -> Path:
     """Return intake's ``rejections.csv`` of a file (it may not exist)."""
     return Path(file.info.get("rejections_path") or work_dir(paths, file) / REJECTIONS_NAME)
+
+
+def work_dirs(work: Path) -> list[tuple[int, Path]]:
+    """Return ``(file id, folder)`` of every ``work/<file id>`` folder, by file id.
+
+    Raises:
+        OSError: ``work`` cannot be listed.
+    """
+    found = [
+        (int(entry.name), work / entry.name)
+        for entry in os.scandir(work)
+        if entry.name.isdigit() and entry.is_dir(follow_symlinks=False)
+    ]
+    return sorted(found)
 
 
 def remove_work_dir(work: Path, folder: Path) -> None:

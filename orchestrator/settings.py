@@ -171,12 +171,6 @@ class PathSettings(_Section):
             object.__setattr__(self, name, value.expanduser().absolute())
         return self
 
-    def ensure(self) -> None:
-        """Create every folder (and the database's parent) if missing."""
-        for folder in (self.inbox, self.work, self.archive, self.rejected, self.results):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.database.parent.mkdir(parents=True, exist_ok=True)
-
 
 class LimitSettings(_Section):
     """Our share of the instance's limits (docs/reference/marketo-api.md §2.4, §6 and §9)."""
@@ -224,6 +218,10 @@ class IntakeSettings(_Section):
     stable_s: NonNegativeFloat = 5.0
     #: Full rescan of the inbox every this many seconds (network shares send no events).
     rescan_interval_s: PositiveFloat = 10.0
+    #: A file whose claim or preparation failed because of its folders (not its content:
+    #: the work folder cannot be written, the disk is full, ...) stays where it is and is
+    #: tried again after ``rescan_interval_s``, doubling up to this many seconds.
+    environment_retry_max_s: PositiveFloat = 300.0
     #: Detect the encoding of a file that is neither BOM-marked nor UTF-8; if false, reject it.
     allow_encoding_guess: bool = True
     #: Encoding of files that are neither BOM-marked nor valid UTF-8 (a Python codec name such
@@ -328,6 +326,27 @@ class DaemonSettings(_Section):
     idle_tick_s: PositiveFloat = 1.0
 
 
+class RetentionSettings(_Section):
+    """How long finished files' leftovers are kept, in days from their report.
+
+    Fractions are allowed; 0 keeps them forever. Applied by the daemon
+    (``orchestrator/results/retention.py``); nothing of a file whose report is not written is ever
+    deleted.
+    """
+
+    #: Days the source of a complete or partial file stays in ``paths.archive``.
+    archive_days: NonNegativeFloat = 0.0
+    #: Days the source of a rejected, empty or duplicate file stays in ``paths.rejected``.
+    rejected_days: NonNegativeFloat = 0.0
+    #: Days a file's results folder (report.json, failures.csv, warnings.csv) stays.
+    results_days: NonNegativeFloat = 0.0
+    #: Days a finished file's work folder stays (kept only when an upload failed or was
+    #: refused at Marketo; ``leadflow retry`` needs it).
+    work_days: NonNegativeFloat = 0.0
+    #: Seconds between two sweeps of the daemon (it also sweeps at start).
+    sweep_interval_s: PositiveFloat = 3600.0
+
+
 class LogSettings(_Section):
     """Log output."""
 
@@ -421,6 +440,7 @@ class Settings(BaseSettings):
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
     routes: tuple[Route, ...] = ()
     daemon: DaemonSettings = DaemonSettings()
+    retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
     http: HttpSettings = HttpSettings()
 

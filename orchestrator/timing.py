@@ -4,7 +4,8 @@
   fake in tests), so decisions are functions of ``now`` and tests never sleep.
 - ``wait_any``: wait for the first of some ``asyncio.Event`` s, or a timeout.
 - ``equal_jitter_backoff``: the one exponential backoff formula (retries of a Marketo call,
-  ``1016`` back-pressure, uploads whose create call failed).
+  ``1016`` back-pressure, uploads whose create call failed); ``environment_retry_delay``
+  is its nominal wait without jitter (files and uploads held after environment failures).
 - ``quota_day`` / ``next_quota_reset``: Marketo's daily quota resets at midnight
   America/Chicago (docs/reference/marketo-api.md §6).
 """
@@ -59,6 +60,25 @@ def equal_jitter_backoff(attempt: int, base_s: float, cap_s: float, rand: float)
     exponent = min(max(attempt - 1, 0), 32)
     nominal = min(cap_s, base_s * (2.0**exponent))
     return nominal / 2 + nominal / 2 * min(max(rand, 0.0), 1.0)
+
+
+def environment_retry_delay(failures: int, first_s: float, max_s: float) -> float:
+    """Seconds before a step that failed because of the machine is tried again.
+
+    An environment failure (a folder that cannot be written, a file that cannot be read
+    while it is there) is no fault of the file nor of Marketo; intake and the scheduler hold
+    the file or upload and try again after this long: ``equal_jitter_backoff``'s nominal
+    wait, without jitter (no other client competes for the retry).
+
+    Args:
+        failures: consecutive environment failures, counting this one (>= 1).
+        first_s: the first wait (``intake.rescan_interval_s``).
+        max_s: the longest wait (``intake.environment_retry_max_s``).
+
+    Returns:
+        ``first_s * 2 ** (failures - 1)``, capped at ``max_s`` (never below ``first_s``).
+    """
+    return equal_jitter_backoff(failures, first_s, max(max_s, first_s), 1.0)
 
 
 def quota_day(ts: float) -> str:

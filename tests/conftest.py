@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
+from orchestrator.places import make_folders
 from orchestrator.settings import Settings, load_settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -71,7 +72,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             else:
                 base[key] = value
         settings = load_settings(None, base)
-        settings.paths.ensure()
+        # The folders of paths.*; the route folders are left for the daemon to make.
+        make_folders(settings.model_copy(update={"routes": ()}))
         return settings
 
     return factory

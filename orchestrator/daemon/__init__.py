@@ -5,6 +5,6 @@
 
 from __future__ import annotations
 
-from orchestrator.daemon.lifecycle import Daemon, DaemonCrashed, run_daemon
+from orchestrator.daemon.lifecycle import Daemon, DaemonCrashed, FilesHeld, run_daemon
 
-__all__ = ["Daemon", "DaemonCrashed", "run_daemon"]
+__all__ = ["Daemon", "DaemonCrashed", "FilesHeld", "run_daemon"]

@@ -136,7 +136,8 @@ class AuthGate:
         self.open.clear()
         self._closed.set()
         message = refused_message(exc, self.url)
-        log.warning("work_paused", reason="auth", retry_every_s=self.retry_s)
+        # All work stops until someone fixes the credentials: an error, not a warning.
+        log.error("work_paused", reason="auth", retry_every_s=self.retry_s)
         try:
             await self._store.record_error(message, code="auth_failed")
         except Exception as error:  # noqa: BLE001 - the pause must not crash the daemon

@@ -9,7 +9,7 @@ the store's counts, whether every upload is terminal and every file has its repo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,12 +22,20 @@ from orchestrator.timing import Clock, wait_any
 
 log = structlog.get_logger(__name__)
 
+#: Tries ``--once`` gives a file held back by an environment failure before it leaves it
+#: for the next run (it stays ``received``, where it is; ``run --once`` then exits 1).
+ONCE_HELD_ATTEMPTS = 3
+
 
 class InboxScanner(Protocol):
     """The part of ``orchestrator.intake.Intake`` the drain uses."""
 
     async def scan_once(self) -> Any:
         """Claim and prepare every stable file in the inbox once; returns what was taken."""
+
+    def held(self) -> dict[int, int]:
+        """Return ``{file id: failures}`` of files held back after environment failures."""
+        ...
 
 
 async def drain_inbox(
@@ -42,12 +50,15 @@ async def drain_inbox(
     Files are taken once stable (unchanged for ``intake.stable_s`` seconds), as in the watch
     loop, since one may still be being copied in. Scans until the files present at start
     have left the inbox, or until a scan made well after ``intake.stable_s`` takes
-    nothing (whatever is left, e.g. an ignored file, is not for us), or until ``stop``.
+    nothing (whatever is left, e.g. an ignored file, is not for us), or until ``stop``;
+    never while a file intake holds back after an environment failure (``intake.held()``)
+    has had fewer than ``ONCE_HELD_ATTEMPTS`` tries: these scans retry it.
 
     Args:
         settings: every setting (``paths.inbox``, ``intake.stable_s``,
             ``intake.rescan_interval_s``).
-        intake: has ``async scan_once()`` returning what it took (falsy for nothing).
+        intake: has ``async scan_once()`` returning what it took (falsy for nothing), and
+            ``held()``: ``{file id: failures}`` of the files waiting for a retry.
         clock: epoch seconds.
         stop: set to stop early.
         on_enqueued: called after every scan (wakes the scheduler and the reporter).
@@ -58,10 +69,12 @@ async def drain_inbox(
     while not stop.is_set():
         taken = await intake.scan_once()
         on_enqueued()
-        if not any(path.exists() for path in present):
+        held = intake.held()
+        retrying = any(n < ONCE_HELD_ATTEMPTS for n in held.values())
+        if not retrying and not any(path.exists() for path in present):
             break
         settled = clock() - start > settings.intake.stable_s + 2 * rescan
-        if settled and not taken:
+        if settled and not taken and not retrying:
             left = [str(p) for p in present if p.exists()]
             log.warning("inbox_files_left", files=left[:20], count=len(left))
             break
@@ -69,10 +82,15 @@ async def drain_inbox(
     log.info("inbox_drained", files=len(present))
 
 
-async def drained(store: Store) -> bool:
-    """Return whether every upload is terminal and every file has its report."""
+async def drained(store: Store, held: Collection[int] = ()) -> bool:
+    """Return whether every upload is terminal and every file has its report.
+
+    Args:
+        held: ids of files intake holds back after environment failures (``received``);
+            they do not count (``--once`` leaves them for the next run).
+    """
     counts = await store.counts_by_status()
-    if any(counts["files"][s.value] for s in FILE_OPEN):
+    if sum(counts["files"][s.value] for s in FILE_OPEN) > len(held):
         return False
     if any(counts["uploads"][s.value] for s in UPLOAD_OPEN):
         return False

@@ -5,21 +5,25 @@
     async with Daemon(settings) as daemon:
         await daemon.run(once=False)
 
-``__aenter__`` takes, through one ``AsyncExitStack``, the single-daemon lock (``lock``), the
-store and the Marketo client, and builds intake, the scheduler, the poller and the reporter. ``run``
-first recovers, once, from whatever the previous process left (``recovery``: uploads
-caught mid-submit are sent again, uploads with a batchId resume polling; files left in work
-are resumed, half-written results are rewritten), then runs the loops in one
-``asyncio.TaskGroup``. A crash in any loop cancels the others and is logged
-``daemon_crashed``. SIGTERM and SIGINT set the stop event: no new upload is claimed, calls in
-flight get ``daemon.shutdown_grace_s`` and are then cancelled; every state change is already
-committed, so nothing else needs saving. The loops wait on "new work, tick or stop" (asyncio
-events), never on fixed sleeps.
+``__aenter__`` makes the folders (``places.make_folders``: an unusable one stops here with
+``UnusablePath``), takes, through one ``AsyncExitStack``, the single-daemon lock (``lock``), the
+store and the Marketo client, and builds intake, the scheduler, the poller and the reporter.
+``run`` first recovers, once, from whatever the previous process left (``recovery``: uploads
+caught mid-submit are sent again, uploads with a batchId resume polling; files left in work are
+resumed, half-written results are rewritten, work folders of reported files removed; then a
+``retention`` sweep), then runs the loops in one ``asyncio.TaskGroup`` (the retention loop among
+them). A crash in any loop cancels the others and is logged ``daemon_crashed``. SIGTERM and
+SIGINT set the stop event: no new upload is claimed, calls in flight get
+``daemon.shutdown_grace_s`` and are then cancelled; every state change is already committed, so
+nothing else needs saving. The loops wait on "new work, tick or stop" (asyncio events), never on
+fixed sleeps.
 
-``--once`` drains (``drain``): it takes what is in the inbox, waits until every upload
-is terminal and every file has its report (``reported_at`` set), then returns. It first gets a
-token (``credentials.check_credentials``): refused credentials or an unreachable identity
-endpoint end it with exit 1 and one line. Without ``--once`` a refusal pauses work instead
+``--once`` drains (``drain``): it takes what is in the inbox, waits until every upload is
+terminal and every file has its report (``reported_at`` set), then returns; files intake holds
+back after environment failures get ``drain.ONCE_HELD_ATTEMPTS`` tries, then ``run`` raises
+``FilesHeld`` (exit 1) and leaves them for the next run. It first gets a token
+(``credentials.check_credentials``): refused credentials or an unreachable identity endpoint end
+it with exit 1 and one line. Without ``--once`` a refusal pauses work instead
 (``credentials.AuthGate``) until identity grants a token again.
 
 The operator's window (``orchestrator/window``) listens on ``http.listen`` while the daemon
@@ -38,6 +42,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -59,7 +64,7 @@ from orchestrator.marketo import MarketoClient
 from orchestrator.marketo.tokens import refused_message
 from orchestrator.notify import Notifier
 from orchestrator.places import make_folders
-from orchestrator.results import Reporter
+from orchestrator.results import Reporter, retention
 from orchestrator.results.reporter import ResultsClient
 from orchestrator.scheduling.poller import Poller, StatusSource
 from orchestrator.scheduling.scheduler import Scheduler, Submitter
@@ -81,6 +86,13 @@ STATUS_EVERY_S = 10.0
 
 class DaemonCrashed(OrchestratorError):
     """A daemon loop failed; the cause is on ``__cause__`` (the CLI prints it and exits 1)."""
+
+
+class FilesHeld(OrchestratorError):
+    """``--once`` ended with files held back by environment failures (the CLI exits 1).
+
+    They stay ``received`` where they are (inbox or work); the next run tries them again.
+    """
 
 
 class DaemonClient(Submitter, StatusSource, ResultsClient, HasTokens, Protocol):
@@ -107,12 +119,20 @@ class IntakeLike(Protocol):
     async def run(self, stop: asyncio.Event, on_enqueued: Callable[..., Any]) -> Any:
         """Watch the inbox until ``stop`` is set."""
 
+    def held(self) -> dict[int, int]:
+        """Return ``{file id: failures}`` of files held back after environment failures."""
+        ...
+
 
 class ReporterLike(Protocol):
     """The part of ``orchestrator.results.Reporter`` the daemon uses (a test may bring a fake)."""
 
     async def report_ready(self) -> int:
         """One pass: move finished files to ``reporting`` and write their results."""
+        ...
+
+    async def remove_finished_work_dirs(self) -> int:
+        """Once at start: remove work folders a crash left behind of reported files."""
         ...
 
 
@@ -187,6 +207,7 @@ class Daemon:
         self._loop_tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.gate: AuthGate
+        self._narrow: list[Path] = []
         self._stack = AsyncExitStack()
         self.store: Store
         self.scheduler: Scheduler
@@ -196,7 +217,7 @@ class Daemon:
         async with AsyncExitStack() as stack:
             check_listen(self.settings.http)
             register_secret(self.settings.http.bearer)
-            make_folders(self.settings)
+            self._narrow = make_folders(self.settings)
             stack.enter_context(SingleDaemonLock(self.settings.paths.database))
             self.store = await stack.enter_async_context(
                 Store.open(self.settings.paths.database, clock=self.clock)
@@ -324,6 +345,12 @@ class Daemon:
         log.info("daemon_started", pid=os.getpid(), once=once, **_summary(self.settings))
         if self.http is not None and self.http.url is not None:
             log.info("http_listening", url=self.http.url, token_required=self.http.token_required)
+        for folder in self._narrow:
+            log.warning(
+                "drop_folder_not_group_writable", path=str(folder),
+                mode=oct(folder.stat().st_mode & 0o7777),
+                fix=f"chmod 2770 {folder} (droppers in its group cannot write there)",
+            )
         gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
         try:
             await self.gate.check_at_start(fatal=once)
@@ -337,6 +364,16 @@ class Daemon:
             if once and self.gate.refusal is not None:
                 self.stop_reason = "auth_failed"
                 raise CredentialsRefused(refused_message(self.gate.refusal, self.gate.url))
+            held = self._held()
+            if once and held and self.stop_reason == "drained":
+                self.stop_reason = "files_held"
+                log.error("files_held", file_ids=sorted(held), count=len(held))
+                raise FilesHeld(
+                    f"{len(held)} file(s) could not be taken because of their folders, not "
+                    f"their content (file ids {sorted(held)}; see file_claim_failed / "
+                    "file_prepare_failed in the log): they stay where they are and the next "
+                    "run tries them again"
+                )
         except BaseException as exc:
             if self.stop_reason == "running" and isinstance(exc, (CredentialsRefused,
                                                                    MarketoUnreachable)):
@@ -352,7 +389,9 @@ class Daemon:
                 self.phase = "stopping"
                 self.notifier.stopping(f"stopping: {self.stop_reason}")
             counts = await _safe_counts(self.store)
-            log.info(
+            # A crash or refused credentials need a person; a requested stop does not.
+            stopped_bad = self.stop_reason in ("crashed", "auth_failed", "files_held")
+            (log.error if stopped_bad else log.info)(
                 "daemon_stopped",
                 reason=self.stop_reason,
                 uptime_s=round(self.clock() - started, 3),
@@ -364,14 +403,17 @@ class Daemon:
         """Resolve, once, everything the previous process left in flight (before any loop).
 
         Uploads (``recovery.recover_uploads``), then intake's files left in work, then
-        a report pass for half-written results. The first polls of uploads at Marketo are
-        spread over time (``rate_window_s / calls_per_20s`` apart).
+        a report pass for half-written results, the work folders a crash left behind of files
+        already reported, then a retention sweep (so ``--once`` sweeps too). The first polls
+        of uploads at Marketo are spread over time (``rate_window_s / calls_per_20s`` apart).
         """
         limits = self.settings.limits
         await recover_uploads(self.store, self.clock(),
                               spacing_s=limits.rate_window_s / limits.calls_per_20s)
         await self.intake.recover()
         await self._report_pass()
+        await self.reporter.remove_finished_work_dirs()
+        await self._retention_pass()
         self.scheduler.work.set()
 
     async def _run_loops(self, once: bool) -> None:
@@ -386,6 +428,8 @@ class Daemon:
             ),
         }
         loops = {name: self.gate.supervise(stop, make) for name, make in makers.items()}
+        # Retention needs no Marketo: it goes on while the credentials are refused.
+        loops["retention"] = self._retention_loop()
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
@@ -555,6 +599,22 @@ class Daemon:
             await wait_any((self.stop_event, self.report_wake), timeout)
             self.report_wake.clear()
 
+    async def _retention_loop(self) -> None:
+        """Sweep every ``retention.sweep_interval_s`` (the first sweep ran in ``recover``)."""
+        interval = self.settings.retention.sweep_interval_s
+        while True:
+            await wait_any((self.stop_event,), interval)
+            if self.stop_event.is_set():
+                return
+            await self._retention_pass()
+
+    async def _retention_pass(self) -> None:
+        """One retention sweep; a failure is logged and the next sweep tries again."""
+        try:
+            await retention.sweep(self.settings, self.store, self.clock())
+        except (OrchestratorError, OSError, sqlite3.Error) as exc:
+            log.error("retention_failed", error=f"{type(exc).__name__}: {exc}")
+
     async def _report_pass(self) -> bool:
         try:
             await self.reporter.report_ready()
@@ -585,8 +645,15 @@ class Daemon:
             await wait_any((self.stop_event, self.report_wake), min(tick, 0.25))
 
     async def drained(self) -> bool:
-        """Return whether every upload is terminal and every file has its report."""
-        return await drain.drained(self.store)
+        """Return whether every upload is terminal and every file has its report.
+
+        Files intake holds back after environment failures (given up for this ``--once``
+        run by ``drain.drain_inbox``) do not count.
+        """
+        return await drain.drained(self.store, self._held())
+
+    def _held(self) -> dict[int, int]:
+        return dict(self.intake.held())
 
 
 async def publish_routes(store: Store, settings: Settings) -> None:

@@ -46,6 +46,7 @@ from orchestrator.demo.summary import (
 )
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.logging import configure
+from orchestrator.places import make_folders
 from orchestrator.settings import Settings, deep_merge, load_settings, parse_set_flags
 from orchestrator.simulator import DEFAULT_MUNCHKIN_ID, SimulatorConfig, create_app
 from orchestrator.store import Store
@@ -284,6 +285,29 @@ def _absolute(path: Path | str) -> Path:
     return Path(path).expanduser().absolute()
 
 
+#: Settings file the demo writes into its folder for other commands (``leadflow status``).
+COMMANDS_CONFIG = "leadflow.toml"
+
+
+def write_commands_config(demo_dir: Path, settings: Settings) -> Path:
+    """Write the demo's folders as a settings file, for ``leadflow status --config FILE``.
+
+    Without it, ``status`` shows results folders under the working directory's default
+    ``var/`` instead of the demo's. Returns the file's path.
+    """
+    lines = [
+        "# The demo's folders, for other leadflow commands:",
+        f"#   leadflow status --config {demo_dir / COMMANDS_CONFIG}",
+        "# Written by `leadflow demo`; deleted on its next run.",
+        "[paths]",
+    ]
+    for key in ("inbox", "work", "archive", "rejected", "results", "database"):
+        lines.append(f"{key} = {json.dumps(str(getattr(settings.paths, key)))}")
+    path = demo_dir / COMMANDS_CONFIG
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
@@ -338,7 +362,8 @@ async def _run(
         base_url, _app = await start_simulator(stack, time_scale)
         settings = demo_settings(demo_dir, base_url, small=args.small, config=args.config,
                                  user=user)
-        settings.paths.ensure()
+        make_folders(settings)
+        commands_config = write_commands_config(demo_dir, settings)
         console.print(f"leadflow demo in {demo_dir}", style="bold")
         console.print(f"  simulator (Marketo, clock x{time_scale:g}) at {base_url}; "
                       f"log lines in {log_file.name}")
@@ -356,6 +381,7 @@ async def _run(
                 "results": str(settings.paths.results), "archive": str(settings.paths.archive),
                 "rejected": str(settings.paths.rejected), "log": log_file.name,
                 "database": str(settings.paths.database),
+                "config": str(commands_config),
                 "summary": str(demo_dir / "summary.json"), "simulator": base_url,
                 "leadflow": leadflow_command(),
             },

@@ -297,7 +297,8 @@ def render_next_steps(summary: Mapping[str, Any]) -> RenderableType:
         Text(f"  summary:   {w['summary']}"),
         Text(f"  log:       {w['log']} (JSON lines; follow one file with "
              f"grep '\"file_id\": {first},' {w['log']})"),
-        Text(f"  status:    {cmd} status --set paths.database={w['database']}"),
+        Text(f"  status:    {cmd} status --config {w['config']}" if w.get("config") else
+             f"  status:    {cmd} status --set paths.database={w['database']}"),
         Text(f"  archived:  {w['archive']}   rejected: {w['rejected']}"),
     ]
     if not summary.get("keep_running"):

@@ -44,6 +44,10 @@ class Watched(Protocol):
         """List the inbox once; claim and prepare every stable file."""
         ...
 
+    def next_due(self) -> float | None:
+        """When the next scan is worth it: a file becomes stable or a held file is due."""
+        ...
+
 Batch = set[tuple[Change, str]]
 #: Milliseconds watchfiles waits for a burst of events to settle before yielding it.
 DEBOUNCE_MS = 300
@@ -91,7 +95,7 @@ async def watch_loop(intake: Watched, stop: asyncio.Event) -> None:
             if now >= next_rescan:
                 await _safe_scan(intake)
                 next_rescan = intake.clock() + settings.rescan_interval_s
-            due = intake.tracker.next_due()
+            due = intake.next_due()
             wake = min(next_rescan, due) if due is not None else next_rescan
             timeout = max(0.0, wake - intake.clock())
             batch = await _next_batch(queue, stop, timeout)

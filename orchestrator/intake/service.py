@@ -5,11 +5,19 @@ One task owns the loop; each file is claimed (``store.add_file`` then ``places.m
 transaction or ended ``rejected``/``empty``/``duplicate`` with one sentence. Reports and moving
 the source out of ``work`` belong to the Reporter (``orchestrator/results/reporter.py``).
 Nothing that goes wrong with one file stops the loop.
+
+``rejected`` is only for a file's own faults. When the machine is at fault (the work folder
+cannot be created or written, the inbox file cannot be moved or read: an ``OSError`` while the
+file itself is still there) the file is *held*: it stays ``received`` (in the inbox, or in
+work), the failure is logged at ``error`` (``file_claim_failed`` / ``file_prepare_failed``)
+and the step is tried again after ``intake.rescan_interval_s``, doubling up to
+``intake.environment_retry_max_s`` (``timing.environment_retry_delay``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sqlite3
 import time
@@ -55,12 +63,33 @@ from orchestrator.places import (
 )
 from orchestrator.settings import ImportKind, Route, Settings
 from orchestrator.store import Store
-from orchestrator.timing import Clock
+from orchestrator.timing import Clock, environment_retry_delay
 
 log = structlog.get_logger(__name__)
 
 #: Files prepared at once in one scan (their I/O and database waits overlap).
 CONCURRENT_FILES = 4
+#: A held file still in the inbox: its claim (the move into work) is tried again.
+CLAIM = "claim"
+#: A held file already in work: its preparation is tried again.
+PREPARE = "prepare"
+
+
+@dataclass(slots=True)
+class _Held:
+    """A file held back by an environment failure (its folders, not its content).
+
+    Attributes:
+        record: the file (``received``).
+        stage: ``CLAIM`` (still in the inbox) or ``PREPARE`` (in work).
+        failures: consecutive environment failures so far.
+        due: epoch seconds when the step is tried again.
+    """
+
+    record: FileRecord
+    stage: str
+    failures: int
+    due: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +153,8 @@ class Intake:
         #: ``file_prepared(seconds)`` (validating, normalising, splitting: wall seconds) and
         #: ``file_queued(seconds, size_bytes)`` (received to enqueued, clock seconds); or None.
         self.observer: Any = None
+        #: Files held back by an environment failure, by file id (see the module docstring).
+        self._held: dict[int, _Held] = {}
 
     # --- public API ------------------------------------------------------------------------
 
@@ -189,8 +220,11 @@ class Intake:
             )
         present = {str(c.path) for c in listing.candidates}
         self.tracker.retain(present)
-        for gone in [p for p in self._unclaimable if p not in present]:
-            del self._unclaimable[gone]
+        # Before the retries: a held file claimed now is still in this (older) listing.
+        held_in_inbox = {
+            h.record.inbox_path for h in self._held.values() if h.stage == CLAIM
+        }
+        await self._retry_held()
         waiting = list(self._waiting.values())
         self._waiting.clear()
         for record in waiting:
@@ -199,7 +233,7 @@ class Intake:
         ready: list[Candidate] = []
         for candidate in listing.candidates:
             key = str(candidate.path)
-            if self._unclaimable.get(key) == (candidate.size, candidate.mtime_ns):
+            if key in held_in_inbox:  # already recorded; its claim is retried above
                 continue
             if self.tracker.observe(key, candidate.size, candidate.mtime_ns, now):
                 self.tracker.forget(key)
@@ -210,6 +244,22 @@ class Intake:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._take_guarded(c, limit)) for c in ready]
         return sum(1 for task in tasks if task.result())
+
+    def holding(self) -> int:
+        """Return how many files are held back by an environment failure (retried later)."""
+        return len(self._held)
+
+    def held(self) -> dict[int, int]:
+        """Return ``{file id: consecutive environment failures}`` of the files held back."""
+        return {file_id: h.failures for file_id, h in self._held.items()}
+
+    def next_due(self) -> float | None:
+        """Return when the next scan is worth it: a file becomes stable or a held file is due."""
+        times = [h.due for h in self._held.values()]
+        tracked = self.tracker.next_due()
+        if tracked is not None:
+            times.append(tracked)
+        return min(times, default=None)
 
     async def run(
         self, stop: asyncio.Event, on_enqueued: Callable[[], None] | None = None
@@ -229,6 +279,60 @@ class Intake:
         if (event, key) not in self._logged:
             self._logged.add((event, key))
             log.warning(event, path=key, **data)
+
+    def _environment_failed(
+        self, record: FileRecord, stage: str, exc: OSError, path: Path
+    ) -> None:
+        """Hold ``record`` after an environment failure; log it at ``error`` with the retry."""
+        held = self._held.get(record.id)
+        failures = (held.failures if held is not None else 0) + 1
+        delay = environment_retry_delay(
+            failures,
+            self.settings.intake.rescan_interval_s,
+            self.settings.intake.environment_retry_max_s,
+        )
+        self._held[record.id] = _Held(record, stage, failures, self.clock() + delay)
+        log.error(
+            "file_claim_failed" if stage == CLAIM else "file_prepare_failed",
+            file_id=record.id,
+            file=record.name,
+            path=str(path),
+            error=f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+            errno=errno.errorcode.get(exc.errno or 0),
+            failures=failures,
+            retry_in_s=round(delay, 3),
+            cause="environment",
+        )
+
+    async def _retry_held(self) -> None:
+        """Try again the step of every held file that is due (a claim, or a preparation)."""
+        now = self.clock()
+        for file_id, held in list(self._held.items()):
+            if held.due > now:
+                continue
+            record = await self.store.get_file(file_id)
+            if record is None or record.status is not FileStatus.RECEIVED:
+                del self._held[file_id]
+                continue
+            if held.stage == CLAIM:
+                claimed = await self._move_in(record, Path(record.inbox_path))
+                if self._held.get(file_id) is held:
+                    del self._held[file_id]
+                if claimed is not None:
+                    log.info("file_received", file_id=claimed.id, file=claimed.name,
+                             route=claimed.route, size_bytes=claimed.size_bytes,
+                             failures_before=held.failures)
+                    await self._process(claimed)
+                continue
+            work = work_dir_of_source(Path(record.work_path))
+            try:
+                await asyncio.to_thread(clean_work_dir, work)
+            except OSError as exc:
+                self._environment_failed(record, PREPARE, exc, work)
+                continue
+            await self._process(record)
+            if self._held.get(file_id) is held:
+                del self._held[file_id]
 
     async def _take_guarded(self, candidate: Candidate, limit: asyncio.Semaphore) -> bool:
         async with limit:
@@ -252,7 +356,7 @@ class Intake:
         except StoreError as exc:
             log.error("file_claim_failed", file=path.name, error=str(exc))
             return False
-        claimed = await self._move_in(record, path, (candidate.size, candidate.mtime_ns))
+        claimed = await self._move_in(record, path)
         if claimed is None:
             return True
         log.info(
@@ -265,14 +369,13 @@ class Intake:
         await self._process(claimed)
         return True
 
-    async def _move_in(
-        self, record: FileRecord, path: Path, stamp: tuple[int, int] | None = None
-    ) -> FileRecord | None:
+    async def _move_in(self, record: FileRecord, path: Path) -> FileRecord | None:
         """Record the work path, then rename the inbox file there.
 
         Returns:
-            The record, or None when the file vanished or could not be moved (it is then
-            ended ``rejected``; an unmovable file is not taken again until it changes).
+            The record, or None when the file vanished (it is then ended ``rejected``) or
+            could not be moved while it is still there (an environment failure: it is held
+            in the inbox, ``received``, and the claim is tried again later).
         """
         target = work_source(self.settings.paths.work, record.id, path.name)
         try:
@@ -281,19 +384,14 @@ class Intake:
                     record.id, FileStatus.RECEIVED, FileStatus.RECEIVED, work_path=str(target)
                 )
             await asyncio.to_thread(claim, path, target)
-        except FileNotFoundError:
-            await self._end(
-                record,
-                Unimportable("The file vanished from the inbox before it could be claimed."),
-            )
-            return None
         except OSError as exc:
-            if stamp is not None:
-                self._unclaimable[str(path)] = stamp
-            await self._end(
-                record,
-                Unimportable(f"The file could not be moved out of the inbox: {exc.strerror}."),
-            )
+            if not await asyncio.to_thread(os.path.lexists, path):
+                await self._end(
+                    record,
+                    Unimportable("The file vanished from the inbox before it could be claimed."),
+                )
+            else:
+                self._environment_failed(record, CLAIM, exc, path)
             return None
         return record
 
@@ -385,11 +483,14 @@ class Intake:
             await self._end(record, exc, sha256=known.sha256 if known else None)
             return
         except OSError as exc:
+            if await asyncio.to_thread(os.path.isfile, source):
+                # The file is there: its folder, the disk or a permission failed, not the file.
+                self._environment_failed(record, PREPARE, exc, source)
+                return
             await self._end(
                 record,
                 Unimportable(
-                    f"The file vanished or could not be read while it was prepared: "
-                    f"{exc.strerror or exc}."
+                    f"The file vanished while it was prepared: {exc.strerror or exc}."
                 ),
             )
             return

@@ -6,12 +6,18 @@ with ``write``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, UploadRecord, UploadStatus
+
+#: Version of report.json's format. 2 (issue 12.5): each upload has ``state`` (leadflow's),
+#: ``marketoStatus`` and ``message`` verbatim from Marketo, ``error`` (leadflow's reason),
+#: ``attempts`` counting lost answers, ``uncertain`` and ``submissions``; ``status`` is kept
+#: as a deprecated alias of ``state`` for this version only.
+REPORT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,49 @@ def iso_utc(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def upload_view(
+    upload: UploadRecord, submissions: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """Return one upload's entry of report.json (keys in the documented order).
+
+    Marketo's fields keep Marketo's names and values verbatim (``batchId``,
+    ``marketoStatus``, ``numOfLeadsProcessed``, ``numOfRowsFailed``, ``numOfRowsWithWarning``,
+    ``message``); leadflow's own are ``state`` (lower case), ``error``, ``attempts`` (create
+    calls sent, lost answers included), ``uncertain`` (of those, answers lost) and
+    ``submissions`` (each call: ``batchId`` or None when no answer came, ``outcome``
+    ``accepted``/``uncertain``, Marketo's last ``marketoStatus`` for it, ``at``). ``status``
+    is a deprecated alias of ``state`` (``REPORT_VERSION`` 2 only).
+
+    Args:
+        upload: the upload.
+        submissions: its create calls, oldest first (``Store.submissions_of_file``).
+    """
+    dead = upload.status in UPLOAD_DEAD
+    return {
+        "seq": upload.seq,
+        "batchId": upload.batch_id,
+        "state": upload.status.value,
+        "marketoStatus": upload.marketo_status,
+        "status": upload.status.value,
+        "numOfLeadsProcessed": upload.num_leads_processed,
+        "numOfRowsFailed": upload.num_rows_failed,
+        "numOfRowsWithWarning": upload.num_rows_with_warning,
+        "message": upload.message,
+        "error": upload_reason(upload) if dead else None,
+        "attempts": upload.attempts + upload.uncertain,
+        "uncertain": upload.uncertain,
+        "submissions": [
+            {
+                "batchId": s["batch_id"],
+                "outcome": s["outcome"],
+                "marketoStatus": s["marketo_status"],
+                "at": iso_utc(s["at"]),
+            }
+            for s in submissions
+        ],
+    }
+
+
 def build_report(
     file: FileRecord,
     uploads: Sequence[UploadRecord],
@@ -124,9 +173,16 @@ def build_report(
     status: FileStatus,
     error: str | None,
     finished_at: float,
+    submissions: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Return report.json's content (keys in the documented order)."""
+    """Return report.json's content (keys in the documented order).
+
+    Args:
+        submissions: each upload's create calls by upload id (``Store.submissions_of_file``).
+    """
+    calls = submissions or {}
     return {
+        "report_version": REPORT_VERSION,
         "file": file.name,
         "file_id": file.id,
         "sha256": file.sha256,
@@ -139,19 +195,7 @@ def build_report(
         "rows": rows.as_dict(),
         "duplicates": file.duplicates,
         "duplicate_values": list(file.info.get("duplicates") or []),
-        "uploads": [
-            {
-                "seq": u.seq,
-                "batchId": u.batch_id,
-                "status": u.status.value,
-                "numOfLeadsProcessed": u.num_leads_processed,
-                "numOfRowsFailed": u.num_rows_failed,
-                "numOfRowsWithWarning": u.num_rows_with_warning,
-                "message": u.message if u.status is UploadStatus.COMPLETE else upload_reason(u),
-                "attempts": u.attempts,
-            }
-            for u in uploads
-        ],
+        "uploads": [upload_view(u, calls.get(u.id, ())) for u in uploads],
         "received_at": iso_utc(file.received_at),
         "finished_at": iso_utc(finished_at),
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
+import logging
 import shutil
 import sqlite3
 import time
@@ -49,6 +49,7 @@ from orchestrator.places import (
     results_dir,
     source_path,
     work_dir,
+    work_dirs,
 )
 from orchestrator.results.report import build_report, count_rows, decide_status
 from orchestrator.results.rows import UploadRows, write_rows
@@ -59,6 +60,16 @@ from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
+#: Level of ``file_finished`` by final status: ``error`` when nothing was imported (a person
+#: must fix the file or the settings), ``warning`` when not every row got in or nothing was
+#: sent (empty, duplicate), ``info`` when everything did.
+FINISHED_LEVEL = {
+    FileStatus.COMPLETE: logging.INFO,
+    FileStatus.PARTIAL: logging.WARNING,
+    FileStatus.EMPTY: logging.WARNING,
+    FileStatus.DUPLICATE: logging.WARNING,
+    FileStatus.REJECTED: logging.ERROR,
+}
 
 class ResultsClient(Protocol):
     """What the reporter needs from the Marketo client.
@@ -100,7 +111,6 @@ class Reporter:
         self._client = client
         self._clock = clock
         self._retry_at: dict[int, float] = {}
-        self._swept = False
 
     def next_attempt_at(self) -> float | None:
         """Return the earliest time a postponed report is tried again, or None."""
@@ -114,13 +124,7 @@ class Reporter:
             set) in this pass. A file whose results could not be written is logged
             (``results_write_failed`` / ``results_fetch_failed``) and tried again on a pass
             at least ``daemon.results_retry_s`` later; it is not counted.
-
-        The first pass (the daemon's recovery) also removes work folders left by a crash
-        between a file's final transition and the removal of its work folder.
         """
-        if not self._swept:
-            await self._sweep_work()
-            self._swept = True
         for ready in await self._store.files_ready_for_report():
             try:
                 await self._store.transition_file(
@@ -165,9 +169,11 @@ class Reporter:
             errno.errorcode.get(exc.errno) if isinstance(exc, OSError) and exc.errno else None
         )
         message = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            event, file_id=file.id, file=file.name, error=message, errno=code, retry_in_s=delay
-        )
+        # A folder that cannot be written needs a person (error); Marketo being unavailable
+        # for a moment does not (warning): both are tried again.
+        level = log.error if event == "results_write_failed" else log.warning
+        level(event, file_id=file.id, file=file.name, error=message, errno=code,
+              retry_in_s=delay)
         try:
             await self._store.record_error(
                 f"results of {file.name} not written: {message}",
@@ -207,7 +213,8 @@ class Reporter:
             notes = " ".join(written.notes)
             if notes:
                 error = f"{error}. {notes}" if error else notes
-            report = build_report(file, uploads, rows, status, error, finished_at)
+            calls = await self._store.submissions_of_file(file.id)
+            report = build_report(file, uploads, rows, status, error, finished_at, calls)
             await asyncio.to_thread(self._publish, tmp, final, report)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -237,7 +244,8 @@ class Reporter:
         )
         if not any(u.status in UPLOAD_DEAD for u in uploads):
             await asyncio.to_thread(self._remove_work_dir, file)
-        log.info(
+        log.log(
+            FINISHED_LEVEL.get(status, logging.WARNING),
             "file_finished",
             file_id=file.id,
             file=file.name,
@@ -321,31 +329,33 @@ class Reporter:
         move(source, dest)
         return dest
 
-    async def _sweep_work(self) -> None:
-        """Remove the work folders of files already reported that keep nothing to retry.
+    async def remove_finished_work_dirs(self) -> int:
+        """Remove the work folders of reported files that have nothing left to re-send.
 
-        ``finish_file`` removes a file's work folder right after its final transition; a
-        crash in between leaves it behind for good, since the file is never reported again.
-        Folders of files with failed or rejected uploads (kept for ``leadflow retry``), of
-        files not finished, and folders that are no file's are left alone.
+        Call once at start: a crash between a file's final transition and the removal of its
+        work folder leaves the folder behind, and nothing else would remove it. Folders of
+        files with an upload that failed or was refused at Marketo stay (``leadflow retry``).
+
+        Returns:
+            How many folders were removed.
         """
-        work = self._settings.paths.work
+        root = self._settings.paths.work
         try:
-            names = await asyncio.to_thread(os.listdir, work)
+            folders = await asyncio.to_thread(work_dirs, root)
         except OSError:
-            return
-        for name in sorted(names):
-            if not name.isdigit():
-                continue
-            file = await self._store.get_file(int(name))
+            return 0
+        removed = 0
+        for file_id, folder in folders:
+            file = await self._store.get_file(file_id)
             if file is None or file.reported_at is None or file.status not in FILE_TERMINAL:
                 continue
             uploads = await self._store.uploads_of_file(file.id)
             if any(u.status in UPLOAD_DEAD for u in uploads):
                 continue
-            await asyncio.to_thread(self._remove_work_dir, file)
-            log.info("work_dir_removed", file_id=file.id, file=file.name, path=str(work / name),
-                     reason="left by a stop after the file was reported")
+            await asyncio.to_thread(remove_work_dir, root, folder)
+            log.info("work_dir_removed", file_id=file.id, file=file.name, path=str(folder))
+            removed += 1
+        return removed
 
     def _remove_work_dir(self, file: FileRecord) -> None:
         remove_work_dir(self._settings.paths.work, work_dir(self._settings.paths, file))

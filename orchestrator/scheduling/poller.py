@@ -322,13 +322,16 @@ class Poller:
             error_code=LOST_BATCH_CODE, error=text, next_poll_at=None, not_before=None,
             finished_at=None if outcome.requeue else self._clock(),
         )
-        log.warning("batch_lost", requeued=outcome.requeue, code=exc.code)
+        # Sent again: leadflow copes (warning). Given up: its rows did not get in (error).
+        (log.warning if outcome.requeue else log.error)(
+            "batch_lost", requeued=outcome.requeue, code=exc.code
+        )
         self._left_queue(upload)
         if outcome.requeue:
             self.requeued.set()
         else:
-            log.info("import_finished", status="failed", attempts=upload.attempts,
-                     polls=upload.polls)
+            log.error("import_finished", status="failed", attempts=upload.attempts,
+                      polls=upload.polls)
             self.finished.set()
 
     async def _poll_error(self, upload: UploadRecord, exc: ApiError) -> None:
@@ -347,9 +350,13 @@ class Poller:
     def _finished(
         self, upload: UploadRecord, st: Any, status: str, *, batch_failures: int | None = None
     ) -> None:
-        """Log ``import_finished``; ``batch_failures`` is the count just stored, if it changed."""
+        """Log ``import_finished``; ``batch_failures`` is the count just stored, if it changed.
+
+        ``info`` for a complete batch (failed rows are the file's report's business), ``error``
+        for an upload given up (a dead letter: a person must look, ``leadflow retry``).
+        """
         duration = self._clock() - (upload.submitted_at or upload.created_at)
-        log.info(
+        (log.info if status == "complete" else log.error)(
             "import_finished",
             status=status,
             marketo_status=st.status,

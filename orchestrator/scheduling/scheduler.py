@@ -14,6 +14,7 @@ it; upload again when an answer was lost, and say so).
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -36,17 +37,31 @@ from orchestrator.models import UploadRecord, UploadStatus
 from orchestrator.scheduling import pacing
 from orchestrator.settings import Settings
 from orchestrator.store import Store
-from orchestrator.timing import Clock, wait_any
+from orchestrator.timing import Clock, environment_retry_delay, wait_any
 
 log = structlog.get_logger(__name__)
 
 
 #: ``uploads.error_code`` of an upload whose last create call may or may not have landed.
 UNCERTAIN_CODE = "uncertain_submit"
+#: ``uploads.error_code`` of an upload whose prepared file could not be read (held).
+ENVIRONMENT_CODE = "environment"
+#: The client's error code for an upload file it cannot open (``MarketoClient.create_import``).
+FILE_CODE = "file"
 
 _U = UploadStatus
 #: Marketo's status right after creation -> our upload status.
 _STATUS_AFTER_CREATE = {"Queued": _U.SUBMITTED, "Importing": _U.IMPORTING}
+
+
+def _why_unreadable(path: Path) -> OSError:
+    """Return the ``OSError`` that opening ``path`` gives now (a generic one if none)."""
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        return exc
+    return OSError(errno.EIO, "the upload file could not be read", str(path))
 
 
 class Submitter(Protocol):
@@ -121,6 +136,7 @@ class Scheduler:
         self._paused_until = 0.0
         self._transient_streak: dict[int, int] = {}
         self._uncertain_streak: dict[int, int] = {}
+        self._environment_streak: dict[int, int] = {}
         self._announced: set[int] = set()
         self._names = FileNames(store)
 
@@ -205,7 +221,13 @@ class Scheduler:
                 self._paused_until = exc.resume_at
                 log.warning("quota_paused", resume_at=exc.resume_at, code=exc.code)
             except ApiPermanentError as exc:
-                await self._reject(upload, exc.code, exc.message)
+                if exc.code == FILE_CODE:  # our prepared file cannot be read: not Marketo
+                    cause = exc.__cause__
+                    if not isinstance(cause, OSError):
+                        cause = await asyncio.to_thread(_why_unreadable, Path(upload.path))
+                    await self._environment(upload, cause)
+                else:
+                    await self._reject(upload, exc.code, exc.message)
             except ApiTransientError as exc:
                 await self._transient(upload, exc)
             except AuthError:
@@ -214,7 +236,7 @@ class Scheduler:
             except ApiError as exc:
                 await self._transient(upload, exc)
             except OSError as exc:
-                await self._reject(upload, "file", f"cannot read the upload: {exc}")
+                await self._environment(upload, exc)
             else:
                 await self._accepted(upload, int(job.batch_id), str(job.status), outstanding)
 
@@ -240,11 +262,12 @@ class Scheduler:
             "next_poll_at": now + (self._settings.polling.min_interval_s
                                    if status in _STATUS_AFTER_CREATE else 0.0),
         }
-        if upload.error_code == UNCERTAIN_CODE:
+        if upload.error_code in (UNCERTAIN_CODE, ENVIRONMENT_CODE):
             changes.update(error_code=None, error=None)
         await self._store.transition_upload(upload.id, _U.SUBMITTING, new, **changes)
         self._transient_streak.pop(upload.id, None)
         self._uncertain_streak.pop(upload.id, None)
+        self._environment_streak.pop(upload.id, None)
         self._announced.discard(upload.id)
         self.state = pacing.on_submitted(
             self.state, outstanding + 1, self._settings.limits.import_slots
@@ -378,6 +401,32 @@ class Scheduler:
             "submit_failed", code=exc.code, error=exc.message, streak=streak,
             retry_in_s=round(not_before - now, 3),
         )
+
+    async def _environment(self, upload: UploadRecord, exc: OSError) -> None:
+        """The prepared upload file cannot be read (a folder, a permission, a disk).
+
+        Not the file's fault and not Marketo's: the upload goes back to ``queued`` with a
+        ``not_before`` (``timing.environment_retry_delay``), is logged at ``error`` for a
+        person, and no attempt is counted. Uploads behind it go on meanwhile (it is not a
+        Marketo error, so FIFO is not held for it).
+        """
+        streak = self._environment_streak.get(upload.id, 0) + 1
+        self._environment_streak[upload.id] = streak
+        intake = self._settings.intake
+        delay = environment_retry_delay(
+            streak, intake.rescan_interval_s, intake.environment_retry_max_s
+        )
+        message = f"cannot read the prepared upload {upload.path}: {exc.strerror or exc}"
+        await self._store.transition_upload(
+            upload.id, _U.SUBMITTING, _U.QUEUED, not_before=self._clock() + delay,
+            # an upload still to be re-sent after a lost answer keeps saying so
+            error_code=UNCERTAIN_CODE if upload.error_code == UNCERTAIN_CODE
+            else ENVIRONMENT_CODE,
+            error=message if upload.error_code != UNCERTAIN_CODE else upload.error,
+        )
+        log.error("upload_unreadable", error=message, errno=errno.errorcode.get(exc.errno or 0),
+                  failures=streak, retry_in_s=round(delay, 3), cause="environment")
+        self.work.set()
 
     async def _requeue(self, upload: UploadRecord) -> None:
         """Put a claimed upload back at its place in the FIFO without counting an attempt."""

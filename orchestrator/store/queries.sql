@@ -164,3 +164,32 @@ ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, routes = excluded.routes,
 
 -- name: select_daemon_routes
 SELECT pid, routes, recorded_at FROM daemon_routes WHERE id = 1
+
+-- name: select_submissions_of_file
+-- Every create call of a file's uploads, oldest first (written by 0005's triggers).
+SELECT s.upload_id, s.batch_id, s.outcome, s.marketo_status, s.at
+FROM upload_submissions s JOIN uploads u ON u.id = s.upload_id
+WHERE u.file_id = ?
+ORDER BY s.id
+
+-- name: select_files_to_expire
+-- Finished files reported at or before :cutoff whose leftover :what (archive, rejected,
+-- results, work) has not been dealt with since their last report; never an open file.
+SELECT f.* FROM files f
+WHERE f.reported_at IS NOT NULL AND f.reported_at <= :cutoff
+  AND f.status IN ('complete', 'partial', 'rejected', 'empty', 'duplicate')
+  AND (:what IN ('results', 'work')
+       OR (:what = 'archive' AND f.status IN ('complete', 'partial'))
+       OR (:what = 'rejected' AND f.status IN ('rejected', 'empty', 'duplicate')))
+  AND NOT EXISTS (SELECT 1 FROM retention_deletions d
+                  WHERE d.file_id = f.id AND d.what = :what AND d.at >= f.reported_at)
+ORDER BY f.reported_at, f.id LIMIT :limit
+
+-- name: upsert_retention_deletion
+INSERT INTO retention_deletions (file_id, what, path, deleted, at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (file_id, what) DO UPDATE SET path = excluded.path, deleted = excluded.deleted,
+                                          at = excluded.at
+
+-- name: select_retention_counts
+-- Leftovers retention deleted since a time, by kind.
+SELECT what, COUNT(*) FROM retention_deletions WHERE deleted = 1 AND at >= ? GROUP BY what

@@ -88,6 +88,10 @@ SELECT_RECENT_ERRORS = _Q["select_recent_errors"]
 SELECT_FILES_FOR_STATUS = _Q["select_files_for_status"]
 UPSERT_DAEMON_ROUTES = _Q["upsert_daemon_routes"]
 SELECT_DAEMON_ROUTES = _Q["select_daemon_routes"]
+SELECT_SUBMISSIONS_OF_FILE = _Q["select_submissions_of_file"]
+SELECT_FILES_TO_EXPIRE = _Q["select_files_to_expire"]
+UPSERT_RETENTION_DELETION = _Q["upsert_retention_deletion"]
+SELECT_RETENTION_COUNTS = _Q["select_retention_counts"]
 
 #: Columns a transition may change besides ``status`` and ``updated_at``. Names come from
 #: this constant only, never from data, so the statement built from them is safe.
@@ -202,7 +206,9 @@ class Store:
                 raise
             await self._conn.execute("COMMIT")
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    async def _fetchall(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[aiosqlite.Row]:
         async with self._tx, self._conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
@@ -423,6 +429,21 @@ class Store:
         row = await self._fetchone(SELECT_UPLOAD, (upload_id,))
         return UploadRecord.from_row(row) if row else None
 
+    async def submissions_of_file(self, file_id: int) -> dict[int, list[dict[str, Any]]]:
+        """Return every create call of a file's uploads, by upload id, oldest first.
+
+        Each is ``{"batch_id": int | None, "outcome": "accepted" | "uncertain",
+        "marketo_status": str | None, "at": epoch seconds}`` (rows written by triggers,
+        ``migrations/0005_submissions_retention.sql``).
+        """
+        found: dict[int, list[dict[str, Any]]] = {}
+        for row in await self._fetchall(SELECT_SUBMISSIONS_OF_FILE, (file_id,)):
+            found.setdefault(row["upload_id"], []).append(
+                {"batch_id": row["batch_id"], "outcome": row["outcome"],
+                 "marketo_status": row["marketo_status"], "at": row["at"]}
+            )
+        return found
+
     async def upload_source_rows(self, upload_id: int) -> list[int]:
         """Return the source line number of each row of an upload, in order."""
         row = await self._fetchone(SELECT_UPLOAD_SOURCE_ROWS, (upload_id,))
@@ -628,6 +649,34 @@ class Store:
         if row is None:
             return None
         return int(row["pid"]), list(json.loads(row["routes"]))
+
+    async def files_to_expire(self, what: str, cutoff: float, limit: int) -> list[FileRecord]:
+        """Return finished files whose leftover ``what`` retention may delete now.
+
+        Args:
+            what: ``archive``, ``rejected``, ``results`` or ``work``.
+            cutoff: epoch seconds; only files reported at or before it.
+            limit: at most this many, oldest report first.
+
+        Returns:
+            Files in a terminal status with ``reported_at`` set (never an open file, never
+            one not yet reported) whose ``what`` was not recorded since their last report.
+        """
+        params = {"what": what, "cutoff": cutoff, "limit": limit}
+        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_TO_EXPIRE,
+                                                                     params)]
+
+    async def record_expiry(
+        self, file_id: int, what: str, path: str, *, deleted: bool, at: float
+    ) -> None:
+        """Record that retention dealt with a file's ``what`` (``deleted``: False if gone)."""
+        async with self._transaction() as conn:
+            await conn.execute(UPSERT_RETENTION_DELETION,
+                               (file_id, what, path, 1 if deleted else 0, at))
+
+    async def expiry_counts(self, since: float) -> dict[str, int]:
+        """Return how many leftovers retention deleted since ``since``, by kind."""
+        return {r[0]: r[1] for r in await self._fetchall(SELECT_RETENTION_COUNTS, (since,))}
 
     async def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
         """Return the newest errors first: ``at``, ``file_id``, ``upload_id``, ``code``, ``message``."""

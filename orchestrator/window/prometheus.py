@@ -24,11 +24,16 @@ def add_status_gauges(data: dict[str, Any], registry: CollectorRegistry) -> None
 
     The daemon's ``/metrics`` (``orchestrator/window/metrics.py``) serves the same gauges.
 
-    Metrics: ``leadflow_files{status}``, ``leadflow_uploads{status}``,
-    ``leadflow_import_slots_in_use``, ``leadflow_import_slots_budget``,
+    Metrics: ``leadflow_daemon_running`` (1 or 0), ``leadflow_files{status}``,
+    ``leadflow_uploads{status}``, ``leadflow_import_slots_in_use``,
+    ``leadflow_import_slots_budget``,
     ``leadflow_api_calls_today{endpoint}``, ``leadflow_api_errors_today{endpoint}``,
     ``leadflow_daily_call_budget``, ``leadflow_oldest_batch_age_seconds`` (0 when none).
     """
+    Gauge(
+        "leadflow_daemon_running", "1 when a daemon holds the database's lock, else 0",
+        registry=registry,
+    ).set(1 if (data.get("daemon") or {}).get("running") else 0)
     files = Gauge("leadflow_files", "Input files by status", ["status"], registry=registry)
     for status, count in data["counts"]["files"].items():
         files.labels(status=status).set(count)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.models import FILE_OPEN
 from orchestrator.places import read_pause, results_dir
+from orchestrator.results.retention import DAY_S, days_of
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store.lock import daemon_running
@@ -16,6 +18,10 @@ from orchestrator.timing import quota_day
 
 #: Finished files listed by ``leadflow status`` (newest first), besides every open one.
 RECENT_FILES = 10
+#: Open files that ``collect_status`` fetches (``--json`` lists them all).
+OPEN_FILES = 500
+#: Open file statuses (files still waiting for their report).
+OPEN_STATUSES = tuple(s.value for s in FILE_OPEN)
 
 
 def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -42,21 +48,30 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
 
     Keys: ``counts`` {files, uploads}; ``daemon`` {running, pid, paused}; ``files`` [{id,
     name, status, route, rows_total, rows_imported, rows_failed, rows_rejected, results,
-    reported, error, received_at, finished_at, reported_at}] (epoch seconds or null; every
-    open file and the ``RECENT_FILES`` newest finished, oldest first); ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
+    reported, error}] (the ``OPEN_FILES`` oldest open files and the ``RECENT_FILES`` newest
+    finished, oldest first); ``files_not_listed`` (open files beyond ``OPEN_FILES``);
+    ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
     ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
-    ``recent_errors`` [...].
+    ``recent_errors`` [...]; ``retention`` {days {archive, rejected, results, work},
+    deleted_last_24h {what: n}, deleted_total {what: n}}.
     """
     counts = await store.counts_by_status()
     outstanding = await store.at_marketo()
     day = quota_day(now)
     pid = daemon_running(settings.paths.database)
     paused = read_pause(settings.paths.database) if pid is not None else None
+    files = [
+        _file_view(r, settings)
+        for r in await store.files_for_status(RECENT_FILES, open_limit=OPEN_FILES)
+    ]
+    open_total = sum(counts["files"].get(s, 0) for s in OPEN_STATUSES)
+    open_listed = sum(1 for f in files if f["status"] in OPEN_STATUSES)
     return {
         "database": str(settings.paths.database),
         "daemon": {"running": pid is not None, "pid": pid or None, "paused": paused},
         "counts": counts,
-        "files": [_file_view(r, settings) for r in await store.files_for_status(RECENT_FILES)],
+        "files": files,
+        "files_not_listed": max(open_total - open_listed, 0),
         "batches": [
             {
                 "upload_id": u.id,
@@ -79,4 +94,9 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
             "by_endpoint": await store.usage_on(day),
         },
         "recent_errors": await store.recent_errors(10),
+        "retention": {
+            "days": days_of(settings),
+            "deleted_last_24h": await store.expiry_counts(now - DAY_S),
+            "deleted_total": await store.expiry_counts(0.0),
+        },
     }

@@ -105,6 +105,20 @@ def test_demo_small_every_figure_matches_reports_and_lead_store(tmp_path: Path) 
     assert "daemon_started" in events and "daemon_stopped" in events
     assert events.count("file_finished") >= 8 or events.count("results_written") >= 8
 
+    # The suggested status command, typed in another folder, shows the demo's folders.
+    suggested = next(ln for ln in done.stdout.splitlines() if ln.strip().startswith("status:"))
+    argv = suggested.split("status:", 1)[1].split()
+    assert argv[:2] == ["leadflow", "status"], suggested
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LEADFLOW_")}
+    shown = subprocess.run([sys.executable, "-m", "orchestrator", *argv[1:]], cwd=elsewhere,
+                           env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert f"database: {demo_dir / 'leadflow.db'}" in shown.stdout
+    assert str(demo_dir / "results" / "crm-export-2026-q1.csv.") in shown.stdout
+    assert "var/results" not in shown.stdout
+
 
 async def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
     precious = tmp_path / "precious.txt"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import re
 import shutil
 import subprocess
@@ -34,13 +35,19 @@ def _keys_in(section: str) -> set[str]:
 def test_example_loads_and_documents_the_true_defaults() -> None:
     example = load_settings(EXAMPLE)
     defaults = Settings()
-    # The example sets the simulator's client id and one route; everything else is a default.
+    # The example sets the simulator's client id; everything else is a default.
     assert example.marketo.client_id == "leadflow-sim"
-    assert [(r.name, r.subfolder, r.list_id) for r in example.routes] == [
-        ("webinar", "webinar", 1001)
-    ]
-    skip = {"marketo": {"client_id"}, "routes": True}
+    skip = {"marketo": {"client_id"}}
     assert example.model_dump(exclude=skip) == defaults.model_dump(exclude=skip)
+
+
+def test_example_enables_no_route_into_the_simulators_list() -> None:
+    """Issue 13: copied to production, an enabled example route imports into a wrong list."""
+    assert load_settings(EXAMPLE).routes == ()
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert not re.search(r"^\s*list_id\s*=\s*1001", text, re.MULTILINE)
+    # The route keys are still documented, commented out.
+    assert re.search(r"^# \[\[routes\]\]$", text, re.MULTILINE)
 
 
 def test_every_setting_appears_in_the_example() -> None:
@@ -135,3 +142,51 @@ def test_service_unit_passes_systemd_analyze(tmp_path: Path) -> None:
         if "leadflow.service" in line and ("Unknown" in line or "Invalid" in line)
     ]
     assert not complaints, complaints
+    assert done.returncode == 0, done.stderr
+
+
+# --- issue 12.1 (restart limits) and 13.8 (who may drop files) ----------------------------
+
+
+def _unit() -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None,
+                                          comment_prefixes=("#", ";"))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(SERVICE.read_text(encoding="utf-8"))
+    return parser
+
+
+def _seconds(value: str) -> float:
+    """A systemd time span (``10``, ``10s``, ``5min``, ``1h``) in seconds."""
+    units = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", value.strip()):
+        total += float(number) * units[unit]
+    return total
+
+
+def test_a_crash_loop_is_cut_off_by_start_limits() -> None:
+    unit = _unit()
+    service, section = unit["Service"], unit["Unit"]
+    assert service["Restart"] == "on-failure"
+    assert "2" in service["RestartPreventExitStatus"].split()  # a bad setting or folder
+    restart_s = _seconds(service["RestartSec"])
+    interval_s = _seconds(section["StartLimitIntervalSec"])
+    burst = int(section["StartLimitBurst"])
+    assert restart_s >= 5, "restarts back to back hammer Marketo's shared rate window"
+    # The limit must be reachable: `burst` starts, RestartSec apart, fit in the interval;
+    # otherwise systemd restarts forever.
+    assert restart_s * (burst - 1) < interval_s
+    # StartLimit* in [Service] is the pre-230 spelling; they belong in [Unit].
+    assert not {"StartLimitIntervalSec", "StartLimitBurst", "StartLimitInterval"} & set(service)
+
+
+def test_the_umask_and_state_directory_let_the_group_reach_the_inbox() -> None:
+    service = _unit()["Service"]
+    umask = int(service["UMask"], 8)
+    state_mode = int(service["StateDirectoryMode"], 8)
+    # /var/lib/leadflow and the folders the daemon creates below it (var/, with umask) must
+    # let the leadflow group through to the inbox, which the daemon makes 2770 itself.
+    assert state_mode & 0o050 == 0o050
+    assert not umask & 0o050
+    assert umask & 0o007 == 0o007  # nothing for others

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator import places
+from orchestrator.errors import UnusablePath
 from orchestrator.models import FileStatus
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, load_settings
 
 
 def _exdev_for(prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,3 +124,51 @@ def test_remove_work_dir_never_leaves_the_work_folder(tmp_path: Path) -> None:
     assert outside.is_dir() and work.is_dir()
     places.remove_work_dir(work, inside)
     assert not inside.exists()
+
+
+def _settings_under(root: Path, *, results: Path | None = None, **sections: object) -> Settings:
+    """Settings whose folders are all under ``root`` (none created yet)."""
+    paths = {key: str(root / key) for key in ("inbox", "work", "archive", "rejected", "results")}
+    paths["database"] = str(root / "db" / "l.db")
+    if results is not None:
+        paths["results"] = str(results)
+    return load_settings(None, {"paths": paths, **sections})
+
+
+def test_make_folders_opens_new_drop_folders_to_the_group_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    """Issue 13.8: the inbox and route folders are 2770 when created; others follow the umask."""
+    settings = _settings_under(tmp_path, routes=[{"name": "events"}])
+    old = os.umask(0o027)
+    try:
+        assert places.make_folders(settings) == []
+    finally:
+        os.umask(old)
+    paths = settings.paths
+    for drop in (paths.inbox, paths.inbox / "events"):
+        assert drop.stat().st_mode & 0o7777 == places.DROP_FOLDER_MODE
+    assert paths.work.stat().st_mode & 0o7777 == 0o750
+    assert paths.database.parent.is_dir()
+    assert not [p for p in paths.inbox.iterdir() if p.name.startswith(places.PROBE_PREFIX)]
+
+
+def test_make_folders_names_an_existing_drop_folder_closed_to_the_group(tmp_path: Path) -> None:
+    settings = _settings_under(tmp_path)
+    settings.paths.inbox.mkdir(mode=0o755)
+    settings.paths.inbox.chmod(0o755)
+    assert places.make_folders(settings) == [settings.paths.inbox]
+    settings.paths.inbox.chmod(0o2770)
+    assert places.make_folders(settings) == []
+
+
+def test_make_folders_names_the_setting_of_a_folder_that_cannot_be(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where a folder should be\n")
+    settings = _settings_under(tmp_path, results=tmp_path / "blocker" / "results")
+    with pytest.raises(UnusablePath) as caught:
+        places.make_folders(settings)
+    assert caught.value.key == "paths.results"
+    assert caught.value.line() == (
+        f"cannot use paths.results ({tmp_path / 'blocker' / 'results'}): "
+        f"{tmp_path / 'blocker'} is not a folder (a file is in the way)"
+    )

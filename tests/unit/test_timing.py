@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from orchestrator.timing import equal_jitter_backoff, wait_any
+from orchestrator.timing import environment_retry_delay, equal_jitter_backoff, wait_any
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,10 @@ async def test_wait_any_returns_at_once_on_a_spent_timeout() -> None:
     never = asyncio.Event()
     await wait_any((never,), 0)
     assert not never.is_set()
+
+
+def test_environment_retry_delay_is_the_nominal_backoff_without_jitter() -> None:
+    waits = [environment_retry_delay(n, 10.0, 300.0) for n in range(1, 8)]
+    assert waits == [10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0]
+    assert environment_retry_delay(3, 10.0, 5.0) == 10.0  # never below the first wait
+    assert environment_retry_delay(10_000, 1.0, 8.0) == 8.0

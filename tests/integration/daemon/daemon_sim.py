@@ -106,6 +106,9 @@ class SplitIntake:
             except TimeoutError:
                 pass
 
+    def held(self) -> dict[int, int]:
+        return {}
+
     async def _take(self, path: Path) -> None:
         data = path.read_bytes()
         record = await self.store.add_file(

@@ -327,20 +327,44 @@ async def test_file_vanishing_while_prepared_is_rejected(
     )
 
 
-async def test_unreadable_while_prepared_is_rejected(
-    make_intake: Callable[..., Intake], store: Store, monkeypatch: pytest.MonkeyPatch
+async def test_unreadable_while_prepared_is_held_and_retried_not_rejected(
+    make_intake: Callable[..., Intake], store: Store, clock: Clock,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Issue 13.5: the file is there but cannot be read (a permission, a disk): not its fault."""
+    real = claim_module.scan_source
+    failing = [True]
+
     def unreadable(path: Path, *args: object) -> object:
-        raise PermissionError(13, "Permission denied", str(path))
+        if failing[0]:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(claim_module, "scan_source", unreadable)
-    intake = make_intake()
+    intake = make_intake(intake={"rescan_interval_s": 2.0, "environment_retry_max_s": 5.0})
     drop(intake, "a.csv")
-    assert await intake.scan_once() == 1
-    (record,) = await store.files_in(FileStatus.REJECTED)
-    assert record.error == (
-        "The file vanished or could not be read while it was prepared: Permission denied."
-    )
+    with structlog.testing.capture_logs() as logs:
+        assert await intake.scan_once() == 1
+        (record,) = await store.files_in(FileStatus.RECEIVED)
+        assert Path(record.work_path).is_file()  # claimed into work, held there
+        clock.now += 1.9
+        await intake.scan_once()  # not due yet
+        clock.now += 0.1
+        await intake.scan_once()  # second failure: the next wait doubles
+        failing[0] = False
+        clock.now += 3.9
+        await intake.scan_once()
+        assert await store.files_in(FileStatus.QUEUED) == []
+        clock.now += 0.1
+        await intake.scan_once()
+    (queued,) = await store.files_in(FileStatus.QUEUED)
+    assert queued.id == record.id and queued.rows_total == 2
+    failed = [e for e in logs if e["event"] == "file_prepare_failed"]
+    assert [(e["log_level"], e["failures"], e["retry_in_s"]) for e in failed] == [
+        ("error", 1, 2.0), ("error", 2, 4.0)
+    ]
+    assert not [e for e in logs if e["event"] == "file_rejected"]
+    assert await store.files_in(FileStatus.REJECTED) == []
 
 
 async def test_claim_across_file_systems_copies_then_removes(
@@ -370,23 +394,39 @@ async def test_claim_across_file_systems_copies_then_removes(
     assert [p.name for p in Path(record.work_path).parent.iterdir()] == ["a.csv"]
 
 
-async def test_unmovable_file_is_rejected_once_until_it_changes(
-    make_intake: Callable[..., Intake], store: Store, monkeypatch: pytest.MonkeyPatch
+async def test_unmovable_file_is_held_in_the_inbox_and_retried_with_backoff(
+    make_intake: Callable[..., Intake], store: Store, clock: Clock,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Issue 13.5: a claim that fails while the file is there is the folder's fault."""
+    real_rename = os.rename
+    refusing = [True]
+
     def refuse(src: str | Path, dst: str | Path) -> None:
-        raise PermissionError(1, "Operation not permitted", str(src))
+        if refusing[0]:
+            raise PermissionError(1, "Operation not permitted", str(src))
+        real_rename(src, dst)
 
     monkeypatch.setattr(places.os, "rename", refuse)
-    intake = make_intake()
+    intake = make_intake(intake={"rescan_interval_s": 1.0, "environment_retry_max_s": 3.0})
     path = drop(intake, "locked.csv")
-    assert await intake.scan_once() == 1
-    assert await intake.scan_once() == 0
-    (record,) = await store.files_in(FileStatus.REJECTED)
-    assert record.error == "The file could not be moved out of the inbox: Operation not permitted."
-    assert path.exists()
-    path.write_bytes(GOOD + b"z@x.com,Z\r\n")  # changed: worth another try
-    assert await intake.scan_once() == 1
-    assert len(await store.files_in(FileStatus.REJECTED)) == 2
+    with structlog.testing.capture_logs() as logs:
+        assert await intake.scan_once() == 1
+        for _ in range(3):  # due after 1, 2, then 3 (the cap) seconds
+            assert await intake.scan_once() == 0  # not due: no new record either
+            clock.now += 3.0
+            await intake.scan_once()
+        (record,) = await store.files_in(FileStatus.RECEIVED)
+        assert path.exists() and intake.holding() == 1
+        refusing[0] = False
+        clock.now += 3.0
+        assert await intake.scan_once() == 0  # a retry, not a new file
+    (queued,) = await store.files_in(FileStatus.QUEUED)
+    assert queued.id == record.id and not path.exists() and intake.holding() == 0
+    failed = [e for e in logs if e["event"] == "file_claim_failed"]
+    assert [e["retry_in_s"] for e in failed] == [1.0, 2.0, 3.0, 3.0]
+    assert {e["log_level"] for e in failed} == {"error"}
+    assert await store.files_in(FileStatus.REJECTED) == []
 
 
 async def test_inbox_folder_that_is_no_route_is_left_alone_and_logged_once(

@@ -115,6 +115,8 @@ async def test_status_and_retry_refuse_a_missing_database_instead_of_creating_it
     assert await cli(["migrate", "--set", "paths.database=var/leadflow.db"]) == 0
     assert (tmp_path / "var" / "leadflow.db").exists()
     assert await cli(["status", "--set", "paths.database=var/leadflow.db"]) == 0
+    # For scripts: a database but no daemon is exit 3 (everything is shown anyway).
+    assert await cli(["status", "--exit-code", "--set", "paths.database=var/leadflow.db"]) == 3
 
 
 async def test_collect_status_stays_fast_with_a_long_history(
@@ -136,3 +138,28 @@ async def test_collect_status_stays_fast_with_a_long_history(
         elapsed = time.perf_counter() - started
     assert [f["id"] for f in data["files"]] == list(range(1991, 2001))
     assert elapsed < 1.0
+
+
+async def test_status_gives_the_reason_of_a_rejected_file_and_cuts_long_lists(
+    make_settings: Callable[..., Settings]
+) -> None:
+    """Issue 13: the reason next to a rejected file; "and 290 more" instead of 300 lines."""
+    settings = make_settings()
+    async with Store.open(settings.paths.database) as store:
+        bad = await store.add_file(name="bad.csv", inbox_path="/in/bad.csv",
+                                   work_path="/w/bad.csv", route=None, size_bytes=1)
+        reason = "The lookup column 'email' is missing from the header."
+        await store.transition_file(bad.id, FileStatus.RECEIVED, FileStatus.REJECTED,
+                                    error=reason, reported_at=1.0)
+        for n in range(310):
+            await _file(store, f"open-{n:03d}.csv")
+        data = await collect_status(store, settings, time.time())
+    text = render_status(data)
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "  bad.csv  rejected" in line)
+    assert reason in lines[at + 1]
+    listed = [line for line in lines if ".csv  queued" in line]
+    assert len(listed) == 20
+    assert "open-000.csv" in listed[0]  # the oldest waiting file first
+    assert "... and 290 more files waiting (received, queued or reporting" in text
+    assert data["files_not_listed"] == 0  # --json lists every open file (up to 500)

@@ -67,6 +67,9 @@ class FakeIntake:
             except TimeoutError:
                 pass
 
+    def held(self) -> dict[int, int]:
+        return {}
+
 
 class FakeReporter:
     """Marks finished files complete and counts reports per file."""
@@ -86,6 +89,9 @@ class FakeReporter:
             self.reports[record.id] = self.reports.get(record.id, 0) + 1
             done += 1
         return done
+
+    async def remove_finished_work_dirs(self) -> int:
+        return 0
 
 
 def write_inbox(settings: Settings, files: int, rows: int) -> None:

@@ -12,6 +12,7 @@ from orchestrator.models import FileRecord, FileStatus, UploadRecord, UploadStat
 from orchestrator.results.report import build_report, count_rows, decide_status, iso_utc
 
 REPORT_KEYS = [
+    "report_version",
     "file",
     "file_id",
     "sha256",
@@ -31,12 +32,17 @@ REPORT_KEYS = [
 UPLOAD_KEYS = [
     "seq",
     "batchId",
+    "state",
+    "marketoStatus",
     "status",
     "numOfLeadsProcessed",
     "numOfRowsFailed",
     "numOfRowsWithWarning",
     "message",
+    "error",
     "attempts",
+    "uncertain",
+    "submissions",
 ]
 
 
@@ -202,6 +208,7 @@ def test_report_has_the_documented_keys_and_iso_times() -> None:
         2,
         UploadStatus.REJECTED,
         batch_id=None,
+        marketo_status=None,
         error_code="1006",
         error="Field 'foo' not found",
         message=None,
@@ -215,8 +222,15 @@ def test_report_has_the_documented_keys_and_iso_times() -> None:
     assert report["status"] == "partial"
     assert report["received_at"] == "2023-11-14T22:13:20Z"
     assert report["finished_at"] == "2023-11-14T22:14:50Z"
-    assert report["uploads"][1]["message"] == (
+    # Marketo's message verbatim (a refused upload has no batch, so none); leadflow's reason
+    # under its own name.
+    assert report["uploads"][1]["message"] is None
+    assert report["uploads"][1]["error"] == (
         "upload 2 rejected by Marketo: 1006 Field 'foo' not found"
+    )
+    assert report["uploads"][0]["error"] is None
+    assert (report["uploads"][1]["state"], report["uploads"][1]["marketoStatus"]) == (
+        "rejected", None
     )
     assert report["duplicate_values"] == [{"value": "a@x", "rows": [2, 5]}]
     json.dumps(report)
