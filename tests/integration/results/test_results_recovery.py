@@ -206,8 +206,9 @@ async def test_work_folder_left_by_a_stop_after_the_report_is_removed_at_the_nex
     store: Store, settings: Settings, clock
 ) -> None:
     """A kill between a file's final transition and the removal of its work folder left the
-    folder for good (the crash soak saw it); the next start's first pass removes it, and keeps
-    the folders of files with uploads to retry."""
+    folder for good (the crash soak saw it); the next start removes it
+    (``remove_finished_work_dirs``, called by the daemon's recovery), and keeps the folders of
+    files with uploads to retry."""
     done, client = await _ready(store, settings, "done.csv", batch_id=5)
     kept = await prepare_file(store, settings, "kept.csv", HEADER, [["k@x.com", "Kay"]])
     await end_upload(store, kept.uploads[0], UploadStatus.FAILED, batch_id=6)
@@ -217,7 +218,7 @@ async def test_work_folder_left_by_a_stop_after_the_report_is_removed_at_the_nex
     done.work_dir.mkdir()
     (done.work_dir / "upload-0001.csv").write_text("email\r\na@x.com\r\n")
     with capture_logs() as logs:
-        assert await Reporter(settings, store, client, clock).report_ready() == 0
+        assert await Reporter(settings, store, client, clock).remove_finished_work_dirs() == 1
     assert not done.work_dir.exists()
     assert kept.work_dir.is_dir() and any(kept.work_dir.iterdir())
     removed = [e for e in logs if e["event"] == "work_dir_removed"]
