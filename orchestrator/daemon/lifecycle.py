@@ -57,7 +57,7 @@ from orchestrator.daemon.credentials import (
     MarketoUnreachable,
 )
 from orchestrator.daemon.recovery import recover_uploads
-from orchestrator.errors import AuthError, ConfigError, OrchestratorError
+from orchestrator.errors import AuthError, ConfigError, OrchestratorError, UnusablePath
 from orchestrator.intake import Intake
 from orchestrator.logging import register_secret, set_level
 from orchestrator.marketo import MarketoClient
@@ -559,13 +559,10 @@ class Daemon:
             self.auth_retry_s = settings.polling.max_interval_s * AUTH_RETRY_FACTOR
             self.gate.retry_s = self.auth_retry_s
         set_level(settings.log.level)
-        for route in settings.routes:
-            folder = settings.paths.inbox / route.subfolder
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                log.error("route_folder_not_created", route=route.name, path=str(folder),
-                          error=f"{type(exc).__name__}: {exc}")
+        try:  # new route folders get the drop folders' mode (2770), as at start
+            make_folders(settings)
+        except UnusablePath as exc:
+            log.error("route_folder_not_created", key=exc.key, error=str(exc))
 
     async def _shutdown_after_stop(self, tasks: list[asyncio.Task[Any]], grace: float) -> None:
         """After stop: give the loops ``grace`` seconds to finish their call, then cancel."""

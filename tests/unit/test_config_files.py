@@ -190,3 +190,12 @@ def test_the_umask_and_state_directory_let_the_group_reach_the_inbox() -> None:
     assert state_mode & 0o050 == 0o050
     assert not umask & 0o050
     assert umask & 0o007 == 0o007  # nothing for others
+
+
+def test_unit_speaks_notify_reloads_with_hup_and_allows_the_setgid_drop_folders() -> None:
+    """The daemon sends READY/WATCHDOG/STOPPING and reloads on SIGHUP (issue 16); the 2770
+    drop folders need the setgid bit, which RestrictSUIDSGID=yes would refuse (issue 13.8)."""
+    lines = {line.strip() for line in SERVICE.read_text(encoding="utf-8").splitlines()}
+    assert {"Type=notify", "NotifyAccess=main", "WatchdogSec=60",
+            "ExecReload=/bin/kill -HUP $MAINPID"} <= lines
+    assert not any(line.startswith("RestrictSUIDSGID=yes") for line in lines)

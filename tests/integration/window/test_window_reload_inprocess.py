@@ -46,6 +46,7 @@ async def test_reload_applies_routes_limits_polling_and_names_the_rest(
             recorded = await daemon.store.daemon_routes()
             assert recorded is not None and [r["name"] for r in recorded[1]] == ["events"]
             assert (settings.paths.inbox / "events").is_dir()
+            assert (settings.paths.inbox / "events").stat().st_mode & 0o7777 == 0o2770
             assert daemon.settings.paths.results == settings.paths.results  # needs a restart
             assert daemon.gate.retry_s == 4.0  # 10 x polling.max_interval_s
             events = {e["event"]: e for e in logs}
