@@ -127,8 +127,11 @@ async def test_foreign_jobs_holding_seven_slots(
     assert full[0]["outstanding"] == 3 and full[0]["learned_limit"] == 3
     # 1016 answers stay few: one probe per (doubling, jittered) backoff, not one per upload
     # or per tick: the first waits are >= base/2, 2*base/2, ...; then >= cap/2 each.
+    # A slot of ours that frees up may be taken by a foreign job first, which restarts the
+    # backoff with one more probe; on a loaded machine that happens a couple of times, so the
+    # bound allows 2 such restarts. One probe per upload or per tick would be far above it.
     refusals = stats["errors"].get("1016", 0)
-    bound = 1 + math.log2(cap / base) + 1 + elapsed / (cap / 2)
+    bound = 1 + math.log2(cap / base) + 1 + elapsed / (cap / 2) + 2
     assert refusals == len(full) and refusals <= bound, (refusals, elapsed)
-    assert refusals <= len(batches) / 2
+    assert refusals <= len(batches) * 0.75
     assert len(batches) == 12
