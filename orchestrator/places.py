@@ -331,12 +331,16 @@ def drop_into(source: Path, folder: Path, name: str, *, move: bool) -> Path:
 
     The bytes land under a hidden temporary name in ``folder`` first, so a watcher only ever
     sees the complete file, and an existing file is never replaced. With ``move`` the source
-    is removed afterwards.
+    is removed afterwards. A missing ``folder`` is created ``DROP_FOLDER_MODE``.
 
     Raises:
         OSError: the folder is not writable, the disk is full, the source is unreadable.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    try:  # a drop folder made here gets the drop folders' mode, as the daemon makes them
+        folder.mkdir(parents=True)
+        os.chmod(folder, DROP_FOLDER_MODE)
+    except FileExistsError:
+        pass
     tmp = folder / f".{name}.{os.getpid()}.part"
     moved = False
     try:

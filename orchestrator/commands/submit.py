@@ -36,7 +36,10 @@ async def submit_command(
         ignores (``is_ignored_name``) or the route unknown, 1 when the copy failed (folder
         not writable, disk full).
     """
-    source = await asyncio.to_thread(file.expanduser)
+    try:
+        source = await asyncio.to_thread(file.expanduser)
+    except RuntimeError:  # '~backup.csv', '~$x.csv': no such user, so a plain file name
+        source = file
     if not await asyncio.to_thread(source.is_file):
         print_err(f"leadflow: {source} is not a readable file")
         return EXIT_USAGE

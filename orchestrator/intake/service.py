@@ -583,10 +583,12 @@ class Intake:
     async def _duplicate(
         self, record: FileRecord, sha256: str, size: int | None, twin: FileRecord
     ) -> None:
+        route = f" --route {record.route}" if record.route else ""
         reason = (
             f"Same content (SHA-256) and import options as file {twin.id} '{twin.name}', which "
             "is already imported or being imported; not sent again. To import it again on "
-            f"purpose, drop it as '{forced_name(record.name)}' or use `leadflow submit --force`."
+            f"purpose, drop it as '{forced_name(record.name)}' or use "
+            f"`leadflow submit --force{route}`."
         )
         await self._end(record, Unimportable(reason, FileStatus.DUPLICATE), sha256=sha256)
 

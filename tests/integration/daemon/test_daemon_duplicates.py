@@ -70,6 +70,12 @@ async def test_same_bytes_with_other_options_are_imported_and_a_repeat_can_be_fo
         "drop it as 'again.force.csv' or use `leadflow submit --force`."
     )
     assert again["forced"] is None
+    # In a route folder, the hint keeps the route.
+    drop(settings, "webinar/again-webinar.csv")
+    await run_once(settings)
+    assert reports(settings)["webinar/again-webinar.csv"]["error"].endswith(
+        "drop it as 'again-webinar.force.csv' or use `leadflow submit --force --route webinar`."
+    )
 
     # ".force." in the name imports it anyway; the report says so and which file it repeats.
     drop(settings, "again.force.csv")

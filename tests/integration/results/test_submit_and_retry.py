@@ -230,3 +230,20 @@ async def test_retry_of_a_file_from_a_folder_that_is_still_no_route_says_so(
     )
     assert not (settings.paths.inbox / "r.csv").exists()  # not sent to the root either
     assert await retry_command(settings, file_id, "events") == 0
+
+
+async def test_submit_of_a_name_starting_with_a_tilde(
+    settings: Settings, tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'~backup.csv' is a file name, not a home directory (it crashed with a traceback); '~$x'
+    is an Office lock file, refused in one line; a missing route folder is created 2770."""
+    monkeypatch.chdir(tmp_path)
+    Path("~backup.csv").write_bytes(b"email\r\na@x.com\r\n")
+    Path("~$lock.csv").write_bytes(b"email\r\n")
+    events = settings.paths.inbox / "events"
+    assert not events.exists()
+    assert await submit_command(settings, Path("~backup.csv"), "events") == 0
+    assert _inbox_files(settings) == ["events/~backup.csv"]
+    assert events.stat().st_mode & 0o7777 == 0o2770
+    assert await submit_command(settings, Path("~$lock.csv"), None) == 2
+    assert "the daemon ignores files named like '~$lock.csv'" in capsys.readouterr().err
