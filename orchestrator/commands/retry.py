@@ -110,8 +110,23 @@ async def retry_file(
         twin = await _imported_twin(store, file, key)
         if twin is not None:
             return EXIT_NOTHING, twin
-        return await _requeue(store, file, [u.id for u in dead], label, options, key, target)
+        code, line = await _requeue(store, file, [u.id for u in dead], label, options, key,
+                                    target)
+        return code, line + _stale_note(settings, target)
     return await _retake(settings, store, file, label, target)
+
+
+def _stale_note(settings: Settings, route: Route | None) -> str:
+    """A note when the running daemon's route differs from the settings file's (not reloaded)."""
+    written = next((r for r in settings.routes if route is not None and r.name == route.name),
+                   None)
+    if route is None or written is None or written == route:
+        return ""
+    return (
+        f"; note: route {route.name!r} is re-sent with the running daemon's settings, which "
+        "differ from the settings file: reload the daemon first (systemctl reload leadflow / "
+        "kill -HUP) to use the file's, then retry"
+    )
 
 
 def _name(route: Route | None) -> str | None:
