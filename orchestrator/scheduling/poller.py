@@ -147,6 +147,10 @@ class Poller:
 
         Returns:
             How many status calls were made.
+
+        Raises:
+            AuthError: identity refused our credentials during the pass (one error, never a
+                group, so that the credentials gate pauses work instead of the daemon crashing).
         """
         now = self._clock()
         queue = await self._store.at_marketo()
@@ -155,9 +159,17 @@ class Poller:
         if not due:
             return 0
         views = _queue_views(await self._store.at_marketo())
-        async with asyncio.TaskGroup() as group:
-            for upload in due:
-                group.create_task(self._poll_one(upload, views.get(upload.id, (0, 0))))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for upload in due:
+                    group.create_task(self._poll_one(upload, views.get(upload.id, (0, 0))))
+        except ExceptionGroup as failed:
+            refused = failed.subgroup(AuthError)
+            if refused is None:
+                raise
+            # The credentials gate pauses on an AuthError, not on a group holding one (a
+            # token refused in the middle of a pass, e.g. after a secret rotation).
+            raise _first_leaf(refused) from failed
         return len(due)
 
     async def _promote(self, queue: list[UploadRecord], now: float) -> None:
@@ -387,3 +399,9 @@ def _queue_views(queue: list[UploadRecord]) -> dict[int, tuple[int, int]]:
         handled = (upload.num_leads_processed or 0) + (upload.num_rows_failed or 0)
         ahead += max(upload.rows - handled, 0)
     return views
+
+
+def _first_leaf(group: BaseExceptionGroup[AuthError]) -> AuthError:
+    """Return the first `AuthError` of a (nested) exception group."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

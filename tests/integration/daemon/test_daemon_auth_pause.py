@@ -216,3 +216,43 @@ async def test_a_fixed_secret_file_is_picked_up_without_a_restart(
     assert set(statuses[first_ok:]) == {200}, statuses
     text = json.dumps(logs, default=str)
     assert "an-old-secret-0000" not in text and "leadflow-sim-secret" not in text
+
+
+async def test_a_secret_refused_while_batches_are_polled_pauses_instead_of_crashing(
+    make_sim: MakeSim, daemon_settings: Callable[..., Settings]
+) -> None:
+    """Found by the month scenario (issue 13): the token dies while a batch is at Marketo
+    and the secret was rotated; the poller's refusal came out of its task group as an
+    ExceptionGroup, which the credentials gate did not recognise: the daemon crashed."""
+    sim = await make_sim(**{**SIM, "rows_per_second": 1.0})
+    settings = daemon_settings(sim.url)
+    made = write_lead_files(settings.paths.inbox, 1, lambda n: 40)
+    with capture_logs() as logs:
+        async with running(settings, auth_retry_s=0.2) as daemon:
+            task = asyncio.create_task(daemon.run())
+
+            async def at_marketo() -> bool:
+                counts = await daemon.store.counts_by_status()
+                return sum(counts["uploads"].get(s, 0) for s in ("submitted", "importing")) > 0
+
+            await _until(at_marketo)
+            await sim.patch({"client_secret": "rotated"})
+            await sim._call("POST", "/_sim/clock/advance", {"seconds": 7200})  # token dies
+
+            async def paused() -> bool:
+                return pause_file(settings.paths.database).exists() or task.done()
+
+            await _until(paused)
+            assert not task.done(), task.exception()
+            await sim.patch({"client_secret": "leadflow-sim-secret"})
+
+            async def reported() -> bool:
+                return len(await daemon.store.files_in(FileStatus.COMPLETE)) == len(made)
+
+            await _until(reported)
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
+    events = [e["event"] for e in logs]
+    assert "daemon_crashed" not in events
+    assert events.count("auth_failed") == 1
+    assert events.count("work_resumed") == 1
