@@ -195,6 +195,10 @@ class AuthGate:
         """Run the loop ``make()`` while open; after a refusal wait for the gate and restart it.
 
         Returns when the loop returns or ``stop`` is set while the gate is closed.
+
+        A refusal raised inside a task group of the loop (a token refused in the middle of a
+        polling pass or an intake batch) pauses work the same way, when refusals are all the
+        group holds; any other failure in it ends the loop as before.
         """
         while await self.wait_open(stop):
             try:
@@ -202,6 +206,11 @@ class AuthGate:
                 return
             except AuthError as exc:
                 await self.refused(exc)
+            except ExceptionGroup as group:
+                refused, rest = group.split(AuthError)
+                if refused is None or rest is not None:
+                    raise
+                await self.refused(_first_refusal(refused))
 
     async def run(self, stop: asyncio.Event) -> None:
         """While closed, ask identity for a token every ``retry_s`` seconds; open on success."""
@@ -252,3 +261,9 @@ class AuthGate:
             # Not worth stopping work or shutdown for; ``leadflow status`` may say paused.
             log.warning("pause_file_not_removed", path=str(pause_file(self._database)),
                         error=f"{type(exc).__name__}: {exc}")
+
+
+def _first_refusal(group: BaseExceptionGroup[AuthError]) -> AuthError:
+    """Return the first `AuthError` of a (nested) exception group."""
+    first = group.exceptions[0]
+    return _first_refusal(first) if isinstance(first, BaseExceptionGroup) else first

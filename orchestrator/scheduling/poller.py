@@ -149,8 +149,8 @@ class Poller:
             How many status calls were made.
 
         Raises:
-            AuthError: identity refused our credentials during the pass (one error, never a
-                group, so that the credentials gate pauses work instead of the daemon crashing).
+            ExceptionGroup: of the polls that failed; identity refusing our credentials during
+                the pass is an `AuthError` in it (the credentials gate pauses on it).
         """
         now = self._clock()
         queue = await self._store.at_marketo()
@@ -159,17 +159,9 @@ class Poller:
         if not due:
             return 0
         views = _queue_views(await self._store.at_marketo())
-        try:
-            async with asyncio.TaskGroup() as group:
-                for upload in due:
-                    group.create_task(self._poll_one(upload, views.get(upload.id, (0, 0))))
-        except ExceptionGroup as failed:
-            refused = failed.subgroup(AuthError)
-            if refused is None:
-                raise
-            # The credentials gate pauses on an AuthError, not on a group holding one (a
-            # token refused in the middle of a pass, e.g. after a secret rotation).
-            raise _first_leaf(refused) from failed
+        async with asyncio.TaskGroup() as group:
+            for upload in due:
+                group.create_task(self._poll_one(upload, views.get(upload.id, (0, 0))))
         return len(due)
 
     async def _promote(self, queue: list[UploadRecord], now: float) -> None:
@@ -399,9 +391,3 @@ def _queue_views(queue: list[UploadRecord]) -> dict[int, tuple[int, int]]:
         handled = (upload.num_leads_processed or 0) + (upload.num_rows_failed or 0)
         ahead += max(upload.rows - handled, 0)
     return views
-
-
-def _first_leaf(group: BaseExceptionGroup[AuthError]) -> AuthError:
-    """Return the first `AuthError` of a (nested) exception group."""
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
