@@ -64,6 +64,10 @@ def scaled_settings(root: Path, url: str, scale: float) -> Settings:
 class _NoIntake:
     """Stands in for intake: the uploads are already in the store."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.observer: Any = None
+
     async def recover(self) -> None:
         return None
 
@@ -116,7 +120,7 @@ async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
     await enqueue(settings, uploads)
     async with (
         MarketoClient(settings, store=None, window_s=20.0 / scale) as client,
-        Daemon(settings, client=client, intake_factory=lambda store, client: _NoIntake(),
+        Daemon(settings, client=client, intake_factory=lambda store, client: _NoIntake(settings),
                reporter_factory=lambda store, client: _NoReporter(),
                handle_signals=False) as daemon,
     ):

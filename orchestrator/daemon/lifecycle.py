@@ -68,7 +68,7 @@ from orchestrator.results import Reporter, retention
 from orchestrator.results.reporter import ResultsClient
 from orchestrator.scheduling.poller import Poller, StatusSource
 from orchestrator.scheduling.scheduler import Scheduler, Submitter
-from orchestrator.settings import Settings, reload_plan
+from orchestrator.settings import LimitSettings, Settings, reload_plan
 from orchestrator.store import Store
 from orchestrator.store.lock import SingleDaemonLock
 from orchestrator.timing import Clock, wait_any
@@ -106,9 +106,21 @@ class DaemonClient(Submitter, StatusSource, ResultsClient, HasTokens, Protocol):
         """Return a custom object's describe (its dedupe fields), for custom-object routes."""
         ...
 
+    def set_limits(self, limits: LimitSettings) -> None:
+        """Use reloaded ``limits`` from the next call on (the limits governor)."""
+        ...
+
 
 class IntakeLike(Protocol):
-    """The part of ``orchestrator.intake.Intake`` the daemon uses (a test may bring a fake)."""
+    """The part of ``orchestrator.intake.Intake`` the daemon uses (a test may bring a fake).
+
+    Attributes:
+        settings: the settings it works with (a reload replaces them).
+        observer: told how long files took (the daemon's metrics), or None.
+    """
+
+    settings: Settings
+    observer: Any
 
     async def recover(self) -> Any:
         """Resume files left ``received`` in ``paths.work``."""
@@ -242,8 +254,7 @@ class Daemon:
                     self.settings, self.store, describe=self._describe, clock=self.clock,
                     describe_object=self._describe_object,
                 )
-            if hasattr(self.intake, "observer"):
-                self.intake.observer = self.metrics
+            self.intake.observer = self.metrics
             if self._reporter_factory is not None:
                 self.reporter = self._reporter_factory(self.store, self.client)
             else:
@@ -548,13 +559,11 @@ class Daemon:
         the client's limits governor use the new values from their next step on.
         """
         self.settings = settings
-        if self.intake is not None and hasattr(self.intake, "settings"):
+        if self.intake is not None:
             self.intake.settings = settings
         self.scheduler.use_settings(settings)
         self.poller.use_settings(settings)
-        governor = getattr(self.client, "governor", None)
-        if governor is not None:
-            governor.set_limits(settings.limits)
+        self.client.set_limits(settings.limits)
         if not self._auth_retry_given:
             self.auth_retry_s = settings.polling.max_interval_s * AUTH_RETRY_FACTOR
             self.gate.retry_s = self.auth_retry_s

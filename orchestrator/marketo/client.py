@@ -38,7 +38,7 @@ from orchestrator.marketo.governor import Governor, UsageStore
 from orchestrator.marketo.retry_policy import Action, CallState, RetryConfig, decide
 from orchestrator.marketo.tokens import TokenManager
 from orchestrator.marketo.transfer import maybe_sent, open_form, stream_to
-from orchestrator.settings import Settings
+from orchestrator.settings import LimitSettings, Settings
 from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
@@ -274,6 +274,10 @@ class MarketoClient:
         answer = await self._call(req, parse=calls.parse_describe)
         assert answer.outcome.payload is not None
         return calls.parse_describe(answer.outcome.payload)
+
+    def set_limits(self, limits: LimitSettings) -> None:
+        """Use reloaded ``limits`` from the next call on (``Governor.set_limits``)."""
+        self.governor.set_limits(limits)
 
     async def describe_custom_object(self, api_name: str) -> ObjectDescription:
         """Return a custom object's describe: its dedupe fields and fields (ADOC-co).

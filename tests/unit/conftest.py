@@ -88,6 +88,10 @@ class FakeMarketo:
         self.rows_of = rows_of or (lambda path: 10)
         self.complete_on_poll = False
         self.tokens = FakeTokens()
+        self.limits: Any = None
+
+    def set_limits(self, limits: Any) -> None:
+        self.limits = limits
 
     def outstanding(self) -> int:
         return sum(1 for j in self.jobs.values() if j.status in ("Queued", "Importing"))

@@ -86,6 +86,7 @@ class SplitIntake:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self.observer: Any = None
 
     async def recover(self) -> None:
         return None

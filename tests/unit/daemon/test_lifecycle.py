@@ -36,6 +36,7 @@ class FakeIntake:
         self.store = store
         self.recovered = 0
         self.fail_run = fail_run
+        self.observer: Any = None
 
     async def recover(self) -> None:
         self.recovered += 1
