@@ -4,7 +4,7 @@ The status groups (terminal, open, at Marketo, dead letters, archived) live only
 Marketo's file formats and their delimiters.
 
 The enums are mirrored by ``CHECK`` constraints and by the ``allowed_transitions`` table of
-``migrations/0001_initial.sql``; a trigger refuses any other transition, and a unit test keeps
+``migrations/`` (0001, kept by 0002); a trigger refuses any other transition, and a unit test keeps
 the two in step.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -135,7 +136,7 @@ def can_transition_upload(old: UploadStatus, new: UploadStatus) -> bool:
 
 
 def pack_rows(rows: list[int] | array[int]) -> bytes:
-    """Pack source row numbers (1-based line numbers) into the ``uploads.source_rows`` blob."""
+    """Pack source row numbers (1-based line numbers) into the ``parts.source_rows`` blob."""
     packed = array("I", rows)
     if packed.itemsize != 4:  # pragma: no cover - every platform we run on has 4-byte "I"
         packed = array("L", rows)
@@ -143,7 +144,7 @@ def pack_rows(rows: list[int] | array[int]) -> bytes:
 
 
 def unpack_rows(blob: bytes) -> list[int]:
-    """Unpack ``uploads.source_rows``: one source line number per upload row, in order."""
+    """Unpack ``parts.source_rows``: one source line number per row of the part, in order."""
     out: array[int] = array("I")
     out.frombytes(blob)
     return out.tolist()
@@ -206,8 +207,54 @@ class FileRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class NewUpload:
-    """An upload prepared by intake, to be enqueued.
+class NewFile:
+    """A file found in the inbox, to record as ``received`` (``Store.add_files``).
+
+    Attributes:
+        name: the file's name as dropped.
+        inbox_path: where it was found.
+        work_path: where it is claimed to; a ``{id}`` is replaced by the new file id.
+        route: the route's name, None at the inbox root.
+        size_bytes: its size when it was found.
+    """
+
+    name: str
+    inbox_path: str
+    work_path: str
+    route: str | None
+    size_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueuedFile:
+    """A prepared file to enqueue with others in one transaction (``Store.enqueue_files``).
+
+    Attributes:
+        file_id: the ``received`` file.
+        parts: its parts in order (none when every row was rejected locally).
+        status: ``queued`` (parts to import) or ``reporting`` (nothing to send).
+        sha256, encoding, format, rows_total, rows_rejected, duplicates, info: the file's
+            figures (``files`` columns; ``info`` as a dict).
+        wait_s: seconds its parts may wait for others to share their upload
+            (``import.pack_wait_s``).
+    """
+
+    file_id: int
+    parts: Sequence[NewPart]
+    status: FileStatus
+    sha256: str
+    encoding: str
+    format: str
+    rows_total: int
+    rows_rejected: int
+    duplicates: int
+    info: dict[str, Any]
+    wait_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NewPart:
+    """A part prepared by intake (one file's chunk of rows under the upload limit), to enqueue.
 
     Attributes:
         path: the prepared UTF-8 CSV file (header + rows) on disk.
@@ -216,22 +263,81 @@ class NewUpload:
         kind: ``leads``, ``program_members`` or ``custom_objects``.
         options: Marketo parameters: ``format``, ``lookupField``, ``listId``,
             ``partitionName``, ``programId``, ``programMemberStatus``, ``objectApiName``.
+        header_bytes: bytes of the header line at the top of ``path`` (CRLF included); 0 when
+            unknown, and then the part never shares an upload.
+        pack_key: parts with equal keys may share an upload (``intake.uploads.pack_key``);
+            None: the part travels alone.
     """
 
     path: str
     size_bytes: int
-    source_rows: list[int]
+    source_rows: list[int] | array[int]
     kind: str = "leads"
     options: dict[str, Any] = field(default_factory=dict)
+    header_bytes: int = 0
+    pack_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class UploadRecord:
-    """One upload (a row of ``uploads``); ``id`` order is the FIFO order. Times: epoch s."""
+class PartRecord:
+    """One file's range of rows (a row of ``parts``); ``id`` order is the FIFO order.
+
+    ``upload_id`` is None while the part waits for a pack; then ``first_row`` is the 0-based
+    index of its first row in the upload. The counts are the file's own rows in the batch,
+    set when the batch's results were split (None before). Times are epoch seconds.
+    """
 
     id: int
     file_id: int
     seq: int
+    path: str
+    size_bytes: int
+    header_bytes: int
+    rows: int
+    kind: str
+    options: dict[str, Any]
+    pack_key: str | None
+    queued_at: float
+    send_by: float | None
+    upload_id: int | None
+    first_row: int | None
+    num_leads_processed: int | None
+    num_rows_failed: int | None
+    num_rows_with_warning: int | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> PartRecord:
+        """Build from an ``aiosqlite.Row`` of ``SELECT <PART_COLUMNS> FROM parts``."""
+        return cls(
+            id=row["id"],
+            file_id=row["file_id"],
+            seq=row["seq"],
+            path=row["path"],
+            size_bytes=row["size_bytes"],
+            header_bytes=row["header_bytes"],
+            rows=row["rows"],
+            kind=row["kind"],
+            options=json.loads(row["options"] or "{}"),
+            pack_key=row["pack_key"],
+            queued_at=row["queued_at"],
+            send_by=row["send_by"],
+            upload_id=row["upload_id"],
+            first_row=row["first_row"],
+            num_leads_processed=row["num_leads_processed"],
+            num_rows_failed=row["num_rows_failed"],
+            num_rows_with_warning=row["num_rows_with_warning"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """One upload: one Marketo job carrying one or more parts (a row of ``uploads``).
+
+    ``id`` order is the FIFO order of formed uploads; the counters are Marketo's for the whole
+    batch (each part's own are on ``PartRecord``). Times are epoch seconds.
+    """
+
+    id: int
     path: str
     size_bytes: int
     rows: int
@@ -257,14 +363,13 @@ class UploadRecord:
     claimed_at: float | None
     submitted_at: float | None
     finished_at: float | None
+    results_split_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> UploadRecord:
         """Build from an ``aiosqlite.Row`` of ``SELECT <UPLOAD_COLUMNS> FROM uploads``."""
         return cls(
             id=row["id"],
-            file_id=row["file_id"],
-            seq=row["seq"],
             path=row["path"],
             size_bytes=row["size_bytes"],
             rows=row["rows"],
@@ -290,4 +395,5 @@ class UploadRecord:
             claimed_at=row["claimed_at"],
             submitted_at=row["submitted_at"],
             finished_at=row["finished_at"],
+            results_split_at=row["results_split_at"],
         )

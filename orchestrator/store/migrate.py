@@ -18,6 +18,10 @@ from orchestrator.errors import SchemaTooNew, StoreError
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
+#: A line in a migration that rebuilds a table (copy, drop, rename): it runs with foreign keys
+#: off and every reference is checked before it commits.
+REBUILDS_TABLES = "-- leadflow: rebuilds tables"
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -91,18 +95,48 @@ async def migrate(conn: aiosqlite.Connection, folder: Path | None = None) -> lis
         )
     applied: list[str] = []
     for migration in available[current:]:
-        await conn.execute("BEGIN IMMEDIATE")
+        rebuild = REBUILDS_TABLES in migration.sql
+        keys_were_on = await _foreign_keys(conn)
+        if rebuild and keys_were_on:
+            # SQLite's table rebuild: a dropped table's rows must not be checked (or their
+            # references cascade) while its copy takes its name; foreign keys can only be
+            # switched outside a transaction, and every reference is checked before commit.
+            await conn.execute("PRAGMA foreign_keys = OFF")
         try:
-            for statement in _statements(migration.sql):
-                await conn.execute(statement)
-            # PRAGMA does not take parameters; the version is an int from a file name.
-            await conn.execute(f"PRAGMA user_version = {int(migration.version)}")
-        except Exception:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(migration.sql):
+                    await conn.execute(statement)
+                if rebuild:
+                    await _check_references(conn, migration.name)
+                # PRAGMA does not take parameters; the version is an int from a file name.
+                await conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+            except Exception:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+        finally:
+            if rebuild and keys_were_on:
+                await conn.execute("PRAGMA foreign_keys = ON")
         applied.append(migration.name)
     return applied
+
+
+async def _foreign_keys(conn: aiosqlite.Connection) -> bool:
+    async with conn.execute("PRAGMA foreign_keys") as cursor:
+        row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+async def _check_references(conn: aiosqlite.Connection, name: str) -> None:
+    """Raise when a row refers to a row that is not there (``PRAGMA foreign_key_check``)."""
+    async with conn.execute("PRAGMA foreign_key_check") as cursor:
+        broken = list(await cursor.fetchall())
+    if broken:
+        raise StoreError(
+            f"migration {name}: {len(broken)} rows would refer to missing rows "
+            f"(first: table {broken[0][0]}, row {broken[0][1]}); nothing was changed"
+        )
 
 
 def _statements(sql: str) -> list[str]:

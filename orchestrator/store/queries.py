@@ -12,13 +12,14 @@ from importlib import resources
 _HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
-def parse_queries(text: str, upload_columns: str) -> dict[str, str]:
+def parse_queries(text: str, upload_columns: str, part_columns: str = "") -> dict[str, str]:
     """Split the text of a queries file into ``{name: sql}``.
 
     Args:
         text: the file's text.
         upload_columns: what ``{upload_columns}`` in a query stands for (a constant list of
             column names, never data).
+        part_columns: what ``{part_columns}`` stands for (likewise).
 
     Raises:
         ValueError: a name is repeated, or a query is empty.
@@ -28,13 +29,14 @@ def parse_queries(text: str, upload_columns: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
         sql = "\n".join(lines).strip().replace("{upload_columns}", upload_columns)
+        sql = sql.replace("{part_columns}", part_columns)
         if name in queries or not sql:
             raise ValueError(f"query {name!r} is repeated or empty")
         queries[name] = sql
     return queries
 
 
-def load_queries(upload_columns: str) -> dict[str, str]:
+def load_queries(upload_columns: str, part_columns: str = "") -> dict[str, str]:
     """Read ``orchestrator/store/queries.sql`` from the installed package (see ``parse_queries``)."""
     text = resources.files("orchestrator.store").joinpath("queries.sql").read_text(encoding="utf-8")
-    return parse_queries(text, upload_columns)
+    return parse_queries(text, upload_columns, part_columns)

@@ -1,6 +1,6 @@
 -- Runtime queries of orchestrator/store.py, one per `-- name: NAME` header.
--- `{upload_columns}` stands for store.UPLOAD_COLUMNS. Always parameterised; DDL lives
--- only in migrations/.
+-- `{upload_columns}` stands for store.UPLOAD_COLUMNS, `{part_columns}` for
+-- store.PART_COLUMNS. Always parameterised; DDL lives only in migrations/.
 
 -- name: insert_file
 INSERT INTO files (name, inbox_path, work_path, route, size_bytes, status, received_at,
@@ -28,10 +28,132 @@ WHERE sha256 = :sha256 AND COALESCE(import_key, '') = COALESCE(:import_key, '')
   AND status IN ('queued', 'reporting', 'complete', 'partial')
 ORDER BY id LIMIT 1
 
+-- name: insert_files_with_ids
+-- A batch of claimed files in one transaction; ids are given by the caller (after the
+-- sequence, inside BEGIN IMMEDIATE) so that each work path can name its file's id.
+INSERT INTO files (id, name, inbox_path, work_path, route, size_bytes, status, received_at,
+                   updated_at)
+VALUES (:id, :name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now)
+
+-- name: select_files_sequence
+SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'files'), 0)
+
+-- name: select_sequence
+-- The last id an AUTOINCREMENT table handed out (ids inserted in one transaction follow it).
+SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0)
+
+-- name: select_files_from
+SELECT * FROM files WHERE id >= ? AND id <= ? ORDER BY id
+
+-- name: enqueue_file
+-- Intake's batched ``received -> queued|reporting`` (the guard trigger checks the pair).
+UPDATE files SET status = :status, updated_at = :now, sha256 = :sha256, encoding = :encoding,
+    format = :format, rows_total = :rows_total, rows_rejected = :rows_rejected,
+    duplicates = :duplicates, info = :info
+WHERE id = :id AND status = 'received'
+
+-- name: select_imported_twins
+-- For a batch: the first file imported or being imported (forced ones included) with each of
+-- the given bytes and import options (``:keys`` is a JSON array of ``[sha256, import_key]``).
+SELECT * FROM files
+WHERE id IN (
+    SELECT MIN(f.id) FROM files f JOIN json_each(:keys) k
+        ON f.sha256 = json_extract(k.value, '$[0]')
+       AND COALESCE(f.import_key, '') = COALESCE(json_extract(k.value, '$[1]'), '')
+    WHERE f.status IN ('queued', 'reporting', 'complete', 'partial')
+    GROUP BY f.sha256, COALESCE(f.import_key, ''))
+
+-- name: insert_part
+INSERT INTO parts (file_id, seq, path, size_bytes, header_bytes, rows, source_rows, kind,
+                   options, pack_key, queued_at, send_by)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
 -- name: insert_upload
-INSERT INTO uploads (file_id, seq, path, size_bytes, rows, source_rows, kind, options, status,
-                     created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+INSERT INTO uploads (path, size_bytes, rows, kind, options, status, claimed_at, created_at,
+                     updated_at)
+VALUES (:path, :size_bytes, :rows, :kind, :options, :status, :claimed_at, :now, :now)
+RETURNING {upload_columns}
+
+-- name: link_part
+UPDATE parts SET upload_id = ?, first_row = ? WHERE id = ? AND upload_id IS NULL
+
+-- name: select_part_source_rows
+SELECT source_rows FROM parts WHERE id = ?
+
+-- name: select_parts_of_upload
+SELECT {part_columns} FROM parts WHERE upload_id = ? ORDER BY first_row
+
+-- name: select_parts_of_file
+SELECT {part_columns} FROM parts WHERE file_id = ? ORDER BY seq
+
+-- name: select_parts_of_files
+-- The parts of several files (``:ids`` is a JSON array), by file and seq.
+SELECT {part_columns} FROM parts
+WHERE file_id IN (SELECT value FROM json_each(:ids)) ORDER BY file_id, seq
+
+-- name: select_files_of_upload
+-- Who rides in an upload, for log lines: file id, name and the part's seq, in row order.
+SELECT p.file_id, f.name, p.seq, p.rows FROM parts p JOIN files f ON f.id = p.file_id
+WHERE p.upload_id = ? ORDER BY p.first_row
+
+-- name: count_files_in_upload
+SELECT COUNT(DISTINCT file_id) FROM parts WHERE upload_id = ?
+
+-- name: select_source_rows_of_upload
+SELECT id, source_rows FROM parts WHERE upload_id = ?
+
+-- name: select_waiting_head
+-- The FIFO head: the oldest part waiting for a pack.
+SELECT {part_columns} FROM parts WHERE upload_id IS NULL ORDER BY id LIMIT 1
+
+-- name: select_waiting_group
+-- The waiting parts of one pack key in FIFO order, as far as their rows could fit in one
+-- upload of ``budget`` bytes of rows, plus the first that would not.
+SELECT id, rows, size_bytes, header_bytes, send_by FROM (
+    SELECT id, rows, size_bytes, header_bytes, send_by,
+        SUM(size_bytes - header_bytes) OVER (ORDER BY id) AS upto
+    FROM parts WHERE upload_id IS NULL AND pack_key = :key)
+WHERE upto - (size_bytes - header_bytes) <= :budget
+ORDER BY id
+
+-- name: select_waiting_upto
+-- The first waiting parts of a key, up to and including one id (a pack the planner chose).
+SELECT {part_columns} FROM parts
+WHERE upload_id IS NULL AND pack_key = ? AND id <= ? ORDER BY id
+
+-- name: select_waiting_group_totals
+SELECT COUNT(*), COALESCE(SUM(rows), 0), MIN(send_by) FROM parts
+WHERE upload_id IS NULL AND pack_key = ?
+
+-- name: select_waiting_summary
+SELECT COUNT(DISTINCT file_id), COUNT(*), COALESCE(SUM(rows), 0), MIN(queued_at) FROM parts
+WHERE upload_id IS NULL
+
+-- name: detach_part
+-- ``leadflow retry``: a part leaves its dead upload and waits for a new pack.
+UPDATE parts SET upload_id = NULL, first_row = NULL, num_leads_processed = NULL,
+    num_rows_failed = NULL, num_rows_with_warning = NULL, options = :options,
+    pack_key = :pack_key, queued_at = :now, send_by = :now
+WHERE id = :id AND upload_id = :upload_id
+
+-- name: select_uploads_to_split
+SELECT {upload_columns} FROM uploads
+WHERE status = 'complete' AND results_split_at IS NULL ORDER BY id
+
+-- name: set_part_counts
+UPDATE parts SET num_leads_processed = ?, num_rows_failed = ?, num_rows_with_warning = ?
+WHERE id = ? AND upload_id = ?
+
+-- name: set_upload_split
+UPDATE uploads SET results_split_at = :now
+WHERE id = :id AND status = 'complete' AND results_split_at IS NULL
+
+-- name: count_unreported_in_upload
+SELECT COUNT(*) FROM parts p JOIN files f ON f.id = p.file_id
+WHERE p.upload_id = ? AND f.reported_at IS NULL
+
+-- name: select_upload_paths
+SELECT path FROM uploads
 
 -- name: claim_next_upload
 UPDATE uploads SET status = 'submitting', claimed_at = :now, updated_at = :now
@@ -44,12 +166,6 @@ RETURNING {upload_columns}
 
 -- name: select_upload
 SELECT {upload_columns} FROM uploads WHERE id = ?
-
--- name: select_upload_source_rows
-SELECT source_rows FROM uploads WHERE id = ?
-
--- name: select_uploads_of_file
-SELECT {upload_columns} FROM uploads WHERE file_id = ? ORDER BY seq
 
 -- name: select_uploads_by_status
 SELECT {upload_columns} FROM uploads WHERE status = ? ORDER BY id
@@ -79,11 +195,21 @@ WHERE reported_at IS NULL
 ORDER BY id
 
 -- name: select_files_ready
+-- Queued files whose every part rides in a terminal upload whose results, when it is
+-- complete, were split into its parts.
 SELECT f.* FROM files f
 WHERE f.status = 'queued' AND NOT EXISTS (
-    SELECT 1 FROM uploads u
-    WHERE u.file_id = f.id AND u.status NOT IN ('complete', 'failed', 'rejected'))
+    SELECT 1 FROM parts p LEFT JOIN uploads u ON u.id = p.upload_id
+    WHERE p.file_id = f.id AND (u.id IS NULL
+        OR u.status NOT IN ('complete', 'failed', 'rejected')
+        OR (u.status = 'complete' AND u.results_split_at IS NULL)))
 ORDER BY f.id
+
+-- name: start_reporting
+-- Ready files go ``queued -> reporting`` together (the guard trigger checks each pair).
+UPDATE files SET status = 'reporting', updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'queued'
+RETURNING *
 
 -- name: count_files_by_status
 SELECT status, COUNT(*) FROM files GROUP BY status
@@ -138,14 +264,19 @@ SELECT at, file_id, upload_id, code, message FROM errors ORDER BY id DESC LIMIT 
 
 -- name: select_files_for_status
 -- ``leadflow status`` files: every open file (capped) and the newest finished ones, with row
--- counts summed over their uploads (each subquery uses the ``uploads_file`` index).
+-- counts summed over their parts (each subquery uses the ``parts`` (file_id, seq) index).
 SELECT f.id, f.name, f.status, f.route, f.rows_total, f.rows_rejected, f.error,
     f.received_at, f.finished_at, f.reported_at,
-    (SELECT SUM(CASE WHEN u.status = 'complete' THEN COALESCE(u.num_leads_processed, 0)
-                     ELSE 0 END) FROM uploads u WHERE u.file_id = f.id) AS rows_imported,
-    (SELECT SUM(CASE WHEN u.status = 'complete' THEN COALESCE(u.num_rows_failed, 0)
-                     WHEN u.status IN ('failed', 'rejected') THEN u.rows ELSE 0 END)
-        FROM uploads u WHERE u.file_id = f.id) AS rows_failed
+    (SELECT SUM(CASE WHEN u.status = 'complete' THEN COALESCE(p.num_leads_processed, 0)
+                     ELSE 0 END)
+        FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE p.file_id = f.id)
+        AS rows_imported,
+    (SELECT SUM(CASE WHEN u.status = 'complete' THEN COALESCE(p.num_rows_failed, 0)
+                     WHEN u.status IN ('failed', 'rejected') THEN p.rows ELSE 0 END)
+        FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE p.file_id = f.id)
+        AS rows_failed,
+    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id AND p.upload_id IS NULL)
+        AS parts_waiting
 FROM files f
 WHERE f.id IN (
     SELECT id FROM (SELECT id FROM files WHERE status IN ('received', 'queued', 'reporting')
@@ -166,10 +297,11 @@ ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, routes = excluded.routes,
 SELECT pid, routes, recorded_at FROM daemon_routes WHERE id = 1
 
 -- name: select_submissions_of_file
--- Every create call of a file's uploads, oldest first (written by 0005's triggers).
+-- Every create call of the uploads a file's parts ride in, oldest first (written by 0005's
+-- triggers).
 SELECT s.upload_id, s.batch_id, s.outcome, s.marketo_status, s.at
-FROM upload_submissions s JOIN uploads u ON u.id = s.upload_id
-WHERE u.file_id = ?
+FROM upload_submissions s
+WHERE s.upload_id IN (SELECT p.upload_id FROM parts p WHERE p.file_id = ?)
 ORDER BY s.id
 
 -- name: select_files_to_expire

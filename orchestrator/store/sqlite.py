@@ -22,9 +22,12 @@ import aiosqlite
 
 from orchestrator.errors import InvalidTransition, StoreError
 from orchestrator.models import (
+    EnqueuedFile,
     FileRecord,
     FileStatus,
-    NewUpload,
+    NewFile,
+    NewPart,
+    PartRecord,
     UploadRecord,
     UploadStatus,
     pack_rows,
@@ -40,14 +43,19 @@ BUSY_TIMEOUT_S = 30.0
 # --- named queries (the SQL is in orchestrator/queries.sql) ---------------------------------
 
 UPLOAD_COLUMNS = (
-    "id, file_id, seq, path, size_bytes, rows, kind, options, status, batch_id, marketo_status,"
+    "id, path, size_bytes, rows, kind, options, status, batch_id, marketo_status,"
     " num_leads_processed, num_rows_failed, num_rows_with_warning, message, attempts,"
     " batch_failures, uncertain, not_before, next_poll_at, polls, error_code, error,"
-    " created_at, updated_at, claimed_at, submitted_at, finished_at"
+    " created_at, updated_at, claimed_at, submitted_at, finished_at, results_split_at"
+)
+PART_COLUMNS = (
+    "id, file_id, seq, path, size_bytes, header_bytes, rows, kind, options, pack_key,"
+    " queued_at, send_by, upload_id, first_row, num_leads_processed, num_rows_failed,"
+    " num_rows_with_warning"
 )
 from orchestrator.timing import Clock
 
-_Q = load_queries(UPLOAD_COLUMNS)
+_Q = load_queries(UPLOAD_COLUMNS, PART_COLUMNS)
 
 INSERT_FILE = _Q["insert_file"]
 SELECT_FILE = _Q["select_file"]
@@ -55,11 +63,34 @@ SET_FILE_WORK_PATH = _Q["set_file_work_path"]
 SELECT_FILES_BY_STATUS = _Q["select_files_by_status"]
 SELECT_FILE_BY_WORK_PATH = _Q["select_file_by_work_path"]
 SELECT_IMPORTED_TWIN = _Q["select_imported_twin"]
+SELECT_IMPORTED_TWINS = _Q["select_imported_twins"]
+INSERT_FILES_WITH_IDS = _Q["insert_files_with_ids"]
+SELECT_SEQUENCE = _Q["select_sequence"]
+SELECT_FILES_FROM = _Q["select_files_from"]
+ENQUEUE_FILE = _Q["enqueue_file"]
+INSERT_PART = _Q["insert_part"]
 INSERT_UPLOAD = _Q["insert_upload"]
+LINK_PART = _Q["link_part"]
+SELECT_PART_SOURCE_ROWS = _Q["select_part_source_rows"]
+SELECT_PARTS_OF_UPLOAD = _Q["select_parts_of_upload"]
+SELECT_PARTS_OF_FILE = _Q["select_parts_of_file"]
+SELECT_PARTS_OF_FILES = _Q["select_parts_of_files"]
+SELECT_FILES_OF_UPLOAD = _Q["select_files_of_upload"]
+COUNT_FILES_IN_UPLOAD = _Q["count_files_in_upload"]
+SELECT_SOURCE_ROWS_OF_UPLOAD = _Q["select_source_rows_of_upload"]
+SELECT_WAITING_HEAD = _Q["select_waiting_head"]
+SELECT_WAITING_GROUP = _Q["select_waiting_group"]
+SELECT_WAITING_GROUP_TOTALS = _Q["select_waiting_group_totals"]
+SELECT_WAITING_UPTO = _Q["select_waiting_upto"]
+SELECT_WAITING_SUMMARY = _Q["select_waiting_summary"]
+DETACH_PART = _Q["detach_part"]
+SELECT_UPLOADS_TO_SPLIT = _Q["select_uploads_to_split"]
+SET_PART_COUNTS = _Q["set_part_counts"]
+SET_UPLOAD_SPLIT = _Q["set_upload_split"]
+COUNT_UNREPORTED_IN_UPLOAD = _Q["count_unreported_in_upload"]
+SELECT_UPLOAD_PATHS = _Q["select_upload_paths"]
 CLAIM_NEXT_UPLOAD = _Q["claim_next_upload"]
 SELECT_UPLOAD = _Q["select_upload"]
-SELECT_UPLOAD_SOURCE_ROWS = _Q["select_upload_source_rows"]
-SELECT_UPLOADS_OF_FILE = _Q["select_uploads_of_file"]
 SELECT_UPLOADS_BY_STATUS = _Q["select_uploads_by_status"]
 SELECT_AT_MARKETO = _Q["select_at_marketo"]
 SELECT_DUE_FOR_POLL = _Q["select_due_for_poll"]
@@ -68,6 +99,7 @@ SELECT_NEXT_QUEUED_AT = _Q["select_next_queued_at"]
 COUNT_UPLOADS_IN = _Q["count_uploads_in"]
 SELECT_FILES_TO_REPORT = _Q["select_files_to_report"]
 SELECT_FILES_READY = _Q["select_files_ready"]
+START_REPORTING = _Q["start_reporting"]
 COUNT_FILES_BY_STATUS = _Q["count_files_by_status"]
 COUNT_UPLOADS_BY_STATUS = _Q["count_uploads_by_status"]
 SELECT_STATUS_OF = {
@@ -286,6 +318,23 @@ class Store:
         )
         return FileRecord.from_row(row) if row else None
 
+    async def imported_twins(
+        self, keys: Iterable[tuple[str, str | None]]
+    ) -> dict[tuple[str, str], FileRecord]:
+        """Return ``imported_twin`` for many ``(sha256, import_key)`` at once (one query).
+
+        Returns:
+            The twins found, by ``(sha256, import_key or "")``.
+        """
+        wanted = sorted({(sha, key or "") for sha, key in keys})
+        if not wanted:
+            return {}
+        rows = await self._fetchall(
+            SELECT_IMPORTED_TWINS, {"keys": json.dumps([list(k) for k in wanted])}
+        )
+        found = [FileRecord.from_row(r) for r in rows]
+        return {(f.sha256, f.import_key or ""): f for f in found if f.sha256 is not None}
+
     async def transition_file(
         self,
         file_id: int,
@@ -310,21 +359,87 @@ class Store:
             )
         return FileRecord.from_row(row)
 
-    async def enqueue_uploads(
+    async def add_files(self, files: Sequence[NewFile]) -> list[FileRecord]:
+        """Record a batch of newly found files in status ``received``, in one transaction.
+
+        A ``{id}`` (``places.PENDING_ID``) in a ``work_path`` is replaced by that file's new
+        id; ids follow the order of ``files``.
+
+        Returns:
+            The records, in the order of ``files``.
+        """
+        if not files:
+            return []
+        now = self._clock()
+        async with self._transaction() as conn:
+            async with conn.execute(SELECT_SEQUENCE, ("files",)) as cursor:
+                row = await cursor.fetchone()
+            first = int(row[0] if row else 0) + 1
+            await conn.executemany(
+                INSERT_FILES_WITH_IDS,
+                [
+                    {
+                        "id": first + i,
+                        "name": f.name,
+                        "inbox_path": f.inbox_path,
+                        "work_path": f.work_path.replace(PENDING_ID, str(first + i), 1),
+                        "route": f.route,
+                        "size_bytes": f.size_bytes,
+                        "now": now,
+                    }
+                    for i, f in enumerate(files)
+                ],
+            )
+            async with conn.execute(SELECT_FILES_FROM, (first, first + len(files) - 1)) as cur:
+                rows = list(await cur.fetchall())
+        return [FileRecord.from_row(r) for r in rows]
+
+    async def finish_files(
+        self, items: Sequence[tuple[int, FileStatus, FileStatus, dict[str, Any]]]
+    ) -> list[FileRecord]:
+        """Move several files to their final status in one transaction (all or none).
+
+        Args:
+            items: ``(file id, expected status, new status, changes)``; changes are columns
+                from ``FILE_MUTABLE`` (``info`` may be a dict).
+
+        Raises:
+            InvalidTransition: a file was not in its expected status (nothing changed).
+        """
+        now = self._clock()
+        done: list[FileRecord] = []
+        async with self._transaction() as conn:
+            for file_id, expected, new, changes in items:
+                values = dict(changes)
+                if "info" in values and not isinstance(values["info"], str):
+                    values["info"] = json.dumps(values["info"], ensure_ascii=False)
+                row = await _guarded_update(
+                    conn, "files", "*", FILE_MUTABLE, file_id, expected, new, values, now
+                )
+                done.append(FileRecord.from_row(row))
+        return done
+
+    async def enqueue_parts(
         self,
         file_id: int,
-        uploads: Sequence[NewUpload],
+        parts: Sequence[NewPart],
         *,
         new_status: FileStatus = FileStatus.QUEUED,
         **changes: Any,
     ) -> list[int]:
-        """Enqueue a prepared file's uploads and move the file ``received`` -> ``new_status``.
+        """Enqueue a prepared file's parts and move the file ``received`` -> ``new_status``.
 
-        One transaction: either every upload is in the FIFO and the file is ``queued`` (or
-        ``reporting`` when there are no uploads), or nothing changed.
+        One transaction: either every part waits in the FIFO (for a pack) and the file is
+        ``queued`` (or ``reporting`` when there are no parts), or nothing changed. Each part
+        may leave at the latest ``send_by`` (``NewPart`` carries no time: the caller passes
+        ``wait_s``, default 0).
+
+        Args:
+            changes: file columns from ``FILE_MUTABLE``; ``wait_s`` (seconds a part may wait
+                for others to share its upload) is taken out of them.
 
         Returns:
-            The upload ids, in FIFO order.
+            The part ids, in FIFO order.
 
         Raises:
             InvalidTransition: the file was not ``received``.
@@ -332,6 +447,7 @@ class Store:
                 imported and this one is not forced (callers check ``imported_twin`` first;
                 the index is the last guard).
         """
+        wait_s = float(changes.pop("wait_s", 0.0))
         now = self._clock()
         if "info" in changes and not isinstance(changes["info"], str):
             changes["info"] = json.dumps(changes["info"], ensure_ascii=False)
@@ -348,30 +464,85 @@ class Store:
                 changes,
                 now,
             )
-            for seq, upload in enumerate(uploads, start=1):
+            for seq, part in enumerate(parts, start=1):
                 cursor = await conn.execute(
-                    INSERT_UPLOAD,
-                    (
-                        file_id,
-                        seq,
-                        upload.path,
-                        upload.size_bytes,
-                        len(upload.source_rows),
-                        pack_rows(upload.source_rows),
-                        upload.kind,
-                        json.dumps(upload.options),
-                        now,
-                        now,
-                    ),
+                    INSERT_PART, _part_params(file_id, seq, part, now, now + wait_s)
                 )
                 assert cursor.lastrowid is not None
                 ids.append(cursor.lastrowid)
                 await cursor.close()
         return ids
 
+    async def enqueue_files(self, files: Sequence[EnqueuedFile]) -> list[list[int]]:
+        """Enqueue several prepared files at once: one transaction for the whole batch.
+
+        Each file goes ``received`` -> its ``status`` with its figures, and its parts join
+        the FIFO in the order of ``files``. Either all of it happens or nothing.
+
+        Returns:
+            Each file's part ids, in the order of ``files``.
+
+        Raises:
+            InvalidTransition: a file was not ``received`` (nothing was enqueued).
+            sqlite3.IntegrityError: a file's sha256 is already imported (nothing was
+                enqueued; the caller checks first and falls back to one file at a time).
+        """
+        if not files:
+            return []
+        now = self._clock()
+        async with self._transaction() as conn:
+            cursor = await conn.executemany(
+                ENQUEUE_FILE,
+                [
+                    {
+                        "id": f.file_id,
+                        "status": f.status.value,
+                        "now": now,
+                        "sha256": f.sha256,
+                        "encoding": f.encoding,
+                        "format": f.format,
+                        "rows_total": f.rows_total,
+                        "rows_rejected": f.rows_rejected,
+                        "duplicates": f.duplicates,
+                        "info": json.dumps(f.info, ensure_ascii=False),
+                    }
+                    for f in files
+                ],
+            )
+            if cursor.rowcount != len(files):
+                raise InvalidTransition("files", files[0].file_id, ("received",), None)
+            async with conn.execute(SELECT_SEQUENCE, ("parts",)) as seq_cursor:
+                row = await seq_cursor.fetchone()
+            next_id = int(row[0] if row else 0) + 1
+            params: list[tuple[Any, ...]] = []
+            ids: list[list[int]] = []
+            for f in files:
+                mine = []
+                for seq, part in enumerate(f.parts, start=1):
+                    params.append(_part_params(f.file_id, seq, part, now, now + f.wait_s))
+                    mine.append(next_id)
+                    next_id += 1
+                ids.append(mine)
+            if params:
+                await conn.executemany(INSERT_PART, params)
+        return ids
+
     async def files_ready_for_report(self) -> list[FileRecord]:
         """Return ``queued`` files whose every upload is terminal (oldest first)."""
         return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_READY)]
+
+    async def start_reporting(self, file_ids: Sequence[int]) -> list[FileRecord]:
+        """Move ``queued`` files to ``reporting`` in one transaction; return those moved.
+
+        Files no longer ``queued`` are left as they are (and not returned).
+        """
+        if not file_ids:
+            return []
+        async with self._transaction() as conn, conn.execute(
+            START_REPORTING, {"ids": json.dumps(list(file_ids)), "now": self._clock()}
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        return sorted((FileRecord.from_row(r) for r in rows), key=lambda f: f.id)
 
     async def files_to_report(self) -> list[FileRecord]:
         """Return files whose results must be written (oldest first).
@@ -430,7 +601,7 @@ class Store:
         return UploadRecord.from_row(row) if row else None
 
     async def submissions_of_file(self, file_id: int) -> dict[int, list[dict[str, Any]]]:
-        """Return every create call of a file's uploads, by upload id, oldest first.
+        """Return every create call of the uploads a file's parts ride in, by upload id.
 
         Each is ``{"batch_id": int | None, "outcome": "accepted" | "uncertain",
         "marketo_status": str | None, "at": epoch seconds}`` (rows written by triggers,
@@ -444,15 +615,201 @@ class Store:
             )
         return found
 
-    async def upload_source_rows(self, upload_id: int) -> list[int]:
-        """Return the source line number of each row of an upload, in order."""
-        row = await self._fetchone(SELECT_UPLOAD_SOURCE_ROWS, (upload_id,))
+    async def form_upload(
+        self,
+        parts: Sequence[tuple[int, int]],
+        *,
+        path: str,
+        size_bytes: int,
+        rows: int,
+        kind: str,
+        options: dict[str, Any],
+        status: UploadStatus = UploadStatus.SUBMITTING,
+    ) -> UploadRecord:
+        """Record a pack: a new upload carrying waiting parts, in one transaction.
+
+        Args:
+            parts: ``(part id, first row)`` in the upload's row order; each must be waiting.
+            path: the file to send (a part's own file or a pack file).
+            size_bytes: its size in bytes.
+            rows: data rows in it.
+            kind: the import endpoint of every part.
+            options: the Marketo parameters of every part.
+            status: ``submitting`` (claimed: the scheduler sends it now) or ``queued``.
+
+        Raises:
+            StoreError: a part was not waiting (nothing was recorded).
+        """
+        now = self._clock()
+        async with self._transaction() as conn:
+            async with conn.execute(
+                INSERT_UPLOAD,
+                {
+                    "path": path,
+                    "size_bytes": size_bytes,
+                    "rows": rows,
+                    "kind": kind,
+                    "options": json.dumps(options),
+                    "status": status.value,
+                    "claimed_at": now if status is UploadStatus.SUBMITTING else None,
+                    "now": now,
+                },
+            ) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            linked = await conn.executemany(
+                LINK_PART, [(row["id"], first, part_id) for part_id, first in parts]
+            )
+            if linked.rowcount != len(parts):
+                raise StoreError(f"a part of upload {row['id']} was no longer waiting")
+        return UploadRecord.from_row(row)
+
+    async def part_source_rows(self, part_id: int) -> list[int]:
+        """Return the source line number of each row of a part, in order."""
+        row = await self._fetchone(SELECT_PART_SOURCE_ROWS, (part_id,))
         return unpack_rows(row[0]) if row else []
 
-    async def uploads_of_file(self, file_id: int) -> list[UploadRecord]:
-        """Return a file's uploads by ``seq``."""
-        rows = await self._fetchall(SELECT_UPLOADS_OF_FILE, (file_id,))
+    async def parts_of_upload(self, upload_id: int) -> list[PartRecord]:
+        """Return the parts riding in an upload, in the upload's row order."""
+        rows = await self._fetchall(SELECT_PARTS_OF_UPLOAD, (upload_id,))
+        return [PartRecord.from_row(r) for r in rows]
+
+    async def parts_of_file(self, file_id: int) -> list[PartRecord]:
+        """Return a file's parts by ``seq``."""
+        rows = await self._fetchall(SELECT_PARTS_OF_FILE, (file_id,))
+        return [PartRecord.from_row(r) for r in rows]
+
+    async def parts_of_files(self, file_ids: Sequence[int]) -> dict[int, list[PartRecord]]:
+        """Return the parts of several files (one query), by file id, each by ``seq``."""
+        if not file_ids:
+            return {}
+        rows = await self._fetchall(SELECT_PARTS_OF_FILES, {"ids": json.dumps(list(file_ids))})
+        found: dict[int, list[PartRecord]] = {}
+        for row in rows:
+            part = PartRecord.from_row(row)
+            found.setdefault(part.file_id, []).append(part)
+        return found
+
+    async def files_of_upload(self, upload_id: int) -> list[tuple[int, str, int, int]]:
+        """Return ``(file id, file name, part seq, part rows)`` of an upload, in row order."""
+        rows = await self._fetchall(SELECT_FILES_OF_UPLOAD, (upload_id,))
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def count_files_in_upload(self, upload_id: int) -> int:
+        """Return how many files ride in an upload."""
+        row = await self._fetchone(COUNT_FILES_IN_UPLOAD, (upload_id,))
+        return int(row[0]) if row else 0
+
+    async def source_rows_of_upload(self, upload_id: int) -> dict[int, list[int]]:
+        """Return the source line numbers of every part of an upload, by part id."""
+        rows = await self._fetchall(SELECT_SOURCE_ROWS_OF_UPLOAD, (upload_id,))
+        return {r[0]: unpack_rows(r[1]) for r in rows}
+
+    async def waiting_head(self) -> PartRecord | None:
+        """Return the oldest part waiting for a pack (the FIFO head), or None."""
+        row = await self._fetchone(SELECT_WAITING_HEAD)
+        return PartRecord.from_row(row) if row else None
+
+    async def waiting_group(
+        self, pack_key: str, budget: int
+    ) -> list[tuple[int, int, int, int, float | None]]:
+        """Return the waiting parts of one pack key in FIFO order, as far as they could fit.
+
+        Args:
+            pack_key: the key.
+            budget: bytes of rows (headers left out) one upload can hold.
+
+        Returns:
+            ``(id, rows, size_bytes, header_bytes, send_by)`` of every part whose rows start
+            within ``budget`` bytes of the group's first, i.e. the parts that could fit plus
+            the first that would not.
+        """
+        rows = await self._fetchall(SELECT_WAITING_GROUP, {"key": pack_key, "budget": budget})
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def waiting_upto(self, pack_key: str, last_id: int) -> list[PartRecord]:
+        """Return the waiting parts of a key in FIFO order, up to and including ``last_id``."""
+        rows = await self._fetchall(SELECT_WAITING_UPTO, (pack_key, last_id))
+        return [PartRecord.from_row(r) for r in rows]
+
+    async def waiting_group_totals(self, pack_key: str) -> tuple[int, int, float | None]:
+        """Return ``(parts, rows, earliest send_by)`` waiting with this pack key."""
+        row = await self._fetchone(SELECT_WAITING_GROUP_TOTALS, (pack_key,))
+        if row is None:
+            return 0, 0, None
+        return int(row[0]), int(row[1]), row[2]
+
+    async def waiting_summary(self) -> dict[str, Any]:
+        """Return what waits for a pack: ``files``, ``parts``, ``rows``, ``oldest_queued_at``."""
+        row = await self._fetchone(SELECT_WAITING_SUMMARY)
+        if row is None:
+            return {"files": 0, "parts": 0, "rows": 0, "oldest_queued_at": None}
+        return {"files": row[0], "parts": row[1], "rows": row[2], "oldest_queued_at": row[3]}
+
+    async def detach_parts(
+        self, parts: Sequence[tuple[int, int, str | None]], options: dict[str, Any]
+    ) -> None:
+        """Take parts out of their (dead) upload so that they wait for a new pack.
+
+        One transaction; the parts are due at once (``send_by`` now).
+
+        Args:
+            parts: ``(part id, its current upload id, new pack key)``.
+            options: the Marketo parameters the parts are sent with from now on.
+
+        Raises:
+            StoreError: a part was no longer in that upload (nothing changed).
+        """
+        now = self._clock()
+        text = json.dumps(options)
+        async with self._transaction() as conn:
+            for part_id, upload_id, key in parts:
+                cursor = await conn.execute(
+                    DETACH_PART,
+                    {"id": part_id, "upload_id": upload_id, "options": text, "pack_key": key,
+                     "now": now},
+                )
+                if cursor.rowcount != 1:
+                    raise StoreError(f"part {part_id} is no longer in upload {upload_id}")
+                await cursor.close()
+
+    async def uploads_to_split(self) -> list[UploadRecord]:
+        """Return complete uploads whose results were not split into their parts yet."""
+        rows = await self._fetchall(SELECT_UPLOADS_TO_SPLIT)
         return [UploadRecord.from_row(r) for r in rows]
+
+    async def record_split(
+        self, upload_id: int, counts: Sequence[tuple[int, int, int, int]]
+    ) -> bool:
+        """Store each part's own counts in a batch and mark the batch split, atomically.
+
+        Args:
+            counts: ``(part id, processed, failed, warned)`` for every part of the upload.
+
+        Returns:
+            False when the upload was already split or is not complete (nothing changed).
+        """
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                SET_UPLOAD_SPLIT, {"id": upload_id, "now": self._clock()}
+            )
+            if cursor.rowcount != 1:
+                return False
+            await conn.executemany(
+                SET_PART_COUNTS,
+                [(done, failed, warned, part_id, upload_id)
+                 for part_id, done, failed, warned in counts],
+            )
+        return True
+
+    async def unreported_in_upload(self, upload_id: int) -> int:
+        """Return how many parts of the upload belong to files not reported yet."""
+        row = await self._fetchone(COUNT_UNREPORTED_IN_UPLOAD, (upload_id,))
+        return int(row[0]) if row else 0
+
+    async def upload_paths(self) -> set[str]:
+        """Return the path of every upload ever recorded (to find orphan pack files)."""
+        return {r[0] for r in await self._fetchall(SELECT_UPLOAD_PATHS)}
 
     async def uploads_in(self, status: UploadStatus) -> list[UploadRecord]:
         """Return uploads in ``status`` in FIFO order."""
@@ -682,6 +1039,26 @@ class Store:
         """Return the newest errors first: ``at``, ``file_id``, ``upload_id``, ``code``, ``message``."""
         rows = await self._fetchall(SELECT_RECENT_ERRORS, (limit,))
         return [dict(r) for r in rows]
+
+
+def _part_params(
+    file_id: int, seq: int, part: NewPart, now: float, send_by: float
+) -> tuple[Any, ...]:
+    """The ``insert_part`` parameters of one part."""
+    return (
+        file_id,
+        seq,
+        part.path,
+        part.size_bytes,
+        part.header_bytes,
+        len(part.source_rows),
+        pack_rows(part.source_rows),
+        part.kind,
+        json.dumps(part.options),
+        part.pack_key,
+        now,
+        send_by,
+    )
 
 
 async def _guarded_update(
