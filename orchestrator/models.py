@@ -235,6 +235,9 @@ class EnqueuedFile:
         status: ``queued`` (parts to import) or ``reporting`` (nothing to send).
         sha256, encoding, format, rows_total, rows_rejected, duplicates, info: the file's
             figures (``files`` columns; ``info`` as a dict).
+        import_key: its import options (``files.import_key``; duplicates are the same bytes
+            with the same key).
+        forced: imported again on purpose although a twin was imported.
         wait_s: seconds its parts may wait for others to share their upload
             (``import.pack_wait_s``).
     """
@@ -249,6 +252,8 @@ class EnqueuedFile:
     rows_rejected: int
     duplicates: int
     info: dict[str, Any]
+    import_key: str | None = None
+    forced: bool = False
     wait_s: float = 0.0
 
 

@@ -5,7 +5,9 @@ A dropped file's life, in folders (``paths.*`` settings)::
     inbox/<name>                      dropped by an operator (or ``leadflow submit``)
     inbox/<route folder>/<name>       dropped for a route (``[[routes]] folder``)
     work/<file id>/source/<name>      claimed by intake (one atomic move out of the inbox)
-    work/<file id>/                   its uploads, rejections.csv, Marketo's failures/warnings
+    work/<file id>/                   its parts (upload-NNNN.csv), rejections.csv, split rows
+    work/packs/                       pack files (one upload shared by several files) and
+                                      Marketo's failures/warnings files of their batches
     results/<name>.<file id>/         report.json, failures.csv, warnings.csv
     archive/<file id>-<name>          the source of a complete or partial file
     rejected/<file id>-<name>         the source of a file with no row imported
@@ -36,6 +38,8 @@ from orchestrator.settings import PathSettings, Route, Settings
 MAX_NAME_BYTES = 180
 #: The folder of a file's work folder that holds the claimed source.
 SOURCE_FOLDER = "source"
+#: The folder of ``work`` that holds pack files (uploads shared by several files).
+PACKS_FOLDER = "packs"
 #: Intake's rows rejected locally, in the file's work folder.
 REJECTIONS_NAME = "rejections.csv"
 #: Stands for the file id in a work path recorded before the id is known (``Store.add_file``
@@ -159,6 +163,11 @@ def _probe(key: str, folder: Path, shown: Path) -> None:
 def work_source(work: Path, file_id: int | str, name: str) -> Path:
     """Return ``work/<file id>/source/<name>``, where intake claims a file."""
     return work / str(file_id) / SOURCE_FOLDER / name
+
+
+def packs_dir(paths: PathSettings) -> Path:
+    """Return ``work/packs``: pack files and the Marketo files fetched for their batches."""
+    return paths.work / PACKS_FOLDER
 
 
 def work_dir_of_source(source: Path) -> Path:

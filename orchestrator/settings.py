@@ -61,6 +61,12 @@ DEFAULT_NULL_TOKENS: tuple[str, ...] = (
     # numpy / pandas datetimes, JavaScript, SQL dumps
     "NaT", "undefined", "\\N",
 )
+#: Bytes of ``limits.max_upload_bytes`` kept for the multipart framing around an upload file
+#: (boundaries, part headers, form fields: several times the ~300 bytes the client sends).
+MULTIPART_OVERHEAD = 1024
+#: Default of ``import.pack_wait_s``: the longest a queued file waits for others to share its
+#: Marketo job while our jobs hold Marketo's importing slots and the next place in line.
+DEFAULT_PACK_WAIT_S = 60.0
 ENV_PREFIX = "LEADFLOW_"
 CONFIG_ENV = "LEADFLOW_CONFIG"
 
@@ -190,6 +196,11 @@ class LimitSettings(_Section):
     #: Calls per day (America/Chicago day) we allow ourselves.
     daily_call_budget: PositiveInt = 10_000
 
+    @property
+    def max_file_bytes(self) -> int:
+        """The largest upload file (bytes) whose multipart body stays under the limit."""
+        return self.max_upload_bytes - MULTIPART_OVERHEAD
+
 
 class PollingSettings(_Section):
     """How often to ask for a batch's status, seconds.
@@ -214,6 +225,8 @@ class PollingSettings(_Section):
 class IntakeSettings(_Section):
     """The watched folder and file preparation."""
 
+    #: Files claimed, prepared and enqueued together (one worker-thread call, one transaction).
+    batch_files: int = Field(default=256, ge=1, le=10_000)
     #: A file is taken once its size and mtime have not changed for this many seconds.
     stable_s: NonNegativeFloat = 5.0
     #: Full rescan of the inbox every this many seconds (network shares send no events).
@@ -261,8 +274,9 @@ class ImportKind(StrEnum):
     CUSTOM_OBJECTS = "custom_objects"
 
 
-class ImportSettings(_Section):
-    """Import options for files at the inbox root (docs/reference/marketo-api.md §2.1)."""
+class ImportOptions(_Section):
+    """Import options of a route or of the inbox root (docs/reference/marketo-api.md §2.1)."""
+
 
     #: Marketo ``lookupField``: the dedupe field of the upsert.
     lookup_field: str = "email"
@@ -270,9 +284,20 @@ class ImportSettings(_Section):
     list_id: int | None = None
     #: Marketo ``partitionName``: the lead partition to import into.
     partition_name: str | None = None
+    #: Files may share Marketo jobs with other files of the same options and columns
+    #: (packing); false: every chunk of a file is a job of its own.
+    pack: bool = True
 
 
-class Route(ImportSettings):
+class ImportSettings(ImportOptions):
+    """Import options for files at the inbox root, and packing for every route."""
+
+    #: The longest a queued file waits for others to share its Marketo job while our jobs
+    #: hold Marketo's 2 importing slots and the next place in line, seconds; 0: never held.
+    pack_wait_s: NonNegativeFloat = DEFAULT_PACK_WAIT_S
+
+
+class Route(ImportOptions):
     """Import options for files dropped in one subfolder of the inbox.
 
     ``lookup_field`` of a ``custom_objects`` route: when left out, the object's dedupe fields

@@ -33,7 +33,7 @@ from orchestrator.intake.fields import Catalogue, Field, LeadFieldLike
 from orchestrator.intake.prepare import Prepared, PrepareSpec, prepare_file
 from orchestrator.intake.reasons import Unimportable
 from orchestrator.intake.service import Intake
-from orchestrator.intake.split import MULTIPART_OVERHEAD
+from orchestrator.settings import MULTIPART_OVERHEAD
 
 __all__ = [
     "MULTIPART_OVERHEAD",

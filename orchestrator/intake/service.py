@@ -1,10 +1,16 @@
-"""Intake: claims stable files from the inbox, prepares them and enqueues their uploads.
+"""Intake: claims stable files from the inbox, prepares them and enqueues their parts.
 
 One task owns the loop; each file is claimed (``store.add_file`` then ``places.move`` into
 ``paths.work/<file_id>/source/<name>``), prepared in a worker thread, and either enqueued in one
-transaction or ended ``rejected``/``empty``/``duplicate`` with one sentence. Reports and moving
-the source out of ``work`` belong to the Reporter (``orchestrator/results/reporter.py``).
-Nothing that goes wrong with one file stops the loop.
+transaction (its parts wait in the FIFO for a pack) or ended ``rejected``/``empty``/``duplicate``
+with one sentence. Reports and moving the source out of ``work`` belong to the Reporter
+(``orchestrator/results/reporter.py``). Nothing that goes wrong with one file stops the loop.
+
+Small files (up to ``claim.EAGER_PREPARE_BYTES``) are taken in batches of
+``intake.batch_files``: one transaction records the batch, one worker-thread call claims and
+prepares every file of it, one query finds files whose bytes were already imported with the
+same options, one transaction enqueues the batch. Bigger files are taken one by one, up to
+``CONCURRENT_FILES`` at a time.
 
 ``rejected`` is only for a file's own faults. When the machine is at fault (the work folder
 cannot be created or written, the inbox file cannot be moved or read: an ``OSError`` while the
@@ -22,7 +28,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +42,14 @@ from orchestrator.intake.catalogue import (
     DescribeObject,
     ObjectCache,
 )
-from orchestrator.intake.claim import claim, scan_and_prepare_small
+from orchestrator.intake.claim import (
+    EAGER_PREPARE_BYTES,
+    BatchItem,
+    BatchOutcome,
+    claim,
+    claim_and_prepare,
+    scan_and_prepare_small,
+)
 from orchestrator.intake.encoding import SourceScan
 from orchestrator.intake.loop import watch_loop
 from orchestrator.intake.prepare import (
@@ -46,14 +59,20 @@ from orchestrator.intake.prepare import (
     prepare_file,
 )
 from orchestrator.intake.reasons import Unimportable
-from orchestrator.intake.uploads import LazyUploads, file_info, import_key, upload_options
+from orchestrator.intake.uploads import (
+    LazyParts,
+    file_info,
+    import_key,
+    pack_key,
+    upload_options,
+)
 from orchestrator.intake.watcher import (
     Candidate,
     StabilityTracker,
     scan_inbox,
     unknown_folder_reason,
 )
-from orchestrator.models import FileRecord, FileStatus
+from orchestrator.models import EnqueuedFile, FileRecord, FileStatus, NewFile
 from orchestrator.places import (
     PENDING_ID,
     forced_name,
@@ -69,6 +88,10 @@ log = structlog.get_logger(__name__)
 
 #: Files prepared at once in one scan (their I/O and database waits overlap).
 CONCURRENT_FILES = 4
+#: Batches of small files taken at once in one scan (one prepares while one is enqueued).
+BATCHES_IN_FLIGHT = 2
+#: Pack keys remembered (kind, options and columns seen lately).
+PACK_KEYS_KEPT = 1024
 #: A held file still in the inbox: its claim (the move into work) is tried again.
 CLAIM = "claim"
 #: A held file already in work: its preparation is tried again.
@@ -102,6 +125,16 @@ class _Plan:
     options: dict[str, Any]
     key: str
     forced: bool
+
+
+#: A prepared small file of a batch, to enqueue: record, plan, scan, preparation.
+_Ready = tuple[FileRecord, _Plan, SourceScan, Prepared]
+
+
+def _clean_work_dirs(folders: list[Path]) -> None:
+    """Delete prepared outputs of several work folders (duplicates found after preparing)."""
+    for folder in folders:
+        clean_work_dir(folder)
 
 
 class Intake:
@@ -155,6 +188,7 @@ class Intake:
         self.observer: Any = None
         #: Files held back by an environment failure, by file id (see the module docstring).
         self._held: dict[int, _Held] = {}
+        self._pack_keys: dict[tuple[Any, ...], str] = {}
 
     # --- public API ------------------------------------------------------------------------
 
@@ -240,10 +274,30 @@ class Intake:
                 ready.append(candidate)
         if not ready:
             return 0
+        small = [c for c in ready if c.size <= EAGER_PREPARE_BYTES]
+        large = [c for c in ready if c.size > EAGER_PREPARE_BYTES]
+        step = self.settings.intake.batch_files
+        batches = [small[start : start + step] for start in range(0, len(small), step)]
+        # Two batches in flight: one prepares in its worker thread while the other writes to
+        # the database; each enqueues only after the one before it, so FIFO order holds.
+        turns = [asyncio.Event() for _ in batches]
+        in_flight = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+
+        async def take_batch(index: int) -> int:
+            async with in_flight:
+                try:
+                    return await self._take_batch_guarded(
+                        batches[index], turns[index - 1] if index else None
+                    )
+                finally:
+                    turns[index].set()
+
         limit = asyncio.Semaphore(CONCURRENT_FILES)
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._take_guarded(c, limit)) for c in ready]
-        return sum(1 for task in tasks if task.result())
+            batch_tasks = [group.create_task(take_batch(i)) for i in range(len(batches))]
+            tasks = [group.create_task(self._take_guarded(c, limit)) for c in large]
+        taken = sum(task.result() for task in batch_tasks)
+        return taken + sum(1 for task in tasks if task.result())
 
     def holding(self) -> int:
         """Return how many files are held back by an environment failure (retried later)."""
@@ -342,6 +396,259 @@ class Intake:
                 log.exception("file_take_failed", file=candidate.path.name)
                 return False
 
+    async def _take_batch_guarded(
+        self, batch: list[Candidate], previous: asyncio.Event | None = None
+    ) -> int:
+        try:
+            return await self._take_batch(batch, previous)
+        except Exception:  # never let one batch stop the loop; its files are recovered
+            log.exception("file_batch_failed", files=len(batch))
+            return 0
+
+    async def _take_batch(
+        self, batch: list[Candidate], previous: asyncio.Event | None = None
+    ) -> int:
+        """Claim and prepare small files together; return how many were recorded.
+
+        A file whose claim or preparation fails is ended (or held) on its own, exactly as on
+        the one-file path; the others are enqueued in one transaction, after the batch before
+        (``previous`` set) was enqueued.
+        """
+        # work/{id}/source/<name>, built once per batch (thousands of pathlib joins add up)
+        folder = str(work_source(self.settings.paths.work, PENDING_ID, "-").parent)
+        try:
+            records = await self.store.add_files(
+                [
+                    NewFile(
+                        name=c.path.name,
+                        inbox_path=str(c.path),
+                        work_path=f"{folder}{os.sep}{c.path.name}",
+                        route=c.route.name if c.route else None,
+                        size_bytes=c.size,
+                    )
+                    for c in batch
+                ]
+            )
+        except StoreError as exc:
+            log.error("file_claim_failed", files=len(batch), error=str(exc))
+            return 0
+        # One plan per route: None while describe is unavailable (the file waits), or why
+        # the route cannot import (each of its files is rejected).
+        plans: dict[str | None, tuple[_Plan, PrepareSpec] | Unimportable | None] = {}
+        items: list[BatchItem] = []
+        for record in records:
+            if record.route not in plans:
+                try:
+                    plans[record.route] = await self._route_plan(self._route(record))
+                except CatalogueUnavailable:
+                    plans[record.route] = None
+                except Unimportable as exc:
+                    plans[record.route] = exc
+            planned = plans[record.route]
+            spec = planned[1] if isinstance(planned, tuple) else None
+            items.append(BatchItem(Path(record.inbox_path), Path(record.work_path), record.id,
+                                   spec))
+        outcomes = await asyncio.to_thread(claim_and_prepare, items)
+        ready: list[_Ready] = []
+        for record, candidate, item, outcome in zip(records, batch, items, outcomes,
+                                                     strict=True):
+            with structlog.contextvars.bound_contextvars(file_id=record.id, file=record.name):
+                done = await self._batch_outcome(
+                    record, candidate, item, outcome, plans[record.route]
+                )
+            if done is not None:
+                ready.append(done)
+        if previous is not None:
+            await previous.wait()
+        await self._enqueue_batch(ready)
+        return len(records)
+
+    async def _batch_outcome(
+        self,
+        record: FileRecord,
+        candidate: Candidate,
+        item: BatchItem,
+        outcome: BatchOutcome,
+        planned: tuple[_Plan, PrepareSpec] | Unimportable | None,
+    ) -> _Ready | None:
+        """Carry out one file's outcome; return it when it is to be enqueued."""
+        if not outcome.claimed:
+            error = outcome.error or OSError("unknown error")
+            if isinstance(error, FileNotFoundError) or not await asyncio.to_thread(
+                os.path.lexists, item.source
+            ):
+                await self._end(record, Unimportable(
+                    "The file vanished from the inbox before it could be claimed."))
+            else:
+                self._environment_failed(record, CLAIM, error, item.source)
+            return None
+        log.info("file_received", file_id=record.id, file=record.name, route=record.route,
+                 size_bytes=candidate.size)
+        if isinstance(planned, Unimportable):
+            await self._end(record, planned)
+            return None
+        if planned is None:
+            self._waiting[record.id] = record
+            log.warning("file_waiting_for_describe", file_id=record.id, file=record.name)
+            return None
+        scan = outcome.scan
+        if outcome.refused is not None:
+            await self._end(record, outcome.refused, sha256=scan.sha256 if scan else None)
+            return None
+        if outcome.error is not None:
+            if await asyncio.to_thread(os.path.isfile, item.target):
+                # The file is there: its folder, the disk or a permission failed, not the file.
+                self._environment_failed(record, PREPARE, outcome.error, item.target)
+                return None
+            await self._end(record, Unimportable(
+                f"The file vanished while it was prepared: "
+                f"{outcome.error.strerror or outcome.error}."))
+            return None
+        if outcome.crash is not None:
+            exc = outcome.crash
+            await self._end(record, Unimportable(
+                f"Preparation failed: {type(exc).__name__}: {exc}."))
+            return None
+        if scan is None or outcome.prepared is None:  # grew past the eager size meanwhile
+            await self._process(record)
+            return None
+        if self.observer is not None:
+            self.observer.file_prepared(outcome.seconds)
+        plan = replace(planned[0], forced=is_forced_name(record.name))
+        return record, plan, scan, outcome.prepared
+
+    async def _enqueue_batch(self, ready: list[_Ready]) -> None:
+        """Enqueue prepared files in one transaction (duplicates ended first).
+
+        Falls back to one transaction per file when the batch is refused (a twin imported
+        meanwhile by another process, say), so that one file cannot hold the others back.
+        """
+        if not ready:
+            return
+        twins = await self.store.imported_twins(
+            (scan.sha256, plan.key) for _, plan, scan, _ in ready
+        )
+        first_of: dict[tuple[str, str], FileRecord] = {}
+        items: list[tuple[_Ready, EnqueuedFile]] = []
+        duplicates: list[tuple[FileRecord, SourceScan, FileRecord]] = []
+        for one in ready:
+            record, plan, scan, prepared = one
+            same = (scan.sha256, plan.key)
+            twin = twins.get(same) or first_of.get(same)
+            if twin is not None and not plan.forced:
+                duplicates.append((record, scan, twin))
+                continue
+            first_of.setdefault(same, record)
+            route = self._route(record)
+            items.append((one, self._enqueued(record, route, plan, prepared, scan.sha256, twin)))
+        if duplicates:
+            await asyncio.to_thread(
+                _clean_work_dirs, [work_dir_of_source(Path(r.work_path)) for r, _, _ in duplicates]
+            )
+            for record, scan, twin in duplicates:
+                await self._duplicate(record, scan.sha256, scan.size_bytes, twin)
+        try:
+            ids = await self.store.enqueue_files([item for _, item in items])
+        except (sqlite3.IntegrityError, StoreError) as exc:
+            log.warning("file_batch_enqueue_refused", files=len(items), error=str(exc))
+            for (record, plan, scan, prepared), _item in items:
+                await self._enqueue(record, self._route(record), plan, prepared, scan.sha256,
+                                    twins.get((scan.sha256, plan.key)))
+            return
+        for ((record, _, _, prepared), item), part_ids in zip(items, ids, strict=True):
+            self._enqueued_log(record, prepared, item.status, part_ids)
+            if self.observer is not None:
+                self.observer.file_queued(self.clock() - record.received_at, record.size_bytes or 0)
+        if self._on_enqueued is not None:
+            self._on_enqueued()
+
+    def _enqueued(
+        self,
+        record: FileRecord,
+        route: Route | None,
+        plan: _Plan,
+        prepared: Prepared,
+        sha256: str,
+        repeats: FileRecord | None,
+    ) -> EnqueuedFile:
+        """The ``EnqueuedFile`` of a prepared file (its parts, figures and pack key).
+
+        ``repeats``: the file a forced one repeats.
+        """
+        options = plan.options
+        info = file_info(record.work_path, prepared, plan.lookup, route, plan.kind, options)
+        if plan.dedupe:
+            info["dedupe_fields"] = list(plan.dedupe)
+        if plan.forced:
+            info["forced"] = {
+                "repeats": {"file_id": repeats.id, "file": repeats.name} if repeats else None,
+                "reason": (
+                    "its name has '.force.' (as `leadflow submit --force` names copies): "
+                    + (f"imported again although file {repeats.id} '{repeats.name}' had the "
+                       "same bytes and import options" if repeats else
+                       "no earlier file had the same bytes and import options")
+                ),
+            }
+            log.info("file_forced", file_id=record.id, file=record.name,
+                     repeats=repeats.id if repeats else None)
+        source = route or self.settings.import_
+        key = (
+            self._pack_key(plan.kind.value, options, prepared.header.names)
+            if source.pack else None
+        )
+        return EnqueuedFile(
+            file_id=record.id,
+            parts=LazyParts(prepared.uploads, plan.kind.value, options, key),
+            status=FileStatus.QUEUED if prepared.uploads else FileStatus.REPORTING,
+            sha256=sha256,
+            encoding=prepared.encoding,
+            format=prepared.format,
+            rows_total=prepared.rows_total,
+            rows_rejected=prepared.rows_rejected,
+            duplicates=prepared.duplicates,
+            info=info,
+            import_key=plan.key,
+            forced=plan.forced,
+            wait_s=self.settings.import_.pack_wait_s,
+        )
+
+    def _pack_key(self, kind: str, options: dict[str, Any], columns: list[str]) -> str:
+        """``pack_key``, remembered: thousands of small files share a handful of keys."""
+        memo = (kind, tuple(sorted(options.items())), tuple(columns))
+        key = self._pack_keys.get(memo)
+        if key is None:
+            if len(self._pack_keys) >= PACK_KEYS_KEPT:
+                self._pack_keys.clear()
+            key = self._pack_keys[memo] = pack_key(kind, options, columns)
+        return key
+
+    def _enqueued_log(
+        self, record: FileRecord, prepared: Prepared, status: FileStatus, part_ids: list[int]
+    ) -> None:
+        for seq, (part_id, upload) in enumerate(zip(part_ids, prepared.uploads, strict=True), 1):
+            log.info(
+                "part_queued",
+                file_id=record.id,
+                file=record.name,
+                part_id=part_id,
+                seq=seq,
+                rows=upload.rows,
+                bytes=upload.size_bytes,
+            )
+            upload.forget_rows_file()
+        log.info(
+            "file_prepared",
+            file_id=record.id,
+            file=record.name,
+            status=status.value,
+            encoding=prepared.encoding,
+            format=prepared.format,
+            rows_total=prepared.rows_total,
+            rows_rejected=prepared.rows_rejected,
+            duplicates=prepared.duplicates,
+            parts=len(part_ids),
+        )
+
     async def _take(self, candidate: Candidate) -> bool:
         """Claim one candidate and prepare it; return whether it was claimed."""
         path = candidate.path
@@ -428,17 +735,32 @@ class Intake:
         described = await self.objects.get(route.object_api_name)
         return described.dedupe_fields[0], tuple(described.dedupe_fields)
 
-    async def _plan(self, record: FileRecord, route: Route | None) -> _Plan:
-        """Decide the endpoint, key columns and options of a file (may call describe).
+    async def _route_plan(self, route: Route | None) -> tuple[_Plan, PrepareSpec]:
+        """Decide the endpoint, key columns and options of a route's files (may call describe).
+
+        The plan's ``forced`` is False: it is a file's own (its name).
 
         Raises:
-            CatalogueUnavailable, Unimportable: as ``_keys``.
+            CatalogueUnavailable: the field catalogue or the object's describe is unavailable.
+            Unimportable: Marketo refused to describe the object.
         """
         kind = route.kind if route is not None else ImportKind.LEADS
         lookup, dedupe = await self._keys(route)
         options = upload_options(route or self.settings.import_, kind, lookup)
-        return _Plan(kind, lookup, dedupe, options, import_key(kind.value, options),
-                     is_forced_name(record.name))
+        plan = _Plan(kind, lookup, dedupe, options, import_key(kind.value, options), False)
+        catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self.catalogue.get()
+        spec = PrepareSpec(
+            catalogue=catalogue,
+            lookup_field=lookup,
+            dedupe_fields=dedupe,
+            object_name=route.object_api_name if route is not None else None,
+            max_upload_bytes=self.settings.limits.max_upload_bytes,
+            null_tokens=self.settings.intake.null_tokens,
+            allow_encoding_guess=self.settings.intake.allow_encoding_guess,
+            encoding=self.settings.intake.encoding,
+            stable_s=self.settings.intake.stable_s,
+        )
+        return plan, spec
 
     async def _process_bound(self, record: FileRecord) -> None:
         route = self._route(record)
@@ -446,20 +768,8 @@ class Intake:
         work_dir = work_dir_of_source(source)
         scan: SourceScan | None = None
         try:
-            plan = await self._plan(record, route)
-            lookup, dedupe, kind = plan.lookup, plan.dedupe, plan.kind
-            catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self.catalogue.get()
-            spec = PrepareSpec(
-                catalogue=catalogue,
-                lookup_field=lookup,
-                dedupe_fields=dedupe,
-                object_name=route.object_api_name if route is not None else None,
-                max_upload_bytes=self.settings.limits.max_upload_bytes,
-                null_tokens=self.settings.intake.null_tokens,
-                allow_encoding_guess=self.settings.intake.allow_encoding_guess,
-                encoding=self.settings.intake.encoding,
-                stable_s=self.settings.intake.stable_s,
-            )
+            route_plan, spec = await self._route_plan(route)
+            plan = replace(route_plan, forced=is_forced_name(record.name))
             began = time.perf_counter()
             scanned, early = await asyncio.to_thread(scan_and_prepare_small, source, spec)
             scan = scanned
@@ -502,8 +812,6 @@ class Intake:
             return
         assert scan is not None and prepared is not None
         await self._enqueue(record, route, plan, prepared, scan.sha256, twin)
-        if self.observer is not None:
-            self.observer.file_queued(self.clock() - record.received_at, scan.size_bytes)
 
     async def _enqueue(
         self,
@@ -514,39 +822,23 @@ class Intake:
         sha256: str,
         repeats: FileRecord | None,
     ) -> None:
-        """Enqueue a prepared file's uploads; ``repeats``: the file a forced one repeats."""
-        options = plan.options
-        info = file_info(record.work_path, prepared, plan.lookup, route, plan.kind, options)
-        if plan.dedupe:
-            info["dedupe_fields"] = list(plan.dedupe)
-        if plan.forced:
-            info["forced"] = {
-                "repeats": {"file_id": repeats.id, "file": repeats.name} if repeats else None,
-                "reason": (
-                    "its name has '.force.' (as `leadflow submit --force` names copies): "
-                    + (f"imported again although file {repeats.id} '{repeats.name}' had the "
-                       "same bytes and import options" if repeats else
-                       "no earlier file had the same bytes and import options")
-                ),
-            }
-            log.info("file_forced", file_id=record.id, file=record.name,
-                     repeats=repeats.id if repeats else None)
-        uploads = LazyUploads(prepared.uploads, plan.kind.value, options)
-        status = FileStatus.QUEUED if prepared.uploads else FileStatus.REPORTING
+        """Enqueue a prepared file's parts; ``repeats``: the file a forced one repeats."""
+        item = self._enqueued(record, route, plan, prepared, sha256, repeats)
         try:
-            ids = await self.store.enqueue_uploads(
+            ids = await self.store.enqueue_parts(
                 record.id,
-                uploads,
-                new_status=status,
+                item.parts,
+                new_status=item.status,
                 sha256=sha256,
                 encoding=prepared.encoding,
                 format=prepared.format,
                 rows_total=prepared.rows_total,
                 rows_rejected=prepared.rows_rejected,
                 duplicates=prepared.duplicates,
-                info=info,
+                info=item.info,
                 import_key=plan.key,
                 forced=int(plan.forced),
+                wait_s=item.wait_s,
             )
         except sqlite3.IntegrityError:
             twin = await self.store.imported_twin(sha256, plan.key)
@@ -554,29 +846,9 @@ class Intake:
                 await self._duplicate(record, sha256, None, twin)
                 return
             raise
-        for seq, (upload_id, upload) in enumerate(zip(ids, prepared.uploads, strict=True), 1):
-            log.info(
-                "upload_queued",
-                file_id=record.id,
-                file=record.name,
-                upload_id=upload_id,
-                seq=seq,
-                rows=upload.rows,
-                bytes=upload.size_bytes,
-            )
-            upload.rows_path.unlink(missing_ok=True)
-        log.info(
-            "file_prepared",
-            file_id=record.id,
-            file=record.name,
-            status=status.value,
-            encoding=prepared.encoding,
-            format=prepared.format,
-            rows_total=prepared.rows_total,
-            rows_rejected=prepared.rows_rejected,
-            duplicates=prepared.duplicates,
-            uploads=len(ids),
-        )
+        self._enqueued_log(record, prepared, item.status, ids)
+        if self.observer is not None:
+            self.observer.file_queued(self.clock() - record.received_at, record.size_bytes or 0)
         if self._on_enqueued is not None:
             self._on_enqueued()
 

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orchestrator.intake.reasons import Unimportable, record_too_large
+from orchestrator.settings import MULTIPART_OVERHEAD
 
-#: Bytes reserved for the multipart framing around the file in one upload request.
-MULTIPART_OVERHEAD = 1024
 #: Write buffer of an upload file (bytes).
 WRITE_BUFFER = 1 << 20
+#: Uploads of up to this many rows keep their source row numbers in memory; bigger ones
+#: write them to a ``.rows`` file next to the upload (memory stays bounded per upload).
+MEMORY_ROWS = 4096
 
 
 class _Sink:
@@ -44,20 +46,33 @@ class WrittenUpload:
     Attributes:
         path: the CSV file.
         size_bytes: its size in bytes (header included).
-        rows_path: uint32 source line numbers of its rows (native order), one per row.
+        rows_path: uint32 source line numbers of its rows (native order), one per row; None
+            when they are kept in ``lines`` (up to ``MEMORY_ROWS`` rows).
         rows: how many data rows it holds.
+        header_bytes: bytes of the header line at the top of the file (CRLF included).
+        lines: the source line numbers in memory, or None when in ``rows_path``.
     """
 
     path: Path
     size_bytes: int
-    rows_path: Path
+    rows_path: Path | None
     rows: int
+    header_bytes: int = 0
+    lines: array[int] | None = None
 
-    def source_rows(self) -> list[int]:
-        """Read back the source line number of each row, in order."""
+    def source_rows(self) -> array[int]:
+        """Return the source line number of each row, in order (read back from disk if spilt)."""
+        if self.lines is not None:
+            return self.lines
         lines: array[int] = array("I")
-        lines.frombytes(self.rows_path.read_bytes())
-        return lines.tolist()
+        if self.rows_path is not None:
+            lines.frombytes(self.rows_path.read_bytes())
+        return lines
+
+    def forget_rows_file(self) -> None:
+        """Delete the ``.rows`` file once its numbers are in the database (no-op in memory)."""
+        if self.rows_path is not None:
+            self.rows_path.unlink(missing_ok=True)
 
 
 def upload_budget(max_upload_bytes: int) -> int:
@@ -152,10 +167,16 @@ class UploadSplitter:
         if self._out is None or self._path is None:
             return
         self._out.close()
-        rows_path = self._path.with_suffix(".rows")
-        with open(rows_path, "wb") as out:
-            self._lines.tofile(out)
-        self.uploads.append(WrittenUpload(self._path, self._size, rows_path, len(self._lines)))
+        header = len(self.header_bytes)
+        if len(self._lines) <= MEMORY_ROWS:
+            written = WrittenUpload(self._path, self._size, None, len(self._lines), header,
+                                    self._lines)
+        else:
+            rows_path = self._path.with_suffix(".rows")
+            with open(rows_path, "wb") as out:
+                self._lines.tofile(out)
+            written = WrittenUpload(self._path, self._size, rows_path, len(self._lines), header)
+        self.uploads.append(written)
         self._out = None
         self._path = None
         self._lines = array("I")

@@ -1,12 +1,18 @@
-"""From written uploads to ``NewUpload`` records, and each route's Marketo options.
+"""From written uploads to ``NewPart`` records, each route's Marketo options, and pack keys.
 
 docs/reference/marketo-api.md §2.1 (leads: ``format``, ``lookupField``, ``listId``,
 ``partitionName``), §4.1 (program members: ``programId``, ``programMemberStatus``) and §4.2 (custom
 objects: ``apiName``). Uploads are always written comma-separated, so ``format`` is always ``csv``.
+
+Packing (issue 15): parts of different files may share one Marketo job when the job would be
+the same for each: same endpoint kind, same options (``lookupField``, ``listId``,
+``partitionName``, program and status, custom object) and the same columns after header
+mapping, in the same order. ``pack_key`` hashes exactly these.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,12 +20,12 @@ from typing import Any, overload
 
 from orchestrator.intake.prepare import Prepared
 from orchestrator.intake.split import WrittenUpload
-from orchestrator.models import NewUpload
+from orchestrator.models import NewPart
 from orchestrator.places import work_dir_of_source
-from orchestrator.settings import ImportKind, ImportSettings, Route
+from orchestrator.settings import ImportKind, ImportOptions, Route
 
 
-def upload_options(source: ImportSettings, kind: ImportKind, lookup_field: str) -> dict[str, Any]:
+def upload_options(source: ImportOptions, kind: ImportKind, lookup_field: str) -> dict[str, Any]:
     """Return the Marketo parameters of every upload of a file (``None`` values left out).
 
     Args:
@@ -82,35 +88,63 @@ def file_info(
     }
 
 
-class LazyUploads(Sequence[NewUpload]):
-    """The uploads of one file as ``NewUpload``s, each built when it is read.
+def pack_key(kind: str, options: dict[str, Any], columns: Sequence[str]) -> str:
+    """Return the key under which parts may share an upload (hex SHA-256, 64 characters).
 
-    Source row numbers are read from disk one upload at a time, so enqueuing a file of
-    any size holds one upload's row numbers in memory, not the whole file's.
+    Args:
+        kind: the import endpoint (``leads``, ...).
+        options: the Marketo parameters (order of keys does not matter).
+        columns: the upload's header (REST names), in order.
+    """
+    text = json.dumps([kind, options, list(columns)], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class LazyParts(Sequence[NewPart]):
+    """The parts of one file as ``NewPart``s, each built when it is read.
+
+    Source row numbers are read from disk one part at a time (unless the splitter kept them
+    in memory, as it does for small files), so enqueuing a file of any size holds one part's
+    row numbers in memory, not the whole file's.
+
+    Args:
+        written: the uploads the splitter wrote.
+        kind: the import endpoint.
+        options: the Marketo parameters.
+        key: the pack key, or None when the file's parts travel alone.
     """
 
-    def __init__(self, written: list[WrittenUpload], kind: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        written: list[WrittenUpload],
+        kind: str,
+        options: dict[str, Any],
+        key: str | None = None,
+    ) -> None:
         self._written = written
         self._kind = kind
         self._options = options
+        self._key = key
 
     def __len__(self) -> int:
         return len(self._written)
 
     @overload
-    def __getitem__(self, index: int) -> NewUpload: ...
+    def __getitem__(self, index: int) -> NewPart: ...
 
     @overload
-    def __getitem__(self, index: slice) -> Sequence[NewUpload]: ...
+    def __getitem__(self, index: slice) -> Sequence[NewPart]: ...
 
-    def __getitem__(self, index: int | slice) -> NewUpload | Sequence[NewUpload]:
+    def __getitem__(self, index: int | slice) -> NewPart | Sequence[NewPart]:
         if isinstance(index, slice):
-            return LazyUploads(self._written[index], self._kind, self._options)
+            return LazyParts(self._written[index], self._kind, self._options, self._key)
         upload = self._written[index]
-        return NewUpload(
+        return NewPart(
             path=str(upload.path),
             size_bytes=upload.size_bytes,
             source_rows=upload.source_rows(),
             kind=self._kind,
             options=dict(self._options),
+            header_bytes=upload.header_bytes,
+            pack_key=self._key,
         )

@@ -49,7 +49,7 @@ SELECT * FROM files WHERE id >= ? AND id <= ? ORDER BY id
 -- Intake's batched ``received -> queued|reporting`` (the guard trigger checks the pair).
 UPDATE files SET status = :status, updated_at = :now, sha256 = :sha256, encoding = :encoding,
     format = :format, rows_total = :rows_total, rows_rejected = :rows_rejected,
-    duplicates = :duplicates, info = :info
+    duplicates = :duplicates, info = :info, import_key = :import_key, forced = :forced
 WHERE id = :id AND status = 'received'
 
 -- name: select_imported_twins

@@ -484,8 +484,9 @@ class Store:
 
         Raises:
             InvalidTransition: a file was not ``received`` (nothing was enqueued).
-            sqlite3.IntegrityError: a file's sha256 is already imported (nothing was
-                enqueued; the caller checks first and falls back to one file at a time).
+            sqlite3.IntegrityError: a file's sha256 is already imported with its import_key
+                and it is not forced (nothing was enqueued; the caller checks first and falls
+                back to one file at a time).
         """
         if not files:
             return []
@@ -505,6 +506,8 @@ class Store:
                         "rows_rejected": f.rows_rejected,
                         "duplicates": f.duplicates,
                         "info": json.dumps(f.info, ensure_ascii=False),
+                        "import_key": f.import_key,
+                        "forced": int(f.forced),
                     }
                     for f in files
                 ],
