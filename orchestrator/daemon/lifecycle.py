@@ -63,7 +63,7 @@ from orchestrator.logging import register_secret, set_level
 from orchestrator.marketo import MarketoClient
 from orchestrator.marketo.tokens import refused_message
 from orchestrator.notify import Notifier
-from orchestrator.places import make_folders
+from orchestrator.places import make_folders, packs_dir
 from orchestrator.results import Reporter, retention
 from orchestrator.results.reporter import ResultsClient
 from orchestrator.scheduling.poller import Poller, StatusSource
@@ -420,7 +420,8 @@ class Daemon:
         """
         limits = self.settings.limits
         await recover_uploads(self.store, self.clock(),
-                              spacing_s=limits.rate_window_s / limits.calls_per_20s)
+                              spacing_s=limits.rate_window_s / limits.calls_per_20s,
+                              packs=packs_dir(self.settings.paths))
         await self.intake.recover()
         await self._report_pass()
         await self.reporter.remove_finished_work_dirs()
@@ -520,7 +521,7 @@ class Daemon:
 
         Routes, ``import``, ``limits``, ``polling`` and ``log.level`` change at once (a file
         already queued keeps the options it was queued with: they are stored with its
-        uploads); other changed settings are named in ``reload_needs_restart`` and keep their
+        parts); other changed settings are named in ``reload_needs_restart`` and keep their
         running values. A settings file that cannot be read or is invalid keeps every running
         setting and logs ``reload_failed`` (error) once.
 

@@ -45,7 +45,7 @@ from orchestrator.errors import (
 )
 from orchestrator.models import UPLOAD_AT_MARKETO, UploadRecord, UploadStatus
 from orchestrator.scheduling import pacing
-from orchestrator.scheduling.scheduler import FileNames
+from orchestrator.scheduling.scheduler import Riders
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timing import Clock, wait_any
@@ -118,7 +118,7 @@ class Poller:
         self.poke = asyncio.Event()
         self.rate: float | None = None
         self._last_seen: dict[int, tuple[int, float]] = {}
-        self._names = FileNames(store)
+        self.riders = Riders(store)
 
     def use_settings(self, settings: Settings) -> None:
         """Take reloaded settings (``Daemon.reload``); the next poll time uses them."""
@@ -182,13 +182,8 @@ class Poller:
 
     async def _poll_one(self, upload: UploadRecord, place: tuple[int, int]) -> None:
         assert upload.batch_id is not None
-        context = {
-            "file_id": upload.file_id,
-            "file": await self._names.get(upload.file_id),
-            "upload_id": upload.id,
-            "seq": upload.seq,
-            "batch_id": upload.batch_id,
-        }
+        context = await self.riders.context(upload)
+        context["batch_id"] = upload.batch_id
         with structlog.contextvars.bound_contextvars(**context):
             try:
                 await self._poll_and_record(upload, place)
@@ -248,7 +243,7 @@ class Poller:
                 upload.id, _AT_MARKETO, _U.COMPLETE, finished_at=now, next_poll_at=None,
                 **counters,
             )
-            self._finished(upload, st, "complete")
+            await self._finished(upload, st, "complete")
             return
         if st.status == "Failed":
             await self._batch_failed(upload, st, counters)
@@ -288,10 +283,12 @@ class Poller:
             upload.batch_failures, self._settings.daemon.max_batch_attempts
         )
         message = st.message or "Import failed"
+        file_ids = await self.riders.file_ids(upload.id)
         await self._store.record_error(
-            f"batch {upload.batch_id} ended Failed: {message}",
+            f"batch {upload.batch_id} ended Failed: {message}"
+            + (f" ({len(file_ids)} files ride in it)" if len(file_ids) > 1 else ""),
             code="batch_failed",
-            file_id=upload.file_id,
+            file_id=file_ids[0] if len(file_ids) == 1 else None,
             upload_id=upload.id,
         )
         if outcome.requeue:
@@ -301,7 +298,7 @@ class Poller:
                 **counters,
             )
             log.warning("batch_failed_requeued", batch_failures=outcome.batch_failures,
-                        message=message)
+                        message=message, file_ids=file_ids)
             self._left_queue(upload)
             self.requeued.set()
             return
@@ -310,7 +307,7 @@ class Poller:
             finished_at=self._clock(), next_poll_at=None, error_code="batch_failed",
             error=f"batch ended Failed {outcome.batch_failures} times: {message}", **counters,
         )
-        self._finished(upload, st, "failed", batch_failures=outcome.batch_failures)
+        await self._finished(upload, st, "failed", batch_failures=outcome.batch_failures)
 
     async def _lost(self, upload: UploadRecord, exc: ApiPermanentError) -> None:
         outcome = pacing.after_batch_unknown(
@@ -318,7 +315,8 @@ class Poller:
         )
         text = f"Marketo no longer knows batch {upload.batch_id}: {exc.message}"
         await self._store.record_error(
-            text, code=exc.code, file_id=upload.file_id, upload_id=upload.id
+            text, code=exc.code, file_id=await self.riders.only_file(upload.id),
+            upload_id=upload.id,
         )
         new = _U.QUEUED if outcome.requeue else _U.FAILED
         await self._store.transition_upload(
@@ -351,7 +349,7 @@ class Poller:
         except InvalidTransition as exc:
             log.warning("poll_result_dropped", actual=exc.actual)
 
-    def _finished(
+    async def _finished(
         self, upload: UploadRecord, st: Any, status: str, *, batch_failures: int | None = None
     ) -> None:
         """Log ``import_finished``; ``batch_failures`` is the count just stored, if it changed.
@@ -373,6 +371,7 @@ class Poller:
             batch_failures=upload.batch_failures if batch_failures is None else batch_failures,
             polls=upload.polls + 1,
             duration_s=round(duration, 3),
+            file_ids=await self.riders.file_ids(upload.id),
         )
         self._left_queue(upload)
         self.finished.set()

@@ -1,10 +1,14 @@
 """The scheduler: which upload goes to Marketo next, and when.
 
-Strict FIFO over uploads in enqueue order (``Store.claim_next``). It keeps Marketo's import
-queue full, so the 2 importing slots never idle while we have a backlog, and never holds more
-than ``limits.import_slots`` of our jobs queued-or-importing (``Store.count_in_flight``).
-How many slots other integrations leave us is learned from ``1016`` answers (pure rules in
-``pacing``). One create call is in flight at a time, so the count it acts on is exact.
+An upload already formed and ``queued`` again (a batch that ended ``Failed``, an uncertain
+submit, a transient error, ``1016``) goes first (``Store.claim_next``, FIFO by id). Otherwise
+the packer forms the next upload from the parts waiting in the FIFO when the packing plan
+says it should leave (``scheduling/packing.py``: full, a slot of ours free, or due). It keeps
+Marketo's import queue busy, so the 2 importing slots never idle while we have a backlog, and
+never holds more than ``limits.import_slots`` of our jobs queued-or-importing
+(``Store.count_in_flight``). How many slots other integrations leave us is learned from
+``1016`` answers (pure rules in ``pacing.py``). One create call is in flight at a time, so
+the count it acts on is exact.
 
 See docs/reference/marketo-api.md: §2.4 (2 importing, 10 in all, ``1016``), §5 (error classes), §9.3
 (``1016`` is back-pressure, never a spent attempt), §9.7 (record the batchId before acting on
@@ -35,6 +39,8 @@ from orchestrator.errors import (
 )
 from orchestrator.models import UploadRecord, UploadStatus
 from orchestrator.scheduling import pacing
+from orchestrator.scheduling.packer import Packer
+from orchestrator.scheduling.packing import COVERED
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timing import Clock, environment_retry_delay, wait_any
@@ -48,6 +54,11 @@ UNCERTAIN_CODE = "uncertain_submit"
 ENVIRONMENT_CODE = "environment"
 #: The client's error code for an upload file it cannot open (``MarketoClient.create_import``).
 FILE_CODE = "file"
+#: Seconds between two packing plans while parts wait for our jobs at Marketo to move (new
+#: parts wake the scheduler often during a burst; planning reads the whole waiting group).
+REPLAN_S = 0.5
+#: File names listed in one ``import_submitted`` line (every id is listed).
+NAMES_LOGGED = 20
 
 _U = UploadStatus
 #: Marketo's status right after creation -> our upload status.
@@ -74,23 +85,48 @@ class Submitter(Protocol):
         ...
 
 
-class FileNames:
-    """Remembers file names by id, so log lines about an upload carry ``file`` too."""
+class Riders:
+    """Remembers which files ride in an upload, for log lines and recorded errors.
+
+    ``of(upload_id)`` is ``[(file id, file name, part seq, part rows)]`` in row order.
+    """
+
+    #: Uploads remembered at once (the oldest are forgotten).
+    KEEP = 64
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._names: dict[int, str] = {}
+        self._riders: dict[int, list[tuple[int, str, int, int]]] = {}
 
-    async def get(self, file_id: int) -> str | None:
-        """Return the file's name (None if the file is unknown)."""
-        if file_id not in self._names:
-            record = await self._store.get_file(file_id)
-            if record is None:
-                return None
-            if len(self._names) > 10_000:
-                self._names.clear()
-            self._names[file_id] = record.name
-        return self._names[file_id]
+    async def of(self, upload_id: int) -> list[tuple[int, str, int, int]]:
+        """Return who rides in the upload (read once, then remembered)."""
+        if upload_id not in self._riders:
+            if len(self._riders) >= self.KEEP:
+                del self._riders[next(iter(self._riders))]
+            self._riders[upload_id] = await self._store.files_of_upload(upload_id)
+        return self._riders[upload_id]
+
+    async def context(self, upload: UploadRecord) -> dict[str, Any]:
+        """Return the log context of an upload.
+
+        ``upload_id`` and ``files`` (how many ride in it); ``file_id``, ``file`` and ``seq``
+        too when it carries one file.
+        """
+        riders = await self.of(upload.id)
+        context: dict[str, Any] = {"upload_id": upload.id, "files": len(riders)}
+        if len(riders) == 1:
+            file_id, name, seq, _ = riders[0]
+            context.update(file_id=file_id, file=name, seq=seq)
+        return context
+
+    async def file_ids(self, upload_id: int) -> list[int]:
+        """Return the ids of the files riding in the upload, in row order (no repeats)."""
+        return list(dict.fromkeys(r[0] for r in await self.of(upload_id)))
+
+    async def only_file(self, upload_id: int) -> int | None:
+        """Return the file id when the upload carries exactly one file, else None."""
+        ids = await self.file_ids(upload_id)
+        return ids[0] if len(ids) == 1 else None
 
 
 class Scheduler:
@@ -138,11 +174,14 @@ class Scheduler:
         self._uncertain_streak: dict[int, int] = {}
         self._environment_streak: dict[int, int] = {}
         self._announced: set[int] = set()
-        self._names = FileNames(store)
+        self.riders = Riders(store)
+        self.packer = Packer(settings, store)
+        self._plan_after = 0.0
 
     def use_settings(self, settings: Settings) -> None:
         """Take reloaded settings (``Daemon.reload``); the next claim uses them."""
         self._settings = settings
+        self.packer.use_settings(settings)
         self.work.set()
 
     def allowed(self, now: float) -> int:
@@ -164,6 +203,8 @@ class Scheduler:
                 break
             if timeout is None or timeout > 0:
                 await wait_any((stop, self.work, self.slot_freed), timeout)
+            if self.slot_freed.is_set():
+                self._plan_after = 0.0
             self.work.clear()
             self.slot_freed.clear()
 
@@ -186,20 +227,23 @@ class Scheduler:
             return tick
         upload = await self._store.claim_next(now)
         if upload is None:
+            # A formed upload waiting for its ``not_before`` (its prepared file unreadable,
+            # say) does not hold the parts behind it: they may still form the next pack.
             ready_at = await self._store.next_queued_at()
-            if ready_at is None:
-                return tick
-            return min(max(ready_at - now, 0.001), tick)
+            wait = tick if ready_at is None else min(max(ready_at - now, 0.001), tick)
+            if outstanding >= COVERED and now < self._plan_after:
+                return min(self._plan_after - now, wait)
+            upload, wait_until = await self.packer.next_upload(outstanding, now)
+            if upload is None:
+                self._plan_after = now + min(REPLAN_S, tick)
+                if wait_until is None:
+                    return wait
+                return min(max(wait_until - now, 0.001), wait)
         await self._submit(upload, outstanding)
         return 0.0
 
     async def _submit(self, upload: UploadRecord, outstanding: int) -> None:
-        context = {
-            "file_id": upload.file_id,
-            "file": await self._names.get(upload.file_id),
-            "upload_id": upload.id,
-            "seq": upload.seq,
-        }
+        context = await self.riders.context(upload)
         with structlog.contextvars.bound_contextvars(**context):
             if upload.error_code == UNCERTAIN_CODE and upload.id not in self._announced:
                 self._announced.add(upload.id)
@@ -207,6 +251,7 @@ class Scheduler:
                     "resubmitted_after_uncertain_submit",
                     uncertain=upload.uncertain,
                     attempts=upload.attempts,
+                    file_ids=await self.riders.file_ids(upload.id),
                 )
             try:
                 job = await self._client.create_import(
@@ -272,6 +317,7 @@ class Scheduler:
         self.state = pacing.on_submitted(
             self.state, outstanding + 1, self._settings.limits.import_slots
         )
+        riders = await self.riders.of(upload.id)
         with structlog.contextvars.bound_contextvars(batch_id=batch_id):
             log.info(
                 "import_submitted",
@@ -280,7 +326,14 @@ class Scheduler:
                 rows=upload.rows,
                 size_bytes=upload.size_bytes,
                 outstanding=outstanding + 1,
+                parts=len(riders),
+                file_ids=list(dict.fromkeys(r[0] for r in riders)),
+                file_names=list(dict.fromkeys(r[1] for r in riders))[:NAMES_LOGGED],
             )
+            if len(riders) > 1:
+                for file_id, name, seq, rows in riders:
+                    log.info("part_submitted", file_id=file_id, file=name, seq=seq, rows=rows,
+                             upload_id=upload.id, batch_id=batch_id)
         self.submitted.set()
 
     async def _release_reused(self, upload: UploadRecord, batch_id: int) -> None:
@@ -370,10 +423,12 @@ class Scheduler:
             not_before=None,
         )
         await self._store.record_error(
-            message, code=code, file_id=upload.file_id, upload_id=upload.id
+            message, code=code, file_id=await self.riders.only_file(upload.id),
+            upload_id=upload.id,
         )
         self._transient_streak.pop(upload.id, None)
-        log.error("import_rejected", code=code, error=message)
+        log.error("import_rejected", code=code, error=message,
+                  file_ids=await self.riders.file_ids(upload.id))
         self.finished.set()
 
     async def _transient(self, upload: UploadRecord, exc: ApiError) -> None:
@@ -395,7 +450,8 @@ class Scheduler:
         # Keep strict FIFO: nothing else is claimed before this upload may go again.
         self._paused_until = not_before
         await self._store.record_error(
-            exc.message, code=exc.code, file_id=upload.file_id, upload_id=upload.id
+            exc.message, code=exc.code, file_id=await self.riders.only_file(upload.id),
+            upload_id=upload.id,
         )
         log.warning(
             "submit_failed", code=exc.code, error=exc.message, streak=streak,
