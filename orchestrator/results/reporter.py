@@ -1,14 +1,21 @@
-"""The reporter: writes each finished file's results and moves its source out of work.
+"""The reporter: splits batches between their files, writes reports, moves sources out of work.
 
-A file whose uploads are all terminal goes ``queued -> reporting``. For a ``reporting`` file the
-reporter fetches Marketo's failures file only when ``numOfRowsFailed > 0`` and the warnings file
-only when ``numOfRowsWithWarning > 0`` (docs/reference/marketo-api.md §9.6), maps their rows back to
-source line numbers (``source_rows``), merges them with intake's local rejections, and writes
+First, each complete upload is split once (``results/split.py``): Marketo's failures file is
+fetched only when ``numOfRowsFailed > 0`` and the warnings file only when
+``numOfRowsWithWarning > 0`` (docs/reference/marketo-api.md §9.6), once per batch however many files rode in it,
+into ``paths.work/packs``; their rows are mapped back to the parts (files) and source line
+numbers, written into each file's work folder, and each part's own counts are stored with the
+batch's ``results_split_at`` in one transaction.
+
+A file whose parts all ride in terminal uploads, split when complete, goes ``queued ->
+reporting``. For a ``reporting`` file the reporter merges its split rows with intake's local
+rejections (and every row of a part whose upload failed or was rejected), and writes
 ``paths.results/<file name>.<file id>/`` (``report.json``, ``failures.csv``, ``warnings.csv``)
 under a temporary name that is then swapped into place. It then moves the source to
 ``paths.archive`` or ``paths.rejected`` as ``<file id>-<name>`` and finishes the file in one
 guarded transition that sets ``reported_at``. Files that intake already ended (rejected, empty,
-duplicate) get the same treatment without any download.
+duplicate) get the same treatment without any download. A pack file, and Marketo's files of its
+batch, are deleted once every file that rode in it is reported.
 
 Every step is idempotent, so a crash anywhere is repaired by the next pass: a half-written
 ``.tmp`` folder is rebuilt, an already-moved source is found at its destination, downloaded
@@ -25,7 +32,7 @@ import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,15 +42,16 @@ from structlog.contextvars import bound_contextvars
 from orchestrator.errors import ApiError, ApiPermanentError, InvalidTransition, OrchestratorError
 from orchestrator.models import (
     FILE_TERMINAL,
-    UPLOAD_DEAD,
+    UPLOAD_TERMINAL,
     FileRecord,
     FileStatus,
+    PartRecord,
     UploadRecord,
-    UploadStatus,
 )
 from orchestrator.places import (
     final_source,
     move,
+    packs_dir,
     rejections_path,
     remove_work_dir,
     results_dir,
@@ -51,8 +59,9 @@ from orchestrator.places import (
     work_dir,
     work_dirs,
 )
-from orchestrator.results.report import build_report, count_rows, decide_status
-from orchestrator.results.rows import UploadRows, write_rows
+from orchestrator.results.report import Ride, build_report, count_rows, decide_status
+from orchestrator.results.rows import PartRows, Written, write_rows
+from orchestrator.results.split import split_batch, write_splits
 from orchestrator.results.write import replace_dir, write_json
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -60,6 +69,11 @@ from orchestrator.timing import Clock
 
 log = structlog.get_logger(__name__)
 
+#: Files whose results are written at once in a pass (their file I/O and fsyncs overlap in
+#: worker threads; the database serialises their transactions).
+REPORT_CONCURRENCY = 8
+#: Files finished in one transaction (their results are written first, then committed).
+COMMIT_FILES = 256
 #: Level of ``file_finished`` by final status: ``error`` when nothing was imported (a person
 #: must fix the file or the settings), ``warning`` when not every row got in or nothing was
 #: sent (empty, duplicate), ``info`` when everything did.
@@ -70,6 +84,22 @@ FINISHED_LEVEL = {
     FileStatus.DUPLICATE: logging.WARNING,
     FileStatus.REJECTED: logging.ERROR,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """A file whose results folder is written and source moved, to finish (commit)."""
+
+    file: FileRecord
+    rides: list[Ride]
+    rows: dict[str, int]
+    status: FileStatus
+    error: str | None
+    finished_at: float
+    info: dict[str, Any]
+    final: Path
+    archived: Path | None
+
 
 class ResultsClient(Protocol):
     """What the reporter needs from the Marketo client.
@@ -111,10 +141,12 @@ class Reporter:
         self._client = client
         self._clock = clock
         self._retry_at: dict[int, float] = {}
+        self._split_retry_at: dict[int, float] = {}
+        self._uploads: dict[int, tuple[UploadRecord, int]] = {}
 
     def next_attempt_at(self) -> float | None:
-        """Return the earliest time a postponed report is tried again, or None."""
-        return min(self._retry_at.values(), default=None)
+        """Return the earliest time a postponed report or split is tried again, or None."""
+        return min([*self._retry_at.values(), *self._split_retry_at.values()], default=None)
 
     async def report_ready(self) -> int:
         """Run one pass: start reporting ready files, then finish every file due.
@@ -125,26 +157,103 @@ class Reporter:
             (``results_write_failed`` / ``results_fetch_failed``) and tried again on a pass
             at least ``daemon.results_retry_s`` later; it is not counted.
         """
-        for ready in await self._store.files_ready_for_report():
-            try:
-                await self._store.transition_file(
-                    ready.id, FileStatus.QUEUED, FileStatus.REPORTING
-                )
-            except InvalidTransition:
-                continue
-            log.info("file_reporting", file_id=ready.id, file=ready.name)
+        self._uploads.clear()
+        await self.split_ready()
+        ready = await self._store.files_ready_for_report()
+        for started in await self._store.start_reporting([f.id for f in ready]):
+            log.info("file_reporting", file_id=started.id, file=started.name)
+        due = [
+            file for file in await self._store.files_to_report()
+            if self._retry_at.get(file.id, 0.0) <= self._clock()
+        ]
         finished = 0
-        for file in await self._store.files_to_report():
-            if self._retry_at.get(file.id, 0.0) > self._clock():
-                continue
-            with bound_contextvars(file_id=file.id, file=file.name):
-                if await self._try_finish(file):
-                    finished += 1
+        for start in range(0, len(due), COMMIT_FILES):
+            finished += await self._finish_batch(due[start : start + COMMIT_FILES])
+        await self._clean_packs()
         return finished
 
-    async def _try_finish(self, file: FileRecord) -> bool:
+    async def _finish_batch(self, files: list[FileRecord]) -> int:
+        """Write the results of several files at once, then finish them in one transaction."""
+        parts = await self._store.parts_of_files([f.id for f in files])
+        limit = asyncio.Semaphore(REPORT_CONCURRENCY)
+
+        async def write(file: FileRecord) -> _Written | None:
+            async with limit:
+                with bound_contextvars(file_id=file.id, file=file.name):
+                    return await self._try_write(file, parts.get(file.id, []))
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(write(file)) for file in files]
+        done = [w for w in (task.result() for task in tasks) if w is not None]
+        return len(await self._commit(done))
+
+    # --- splitting a batch between its files -------------------------------------------
+
+    async def split_ready(self) -> int:
+        """Split every complete batch not split yet between the files that rode in it.
+
+        Returns:
+            How many batches were split. A batch whose Marketo files cannot be fetched now
+            or whose split files cannot be written is logged and tried again after
+            ``daemon.results_retry_s``.
+        """
+        done = 0
+        for upload in await self._store.uploads_to_split():
+            if self._split_retry_at.get(upload.id, 0.0) > self._clock():
+                continue
+            with bound_contextvars(upload_id=upload.id, batch_id=upload.batch_id):
+                try:
+                    await self.split_upload(upload)
+                except (OSError, ApiError) as exc:
+                    delay = self._settings.daemon.results_retry_s
+                    self._split_retry_at[upload.id] = self._clock() + delay
+                    event = "results_fetch_failed" if isinstance(exc, ApiError) else (
+                        "results_split_failed")
+                    log.warning(event, upload_id=upload.id, batch_id=upload.batch_id,
+                                error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+                    continue
+            self._split_retry_at.pop(upload.id, None)
+            done += 1
+        return done
+
+    async def split_upload(self, upload: UploadRecord) -> None:
+        """Split one complete batch: fetch Marketo's files once, give each part its rows.
+
+        Idempotent: a crash before the final transaction leaves ``results_split_at`` unset and
+        the split is done again (fetched files are reused, split files rewritten).
+
+        Raises:
+            OSError: a file cannot be read or written (nothing recorded).
+            ApiError: Marketo could not be asked for a file right now (nothing recorded).
+        """
+        parts = await self._store.parts_of_upload(upload.id)
+        downloads: dict[str, Path | None] = {}
+        if parts and (upload.num_rows_failed or 0) > 0:
+            downloads["failures"] = await self._download(upload, "failures")
+        if parts and (upload.num_rows_with_warning or 0) > 0:
+            downloads["warnings"] = await self._download(upload, "warnings")
+        lines: dict[int, list[int]] = {}
+        if any(downloads.values()):
+            lines = await self._store.source_rows_of_upload(upload.id)
+        header, splits = await asyncio.to_thread(split_batch, upload, parts, lines, downloads)
+        await asyncio.to_thread(write_splits, upload, header, splits)
+        await self._store.record_split(
+            upload.id, [(s.part.id, s.processed, s.failed, s.warned) for s in splits]
+        )
+        log.info(
+            "results_split",
+            upload_id=upload.id,
+            batch_id=upload.batch_id,
+            files=len({s.part.file_id for s in splits}),
+            parts=len(splits),
+            failures=sum(len(s.failures) for s in splits),
+            warnings=sum(len(s.warnings) for s in splits),
+        )
+
+    async def _try_write(self, file: FileRecord, parts: list[PartRecord]) -> _Written | None:
+        """Write one file's results; None when it must wait (logged, retried later)."""
         try:
-            await self.finish_file(file)
+            return await self.write_results(file, parts)
         except OSError as exc:
             await self._postpone(file, "results_write_failed", exc)
         except ApiError as exc:
@@ -157,10 +266,7 @@ class Reporter:
                 error=f"{type(exc).__name__}: {exc}",
             )
             await self._postpone(file, "results_write_failed", exc)
-        else:
-            self._retry_at.pop(file.id, None)
-            return True
-        return False
+        return None
 
     async def _postpone(self, file: FileRecord, event: str, exc: BaseException) -> None:
         delay = self._settings.daemon.results_retry_s
@@ -192,33 +298,57 @@ class Reporter:
 
         Raises:
             OSError: a folder is not writable or the disk is full (nothing was finished).
-            ApiError: Marketo could not be asked for a failures/warnings file right now.
             InvalidTransition: the file changed status meanwhile.
         """
+        written = await self.write_results(file, await self._store.parts_of_file(file.id))
+        done = await self._commit([written])
+        if not done:
+            raise InvalidTransition("files", file.id, (file.status.value,), None)
+        return done[0]
+
+    async def write_results(self, file: FileRecord, parts: list[PartRecord]) -> _Written:
+        """Write one file's results folder and move its source (idempotent); not committed.
+
+        Args:
+            file: a file to report.
+            parts: its parts (``Store.parts_of_file``).
+
+        Raises:
+            OSError: a folder is not writable or the disk is full.
+            InvalidTransition: a part of the file waits for a pack (it changed meanwhile).
+        """
         started = self._clock()
-        uploads = await self._store.uploads_of_file(file.id)
-        rows = count_rows(file, uploads)
+        rides = await self._rides(file, parts)
+        rows = count_rows(file, rides)
         if file.status is FileStatus.REPORTING:
-            status, error = decide_status(file, uploads, rows)
+            status, error = decide_status(file, rides, rows)
             finished_at = started
         else:
             status, error = file.status, file.error
             finished_at = file.finished_at or started
-        plans = await self._fetch(file, uploads)
+        plans = [
+            PartRows(ride, await self._store.part_source_rows(ride.part.id) if ride.dead else [])
+            for ride in rides
+        ]
+        calls = await self._store.submissions_of_file(file.id)
         final = results_dir(self._settings.paths, file.name, file.id)
-        tmp = final.with_name(final.name + ".tmp")
-        try:
-            rejections = rejections_path(self._settings.paths, file)
-            written = await asyncio.to_thread(write_rows, file, plans, tmp, rejections)
-            notes = " ".join(written.notes)
-            if notes:
-                error = f"{error}. {notes}" if error else notes
-            calls = await self._store.submissions_of_file(file.id)
-            report = build_report(file, uploads, rows, status, error, finished_at, calls)
-            await asyncio.to_thread(self._publish, tmp, final, report)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        rejections = rejections_path(self._settings.paths, file)
+
+        def write() -> tuple[Written, str | None, Path | None]:
+            """Results folder and source move in one worker-thread call."""
+            tmp = final.with_name(final.name + ".tmp")
+            try:
+                written = write_rows(file, plans, tmp, rejections)
+                notes = " ".join(written.notes)
+                sentence = (f"{error}. {notes}" if error else notes) if notes else error
+                report = build_report(file, rides, rows, status, sentence, finished_at, calls)
+                self._publish(tmp, final, report)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            return written, sentence, self._move_source(file, status)
+
+        written, error, archived = await asyncio.to_thread(write)
         log.info(
             "results_written",
             file_id=file.id,
@@ -228,64 +358,90 @@ class Reporter:
             warnings=written.warnings,
             status=status.value,
         )
-        archived = await asyncio.to_thread(self._move_source, file, status)
         info = dict(file.info)
         if archived is not None:
             info["archived_path"] = str(archived)
-        reported_at = self._clock()
-        done = await self._store.transition_file(
-            file.id,
-            file.status,
-            status,
-            error=error,
-            finished_at=finished_at,
-            reported_at=reported_at,
-            info=info,
+        return _Written(file, rides, rows.as_dict(), status, error, finished_at, info, final,
+                         archived)
+
+    async def _commit(self, items: list[_Written]) -> list[FileRecord]:
+        """Finish written files (``reported_at`` set) in one transaction; clean up; log.
+
+        When the batch is refused (a file changed status meanwhile), each file is finished on
+        its own and the one that changed is skipped (its results are written again later).
+        """
+        if not items:
+            return []
+        now = self._clock()
+        changes = [
+            (w.file.id, w.file.status, w.status,
+             {"error": w.error, "finished_at": w.finished_at, "reported_at": now,
+              "info": w.info})
+            for w in items
+        ]
+        try:
+            done = await self._store.finish_files(changes)
+            kept = list(items)
+        except InvalidTransition:
+            done, kept = [], []
+            for item, change in zip(items, changes, strict=True):
+                try:
+                    done += await self._store.finish_files([change])
+                    kept.append(item)
+                except InvalidTransition as exc:
+                    log.warning("results_skipped", file_id=item.file.id, file=item.file.name,
+                                reason=str(exc))
+        await asyncio.to_thread(
+            self._remove_work_dirs, [w.file for w in kept if not any(r.dead for r in w.rides)]
         )
-        if not any(u.status in UPLOAD_DEAD for u in uploads):
-            await asyncio.to_thread(self._remove_work_dir, file)
-        log.log(
-            FINISHED_LEVEL.get(status, logging.WARNING),
-            "file_finished",
-            file_id=file.id,
-            file=file.name,
-            status=status.value,
-            rows=rows.as_dict(),
-            uploads=len(uploads),
-            duration_s=round(finished_at - file.received_at, 3),
-            error=error,
-            results=str(final),
-            source=str(archived) if archived else None,
-        )
+        for w in kept:
+            self._retry_at.pop(w.file.id, None)
+            log.log(
+                FINISHED_LEVEL.get(w.status, logging.WARNING),
+                "file_finished",
+                file_id=w.file.id,
+                file=w.file.name,
+                status=w.status.value,
+                rows=w.rows,
+                uploads=len(w.rides),
+                batch_ids=sorted({r.upload.batch_id for r in w.rides if r.upload.batch_id}),
+                duration_s=round(w.finished_at - w.file.received_at, 3),
+                error=w.error,
+                results=str(w.final),
+                source=str(w.archived) if w.archived else None,
+            )
         return done
 
     # --- fetching ------------------------------------------------------------------------
 
-    async def _fetch(self, file: FileRecord, uploads: Sequence[UploadRecord]) -> list[UploadRows]:
-        plans: list[UploadRows] = []
-        for upload in uploads:
-            if upload.status in UPLOAD_DEAD:
-                plans.append(UploadRows(upload, await self._store.upload_source_rows(upload.id)))
-                continue
-            if upload.status is not UploadStatus.COMPLETE or upload.batch_id is None:
-                continue
-            plan = UploadRows(upload, [])
-            if (upload.num_rows_failed or 0) > 0:
-                plan.failures = await self._download(file, upload, "failures")
-            if (upload.num_rows_with_warning or 0) > 0:
-                plan.warnings = await self._download(file, upload, "warnings")
-            if plan.failures or plan.warnings:
-                plan.source_rows = await self._store.upload_source_rows(upload.id)
-            plans.append(plan)
-        return plans
+    async def _rides(self, file: FileRecord, parts: list[PartRecord]) -> list[Ride]:
+        """The file's parts with the uploads they rode in (uploads read once per pass).
 
-    async def _download(self, file: FileRecord, upload: UploadRecord, what: str) -> Path | None:
+        Raises:
+            InvalidTransition: a part waits for a pack (the file changed meanwhile).
+        """
+        rides: list[Ride] = []
+        for part in parts:
+            if part.upload_id is None:
+                raise InvalidTransition("files", file.id, ("reporting",), "queued")
+            if part.upload_id not in self._uploads:
+                upload = await self._store.get_upload(part.upload_id)
+                if upload is None:
+                    raise InvalidTransition("uploads", part.upload_id, ("complete",), None)
+                count = await self._store.count_files_in_upload(part.upload_id)
+                self._uploads[part.upload_id] = (upload, count)
+            upload, count = self._uploads[part.upload_id]
+            rides.append(Ride(part, upload, count))
+        return rides
+
+    async def _download(self, upload: UploadRecord, what: str) -> Path | None:
+        """Fetch Marketo's failures or warnings file of a batch once (reused if present)."""
         assert upload.batch_id is not None
-        folder = work_dir(self._settings.paths, file)
-        dest = folder / f"marketo-{what}-{upload.seq:04d}-{upload.batch_id}.csv"
-        if dest.is_file():
+        folder = packs_dir(self._settings.paths)
+        dest = folder / f"marketo-{what}-{upload.id}-{upload.batch_id}.csv"
+        if await asyncio.to_thread(dest.is_file):
             return dest
-        folder.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         fetch = (
             self._client.download_failures if what == "failures"
@@ -294,21 +450,26 @@ class Reporter:
         try:
             found = await fetch(upload.batch_id, upload.kind, dict(upload.options), part)
         except ApiPermanentError as exc:
-            log.warning(
-                "results_file_unavailable", file_id=file.id, what=what, upload_id=upload.id,
-                seq=upload.seq,
-                batch_id=upload.batch_id, error=str(exc),
-            )
+            log.warning("results_file_unavailable", what=what, upload_id=upload.id,
+                        batch_id=upload.batch_id, error=str(exc))
             found = False
         if not found:
             part.unlink(missing_ok=True)
-            log.warning(
-                "results_file_missing", file_id=file.id, what=what, upload_id=upload.id,
-                seq=upload.seq, batch_id=upload.batch_id,
-            )
+            log.warning("results_file_missing", what=what, upload_id=upload.id,
+                        batch_id=upload.batch_id)
             return None
         part.rename(dest)
         return dest
+
+    async def _clean_packs(self) -> None:
+        """Delete pack files and fetched Marketo files of batches whose files are all reported."""
+        packs = packs_dir(self._settings.paths)
+        for upload_id, (upload, _) in list(self._uploads.items()):
+            if upload.status not in UPLOAD_TERMINAL:
+                continue
+            if await self._store.unreported_in_upload(upload_id):
+                continue
+            await asyncio.to_thread(_remove_batch_files, packs, upload)
 
     @staticmethod
     def _publish(tmp: Path, final: Path, report: dict[str, Any]) -> None:
@@ -334,7 +495,8 @@ class Reporter:
 
         Call once at start: a crash between a file's final transition and the removal of its
         work folder leaves the folder behind, and nothing else would remove it. Folders of
-        files with an upload that failed or was refused at Marketo stay (``leadflow retry``).
+        files with a part whose upload failed or was refused at Marketo stay
+        (``leadflow retry``). ``work/packs`` is not a file's folder and is left alone.
 
         Returns:
             How many folders were removed.
@@ -349,13 +511,31 @@ class Reporter:
             file = await self._store.get_file(file_id)
             if file is None or file.reported_at is None or file.status not in FILE_TERMINAL:
                 continue
-            uploads = await self._store.uploads_of_file(file.id)
-            if any(u.status in UPLOAD_DEAD for u in uploads):
+            try:
+                rides = await self._rides(file, await self._store.parts_of_file(file.id))
+            except InvalidTransition:  # a part waits again (retried meanwhile)
+                continue
+            if any(r.dead for r in rides):
                 continue
             await asyncio.to_thread(remove_work_dir, root, folder)
             log.info("work_dir_removed", file_id=file.id, file=file.name, path=str(folder))
             removed += 1
+        self._uploads.clear()
         return removed
+
+    def _remove_work_dirs(self, files: list[FileRecord]) -> None:
+        for file in files:
+            self._remove_work_dir(file)
 
     def _remove_work_dir(self, file: FileRecord) -> None:
         remove_work_dir(self._settings.paths.work, work_dir(self._settings.paths, file))
+
+
+def _remove_batch_files(packs: Path, upload: UploadRecord) -> None:
+    """Delete an upload's pack file (if it is one) and the Marketo files fetched for it."""
+    path = Path(upload.path)
+    if path.parent == packs:
+        path.unlink(missing_ok=True)
+    if packs.is_dir():
+        for fetched in packs.glob(f"marketo-*-{upload.id}-*.csv"):
+            fetched.unlink(missing_ok=True)

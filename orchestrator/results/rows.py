@@ -1,14 +1,15 @@
-"""Building one file's failures.csv and warnings.csv from its uploads and local rejections.
+"""Building one file's failures.csv and warnings.csv from its parts and local rejections.
 
-Runs in a worker thread (blocking file I/O). Each source of rows is written to a sorted spill
-file inside the results folder being built, so memory stays bounded by one upload (under
-10 MB) however large the file was; the spills are then merged by source row number:
+Runs in a worker thread (blocking file I/O). Each source of rows is a spill file sorted by
+source row (memory stays bounded by one part, under 10 MB, however large the file was); the
+spills are merged by source row number:
 
 - intake's ``rejections.csv`` (rows never sent);
-- for each complete upload with ``numOfRowsFailed > 0`` / ``numOfRowsWithWarning > 0``, the rows
-  of Marketo's failures / warnings file, joined back to the upload's rows (``source_rows``);
-- for each upload that failed or was rejected at Marketo, every one of its rows, with the
-  upload's error as the reason.
+- for each part in a complete upload, the split files the reporter wrote when it split the
+  batch's failures and warnings between the files that rode in it (``results/split.py``):
+  only this file's rows, with its source row numbers;
+- for each part whose upload failed or was rejected at Marketo, every one of its rows (read
+  from the part's own prepared file), with the upload's error as the reason.
 """
 
 from __future__ import annotations
@@ -21,18 +22,10 @@ from pathlib import Path
 
 import structlog
 
-from orchestrator.models import UPLOAD_DEAD, FileRecord, UploadRecord
-from orchestrator.results.report import upload_reason
-from orchestrator.results.source_rows import (
-    FAILURE_REASON,
-    WARNING_REASON,
-    MappedRow,
-    RowIndex,
-    delimiter_for,
-    map_rows,
-    read_reported_rows,
-    read_upload,
-)
+from orchestrator.models import FileRecord
+from orchestrator.results.report import Ride, upload_reason
+from orchestrator.results.source_rows import MappedRow, read_upload
+from orchestrator.results.split import part_folder, read_split_meta, split_name
 from orchestrator.results.write import (
     OutRow,
     merge_csv,
@@ -46,20 +39,16 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
-class UploadRows:
-    """Where one upload's reported rows come from.
+class PartRows:
+    """Where one part's reported rows come from.
 
     Attributes:
-        upload: the upload (complete, failed or rejected).
-        source_rows: its source line numbers (empty when nothing needs mapping).
-        failures: the downloaded Marketo failures file, if any.
-        warnings: the downloaded Marketo warnings file, if any.
+        ride: the part and its upload (complete, failed or rejected).
+        source_rows: its source line numbers (needed for a part of a dead upload).
     """
 
-    upload: UploadRecord
-    source_rows: list[int]
-    failures: Path | None = None
-    warnings: Path | None = None
+    ride: Ride
+    source_rows: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -71,17 +60,17 @@ class Written:
     notes: list[str] = field(default_factory=list)
 
 
-def output_columns(file: FileRecord, plans: Sequence[UploadRows]) -> tuple[list[str], list[str]]:
+def output_columns(file: FileRecord, plans: Sequence[PartRows]) -> tuple[list[str], list[str]]:
     """Return ``(columns, labels)``: REST names in source order and the source's header names.
 
-    ``columns`` come from intake's ``info["header"]`` (else the first readable upload);
+    ``columns`` come from intake's ``info["header"]`` (else the first readable part);
     ``labels`` are ``info["source_header"]`` when it has one name per column, else ``columns``.
     """
     columns = [str(c) for c in file.info.get("header") or []]
     if not columns:
         for plan in plans:
             try:
-                columns = read_upload(Path(plan.upload.path))[0]
+                columns = read_upload(Path(plan.ride.part.path))[0]
             except (OSError, csv.Error):
                 continue
             break
@@ -91,7 +80,7 @@ def output_columns(file: FileRecord, plans: Sequence[UploadRows]) -> tuple[list[
 
 
 def write_rows(
-    file: FileRecord, plans: Sequence[UploadRows], tmp: Path, rejections: Path
+    file: FileRecord, plans: Sequence[PartRows], tmp: Path, rejections: Path
 ) -> Written:
     """Write ``failures.csv`` and ``warnings.csv`` into the fresh folder ``tmp``.
 
@@ -99,7 +88,7 @@ def write_rows(
 
     Args:
         file: the file (its ``info`` gives the header, the delimiter and the lookup field).
-        plans: one entry per complete upload with reported rows and per dead upload.
+        plans: one entry per part of the file.
         tmp: the results folder being built.
         rejections: intake's ``rejections.csv`` (may not exist).
 
@@ -115,7 +104,10 @@ def write_rows(
     failures: list[Iterable[OutRow]] = [read_rejections(rejections, len(columns), delimiter)]
     warnings: list[Iterable[OutRow]] = []
     for plan in plans:
-        _spill_upload(file, plan, columns, tmp, failures, warnings, written)
+        if plan.ride.dead:
+            _spill_dead(plan, columns, tmp, failures, written)
+        else:
+            _from_split(plan, columns, tmp, failures, warnings, written)
     written.failures = merge_csv(tmp / "failures.csv", labels, failures)
     written.warnings = merge_csv(tmp / "warnings.csv", labels, warnings)
     for spill in tmp.glob(".spill-*"):
@@ -123,80 +115,67 @@ def write_rows(
     return written
 
 
-def _order(row: OutRow) -> tuple[bool, int]:
-    return (row[0] is None, row[0] or 0)
+def _positions(header: Sequence[str], columns: Sequence[str]) -> list[int | None]:
+    return [header.index(c) if c in header else None for c in columns]
 
 
 def _spill(tmp: Path, name: str, rows: list[OutRow]) -> Iterable[OutRow]:
     path = tmp / f".spill-{name}.csv"
-    write_spill(path, sorted(rows, key=_order))
+    write_spill(path, sorted(rows, key=lambda r: (r[0] is None, r[0] or 0)))
     return read_spill(path)
 
 
-def _spill_upload(
-    file: FileRecord,
-    plan: UploadRows,
+def _spill_dead(
+    plan: PartRows,
+    columns: list[str],
+    tmp: Path,
+    failures: list[Iterable[OutRow]],
+    written: Written,
+) -> None:
+    """Every row of a part whose upload failed or was rejected, from the part's own file."""
+    part, upload = plan.ride.part, plan.ride.upload
+    try:
+        header, rows = read_upload(Path(part.path))
+    except (OSError, csv.Error) as exc:
+        log.warning("upload_file_unreadable", part_id=part.id, seq=part.seq, error=str(exc))
+        written.notes.append(
+            f"The {part.rows} rows of upload {part.seq} cannot be listed: its file is gone."
+        )
+        return
+    positions = _positions(header, columns)
+    reason = upload_reason(upload, part.seq)
+    lines = plan.source_rows
+    out = [
+        to_columns(MappedRow(lines[i] if i < len(lines) else None, row, reason), positions,
+                   len(columns))
+        for i, row in enumerate(rows)
+    ]
+    failures.append(_spill(tmp, f"dead-{part.seq}", out))
+
+
+def _from_split(
+    plan: PartRows,
     columns: list[str],
     tmp: Path,
     failures: list[Iterable[OutRow]],
     warnings: list[Iterable[OutRow]],
     written: Written,
 ) -> None:
-    upload = plan.upload
-    dead = upload.status in UPLOAD_DEAD
-    if not dead and not (plan.failures or plan.warnings):
+    """This file's rows of a complete batch, as the split left them in its work folder."""
+    part = plan.ride.part
+    meta = read_split_meta(part)
+    if meta is None:
         return
-    delimiter = delimiter_for(upload.options.get("format"))
-    try:
-        header, rows = read_upload(Path(upload.path), delimiter)
-    except (OSError, csv.Error) as exc:
-        log.warning("upload_file_unreadable", upload_id=upload.id, seq=upload.seq, error=str(exc))
-        if dead:
-            written.notes.append(
-                f"The {upload.rows} rows of upload {upload.seq} cannot be listed: its file is gone."
-            )
-            return
-        header, rows = list(columns), []
-    positions = [header.index(c) if c in header else None for c in columns]
-    if dead:
-        reason = upload_reason(upload)
-        lines = plan.source_rows
+    written.notes.extend(str(n) for n in meta.get("notes") or [])
+    positions = _positions([str(c) for c in meta.get("header") or []], columns)
+    assert part.upload_id is not None
+    folder = part_folder(part)
+    for what, streams in (("failures", failures), ("warnings", warnings)):
+        if not meta.get(what):
+            continue
+        path = folder / split_name(part.upload_id, what)
         out = [
-            to_columns(
-                MappedRow(lines[i] if i < len(lines) else None, row, reason), positions,
-                len(columns),
-            )
-            for i, row in enumerate(rows)
+            to_columns(MappedRow(line, values, reason), positions, len(columns))
+            for line, values, reason in read_spill(path)
         ]
-        failures.append(_spill(tmp, f"dead-{upload.seq}", out))
-        return
-    lookup = str(upload.options.get("lookupField") or file.info.get("lookup_field") or "")
-    index = RowIndex(rows, header.index(lookup) if lookup in header else None)
-    for path, reason_column, streams, what in (
-        (plan.failures, FAILURE_REASON, failures, "failures"),
-        (plan.warnings, WARNING_REASON, warnings, "warnings"),
-    ):
-        if path is None:
-            continue
-        try:
-            mapped = map_rows(
-                read_reported_rows(path, header, reason_column, delimiter),
-                index,
-                plan.source_rows,
-            )
-        except csv.Error as exc:
-            log.warning("results_file_unreadable", what=what, seq=upload.seq, error=str(exc))
-            written.notes.append(f"The {what} file of upload {upload.seq} is unreadable.")
-            continue
-        unmatched = sum(1 for m in mapped if m.source_row is None)
-        if unmatched:
-            log.warning(
-                "report_rows_unmatched", what=what, upload_id=upload.id, seq=upload.seq,
-                rows=unmatched,
-            )
-            written.notes.append(
-                f"{unmatched} {what} rows of upload {upload.seq} matched no source row "
-                "(listed last, without sourceRow)."
-            )
-        out = [to_columns(m, positions, len(columns)) for m in mapped]
-        streams.append(_spill(tmp, f"{what}-{upload.seq}", out))
+        streams.append(_spill(tmp, f"{what}-{part.seq}", out))

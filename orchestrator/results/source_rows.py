@@ -197,11 +197,13 @@ class MappedRow:
         values: the upload row's values (all columns, as sent) when matched, else the
             reported values.
         reason: Marketo's reason.
+        position: the 0-based row of the upload it matched, or None.
     """
 
     source_row: int | None
     values: tuple[str, ...]
     reason: str
+    position: int | None = None
 
 
 def map_rows(
@@ -214,7 +216,7 @@ def map_rows(
     Args:
         reported: rows from ``read_reported_rows``.
         index: the upload's ``RowIndex``.
-        source_rows: one source line number per upload row (``Store.upload_source_rows``).
+        source_rows: one source line number per upload row (its parts' ``source_rows``, in order).
     """
     matcher = index.matcher()
     mapped: list[MappedRow] = []
@@ -224,6 +226,6 @@ def map_rows(
             mapped.append(MappedRow(None, row.values, row.reason))
             continue
         line = source_rows[at] if at < len(source_rows) else None
-        mapped.append(MappedRow(line, index.rows[at], row.reason))
+        mapped.append(MappedRow(line, index.rows[at], row.reason, at))
     mapped.sort(key=lambda m: (m.source_row is None, m.source_row or 0))
     return mapped
