@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--time-scale", type=float, default=None, help="simulator clock speed-up"
     )
+    demo.add_argument(
+        "--small-files",
+        type=int,
+        default=None,
+        metavar="N",
+        help="drop N files of 3 leads at once instead, and show the Marketo jobs and API "
+        "calls they cost with packing",
+    )
 
     sub.add_parser("migrate", parents=[common], help="create or upgrade the database")
     return parser

@@ -3,11 +3,12 @@
 It needs no running daemon: it writes only through the store's normal guarded transitions
 (the single-daemon lock is taken only by ``leadflow run``), so it is safe while a daemon runs.
 
-- A ``partial`` (or ``rejected``) file whose uploads failed or were rejected at Marketo: the
-  source goes back from the archive into the work folder, the uploads go
-  ``failed|rejected -> queued`` with their failure counters cleared, and the file goes back to
-  ``queued``; its results folder is rewritten when the uploads finish. Each re-queued
-  upload's Marketo options (``lookupField``, ``listId``, ``partitionName``, ``programId``,
+- A ``partial`` (or ``rejected``) file whose upload failed or was rejected at Marketo: only
+  that file's rows are sent again. The source goes back from the archive into the work
+  folder; in one transaction the file's parts leave their dead upload (which keeps the other
+  files that rode in it, whose reports stand) and wait in the FIFO again, due at once (they
+  may share a new upload with other waiting files), and the file goes back to ``queued``; its
+  results folder is rewritten when the parts are imported. The re-sent parts' Marketo options (``lookupField``, ``listId``, ``partitionName``, ``programId``,
   ``programMemberStatus``, ``objectApiName``, ``format``) are derived again from the CURRENT
   settings of the file's route (the ``import`` section for the inbox root), so a setting fixed
   after the failure is used. The file keeps its route (or takes ``--route NAME``); a route
@@ -30,9 +31,9 @@ from typing import Any
 from orchestrator.commands.output import EXIT_NOTHING, EXIT_OK, EXIT_USAGE, print_err, print_out
 from orchestrator.commands.routes import RoutesInForce, routes_in_force
 from orchestrator.commands.status import missing_database
-from orchestrator.errors import InvalidTransition
-from orchestrator.intake.uploads import import_key, upload_options
-from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, UploadStatus
+from orchestrator.errors import InvalidTransition, StoreError
+from orchestrator.intake.uploads import import_key, pack_key, upload_options
+from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, PartRecord
 from orchestrator.places import (
     drop_into,
     move,
@@ -41,7 +42,7 @@ from orchestrator.places import (
     route_folder,
     source_path,
 )
-from orchestrator.settings import ImportKind, ImportSettings, Route, Settings
+from orchestrator.settings import ImportKind, ImportOptions, Route, Settings
 from orchestrator.store import Store
 
 
@@ -83,8 +84,7 @@ async def retry_file(
         return EXIT_NOTHING, f"{label} is complete: every row was imported; nothing to retry"
     if file.status is FileStatus.DUPLICATE:
         return EXIT_NOTHING, f"{label} is a duplicate of a file already imported: {file.error}"
-    uploads = await store.uploads_of_file(file.id)
-    dead = [u for u in uploads if u.status in UPLOAD_DEAD]
+    dead = await _dead_parts(store, file)
     if file.status is FileStatus.PARTIAL and not dead:
         return EXIT_NOTHING, (
             f"{label} has no failed uploads: nothing to retry; the rows that were not imported "
@@ -94,7 +94,7 @@ async def retry_file(
     if isinstance(target, str):
         return EXIT_USAGE, target
     if dead:
-        missing = [u.seq for u in dead if not await asyncio.to_thread(Path(u.path).is_file)]
+        missing = [p.seq for p in dead if not await asyncio.to_thread(Path(p.path).is_file)]
         if missing:
             return EXIT_NOTHING, (
                 f"{label}: cannot re-send uploads {missing}: their prepared files are gone "
@@ -110,8 +110,8 @@ async def retry_file(
         twin = await _imported_twin(store, file, key)
         if twin is not None:
             return EXIT_NOTHING, twin
-        code, line = await _requeue(store, file, [u.id for u in dead], label, options, key,
-                                    target)
+        packs = (target or settings.import_).pack
+        code, line = await _requeue(store, file, dead, label, options, key, target, packs)
         return code, line + _stale_note(settings, target)
     return await _retake(settings, store, file, label, target)
 
@@ -127,6 +127,16 @@ def _stale_note(settings: Settings, route: Route | None) -> str:
         "differ from the settings file: reload the daemon first (systemctl reload leadflow / "
         "kill -HUP) to use the file's, then retry"
     )
+
+
+async def _dead_parts(store: Store, file: FileRecord) -> list[PartRecord]:
+    """The file's parts whose upload failed or was rejected at Marketo (to send again)."""
+    dead: list[PartRecord] = []
+    for part in await store.parts_of_file(file.id):
+        upload = await store.get_upload(part.upload_id) if part.upload_id is not None else None
+        if upload is not None and upload.status in UPLOAD_DEAD:
+            dead.append(part)
+    return dead
 
 
 def _name(route: Route | None) -> str | None:
@@ -182,7 +192,7 @@ def _inbox_folder(settings: Settings, file: FileRecord) -> str | None:
 
 def _options_of(settings: Settings, route: Route | None) -> tuple[str, dict[str, Any]]:
     """Return ``(kind, Marketo options)`` of a route (the ``import`` section for None)."""
-    source: ImportSettings = route if route is not None else settings.import_
+    source: ImportOptions = route if route is not None else settings.import_
     kind = route.kind if route is not None else ImportKind.LEADS
     return kind.value, upload_options(source, kind, source.lookup_field)
 
@@ -212,12 +222,22 @@ async def _imported_twin(store: Store, file: FileRecord, key: str | None) -> str
 async def _requeue(
     store: Store,
     file: FileRecord,
-    upload_ids: list[int],
+    dead: list[PartRecord],
     label: str,
     options: dict[str, Any],
     key: str | None,
     route: Route | None,
+    packs: bool,
 ) -> tuple[int, str]:
+    """Send the file's dead parts again: they wait for a pack; the file goes ``queued``.
+
+    Args:
+        dead: the parts whose upload failed or was rejected.
+        options: the Marketo parameters from the current settings.
+        key: the file's import key from now on.
+        route: the route it goes to (None: the inbox root).
+        packs: whether its parts may share uploads with other files' (``pack``).
+    """
     info = dict(file.info)
     found = info.get("route")
     route_info: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -235,51 +255,46 @@ async def _requeue(
             await asyncio.to_thread(move, Path(archived), source)
         except OSError as exc:
             return EXIT_NOTHING, f"{label}: cannot move {archived} back to {source}: {exc}"
-    # Uploads first, then the file: until the file is queued no reporter looks at it again.
-    for upload_id in upload_ids:
-        try:
-            await store.transition_upload(
-                upload_id,
-                (UploadStatus.FAILED, UploadStatus.REJECTED),
-                UploadStatus.QUEUED,
-                batch_id=None,
-                marketo_status=None,
-                num_leads_processed=None,
-                num_rows_failed=None,
-                num_rows_with_warning=None,
-                message=None,
-                batch_failures=0,
-                not_before=None,
-                next_poll_at=None,
-                error_code=None,
-                error=None,
-                finished_at=None,
-                options=options,
-            )
-        except InvalidTransition as exc:
-            return EXIT_NOTHING, f"{label}: upload changed meanwhile ({exc}); try again"
+    columns = [str(c) for c in file.info.get("header") or []]
+    # One transaction: the parts leave their dead upload and the file is queued again, or
+    # nothing changed (a part never waits for a pack while its file is finished).
     try:
-        await store.transition_file(
-            file.id,
-            file.status,
-            FileStatus.QUEUED,
-            reported_at=None,
-            finished_at=None,
-            error=None,
-            info=info,
-            import_key=key,
-            route=_name(route),
+        await store.detach_parts(
+            [
+                (
+                    p.id,
+                    p.upload_id or 0,
+                    pack_key(p.kind, options, columns)
+                    if packs and columns and p.header_bytes > 0 else None,
+                )
+                for p in dead
+            ],
+            options,
+            file=(
+                file.id,
+                file.status,
+                {
+                    "reported_at": None,
+                    "finished_at": None,
+                    "error": None,
+                    "info": info,
+                    "import_key": key,
+                    "route": _name(route),
+                },
+            ),
         )
     except sqlite3.IntegrityError as exc:
         twin = await _imported_twin(store, file, key)
         return EXIT_NOTHING, twin or f"{label}: cannot re-queue it: {exc}"
     except InvalidTransition as exc:
         return EXIT_NOTHING, f"{label}: cannot re-queue it: {exc}"
+    except StoreError as exc:
+        return EXIT_NOTHING, f"{label}: its parts changed meanwhile ({exc}); try again"
     where = f"route {route.name}" if route is not None else "the inbox root's options"
     return EXIT_OK, (
-        f"{label}: {len(upload_ids)} upload(s) re-queued with {where} (source back in "
-        f"{source.parent}); the daemon sends them again and rewrites its results when they "
-        "finish"
+        f"{label}: {len(dead)} upload(s) re-queued with {where} (source back in "
+        f"{source.parent}); the daemon sends them again (only this file's rows) and rewrites "
+        "its results when they finish"
     )
 
 

@@ -83,6 +83,15 @@ def render_status(data: dict[str, Any]) -> str:
     lines.append(f"uploads:  {uploads or 'none'}")
     slots = data["slots"]
     lines.append(f"slots:    {slots['in_use']} of {slots['budget']} in use at Marketo")
+    packing = data.get("packing") or {}
+    if packing.get("waiting_files"):
+        lines.append(
+            f"waiting:  {packing['waiting_files']} files ({packing['waiting_parts']} parts, "
+            f"{packing['waiting_rows']} rows) wait for a pack, oldest "
+            f"{packing['oldest_wait_s'] or 0:.0f}s"
+        )
+    else:
+        lines.append("waiting:  no file waits for a pack")
     calls = data["calls_today"]
     lines.append(f"calls:    {calls['calls']} of {calls['budget']} today ({calls['day']})")
     if data.get("retention"):
@@ -102,9 +111,11 @@ def render_status(data: dict[str, Any]) -> str:
     if data["batches"]:
         lines.append("batches:")
         for b in data["batches"][:LIST_LINES]:
+            who = (f"file {b['file_ids'][0]}" if b["files"] == 1 and b["file_ids"]
+                   else f"{b['files']} files")
             lines.append(
-                f"  batchId {b['batchId']}  {b['status'] or '?':<9}  file {b['file_id']}"
-                f" upload {b['seq']}  age {b['age_s']:.0f}s"
+                f"  batchId {b['batchId']}  {b['status'] or '?':<9}  {who}"
+                f"  {b['rows']} rows  age {b['age_s']:.0f}s"
                 + (f"  next poll in {b['next_poll_in_s']:.0f}s"
                    if b.get("next_poll_in_s") is not None else "")
             )

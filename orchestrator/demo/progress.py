@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.models import UPLOAD_AT_MARKETO, UPLOAD_TERMINAL, FileStatus
+from orchestrator.models import UPLOAD_AT_MARKETO, UPLOAD_TERMINAL, FileStatus, UploadRecord
 from orchestrator.store import Store
 
 #: Seconds between two plain progress lines when the output is not a terminal.
@@ -86,19 +86,31 @@ class Progress:
 async def read_progress(store: Store) -> Progress:
     """Take one snapshot of every file and its uploads from ``store``."""
     files: list[FileProgress] = []
+    uploads: dict[int, UploadRecord | None] = {}
     for status in FileStatus:
         for rec in await store.files_in(status):
-            uploads = await store.uploads_of_file(rec.id)
-            imported = sum(u.num_leads_processed or 0 for u in uploads)
-            failed = sum(u.num_rows_failed or 0 for u in uploads)
+            parts = await store.parts_of_file(rec.id)
+            statuses = []
+            imported = failed = 0
+            for part in parts:
+                if part.upload_id is not None and part.upload_id not in uploads:
+                    uploads[part.upload_id] = await store.get_upload(part.upload_id)
+                upload = uploads.get(part.upload_id) if part.upload_id is not None else None
+                statuses.append(upload.status if upload is not None else None)
+                if part.num_leads_processed is not None or upload is None:
+                    imported += part.num_leads_processed or 0
+                    failed += part.num_rows_failed or 0
+                elif upload.rows == part.rows:  # its upload carries it alone: live counters
+                    imported += upload.num_leads_processed or 0
+                    failed += upload.num_rows_failed or 0
             files.append(FileProgress(
                 file_id=rec.id,
                 name=_display_name(rec.name, rec.route),
                 status=rec.status.value,
                 reported=rec.reported_at is not None,
-                uploads_done=sum(u.status in UPLOAD_TERMINAL for u in uploads),
-                uploads_total=len(uploads),
-                at_marketo=sum(u.status in UPLOAD_AT_MARKETO for u in uploads),
+                uploads_done=sum(s in UPLOAD_TERMINAL for s in statuses),
+                uploads_total=len(parts),
+                at_marketo=sum(s in UPLOAD_AT_MARKETO for s in statuses),
                 rows_total=rec.rows_total,
                 rows_processed=imported + failed,
                 rows_imported=imported,

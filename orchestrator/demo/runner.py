@@ -30,6 +30,7 @@ from aiohttp import web
 from rich.console import Console
 
 from orchestrator.daemon import Daemon
+from orchestrator.demo import small_files
 from orchestrator.demo.files import (
     DEMO_SEED,
     ROUTE_FOLDER,
@@ -346,7 +347,75 @@ async def run_demo(args: argparse.Namespace) -> int:
     log_path = demo_dir / "leadflow.log"
     with open(log_path, "a", encoding="utf-8") as log_file:  # noqa: ASYNC230 - once, tiny
         configure(args.log_format or "json", args.log_level or "info", stream=log_file)
+        if getattr(args, "small_files", None):
+            return await _run_small_files(args, console, demo_dir, time_scale, user, log_file)
         return await _run(args, console, demo_dir, time_scale, user, log_file, started)
+
+
+async def _all_emails(base_url: str) -> set[str]:
+    """Every email in the simulator's lead store."""
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base_url, timeout=timeout) as session, session.get(
+        "/_sim/leads"
+    ) as resp:
+        resp.raise_for_status()
+        return {str(lead.get("email")) for lead in await resp.json()}
+
+
+async def _run_small_files(
+    args: argparse.Namespace,
+    console: Console,
+    demo_dir: Path,
+    time_scale: float,
+    user: dict[str, Any],
+    log_file: TextIO,
+) -> int:
+    """``--small-files N``: N three-row files at once; what they cost with packing."""
+    count = int(args.small_files)
+    if count < 1:
+        raise ConfigError("--small-files", "must be at least 1")
+    async with AsyncExitStack() as stack:
+        base_url, _app = await start_simulator(stack, time_scale)
+        settings = demo_settings(demo_dir, base_url, small=False, config=args.config,
+                                 user=user)
+        make_folders(settings)
+        commands_config = write_commands_config(demo_dir, settings)
+        console.print(f"leadflow demo in {demo_dir}", style="bold")
+        console.print(f"  simulator (Marketo, clock x{time_scale:g}) at {base_url}; "
+                      f"log lines in {log_file.name}")
+        made = await asyncio.to_thread(
+            small_files.write_small_files, settings.paths.inbox, count
+        )
+        console.print(f"  dropped {count:,} files of {small_files.ROWS_PER_FILE} leads into "
+                      f"{settings.paths.inbox} at once")
+        stopped = await drain(settings, console, count)
+        stats, _ = await simulator_view(base_url, [])
+        summary = small_files.summarize(
+            made, read_reports(settings.paths.results), stats, await _all_emails(base_url)
+        )
+    if stopped:
+        summary["ok"] = False
+        summary["problems"].insert(0, stopped)
+    summary["time_scale"] = time_scale
+    summary["where"] = {"results": str(settings.paths.results), "log": log_file.name,
+                        "database": str(settings.paths.database),
+                        "config": str(commands_config)}
+    _write_json(demo_dir / "summary.json", summary)
+    log.info("demo_finished", ok=summary["ok"], problems=len(summary["problems"]),
+             jobs=summary["jobs"], api_calls=summary["api_calls"])
+    console.print()
+    console.print(small_files.render(summary))
+    for problem in summary["problems"]:
+        console.print(f"  problem: {problem}", style="red")
+    console.print()
+    console.print(
+        f"Each file has its own report in {settings.paths.results}; the jobs they shared are "
+        f"named in each report.json (uploads[].batchId) and in the log "
+        f"({log_file.name}: import_submitted lists the file_ids of each job). "
+        f"`{leadflow_command()} status --config {commands_config}` lists these files; while "
+        "a daemon runs it also shows the files waiting for a pack."
+    )
+    return 0 if summary["ok"] else 1
 
 
 async def _run(

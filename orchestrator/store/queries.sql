@@ -86,6 +86,14 @@ SELECT {part_columns} FROM parts WHERE upload_id = ? ORDER BY first_row
 -- name: select_parts_of_file
 SELECT {part_columns} FROM parts WHERE file_id = ? ORDER BY seq
 
+-- name: select_uploads_of_file
+-- The uploads a file's parts ride in, each once, in the order of the file's parts.
+SELECT {upload_columns} FROM uploads
+JOIN (SELECT upload_id, MIN(seq) AS first_seq FROM parts
+      WHERE file_id = ? AND upload_id IS NOT NULL GROUP BY upload_id) AS mine
+  ON mine.upload_id = uploads.id
+ORDER BY mine.first_seq
+
 -- name: select_parts_of_files
 -- The parts of several files (``:ids`` is a JSON array), by file and seq.
 SELECT {part_columns} FROM parts

@@ -74,6 +74,7 @@ LINK_PART = _Q["link_part"]
 SELECT_PART_SOURCE_ROWS = _Q["select_part_source_rows"]
 SELECT_PARTS_OF_UPLOAD = _Q["select_parts_of_upload"]
 SELECT_PARTS_OF_FILE = _Q["select_parts_of_file"]
+SELECT_UPLOADS_OF_FILE = _Q["select_uploads_of_file"]
 SELECT_PARTS_OF_FILES = _Q["select_parts_of_files"]
 SELECT_FILES_OF_UPLOAD = _Q["select_files_of_upload"]
 COUNT_FILES_IN_UPLOAD = _Q["count_files_in_upload"]
@@ -682,6 +683,15 @@ class Store:
         rows = await self._fetchall(SELECT_PARTS_OF_FILE, (file_id,))
         return [PartRecord.from_row(r) for r in rows]
 
+    async def uploads_of_file(self, file_id: int) -> list[UploadRecord]:
+        """Return the uploads a file's parts ride in (each once), in the order of its parts.
+
+        An upload may carry other files' parts too; a part still waiting for a pack has no
+        upload yet (``parts_of_file`` lists every part).
+        """
+        rows = await self._fetchall(SELECT_UPLOADS_OF_FILE, (file_id,))
+        return [UploadRecord.from_row(r) for r in rows]
+
     async def parts_of_files(self, file_ids: Sequence[int]) -> dict[int, list[PartRecord]]:
         """Return the parts of several files (one query), by file id, each by ``seq``."""
         if not file_ids:
@@ -750,7 +760,10 @@ class Store:
         return {"files": row[0], "parts": row[1], "rows": row[2], "oldest_queued_at": row[3]}
 
     async def detach_parts(
-        self, parts: Sequence[tuple[int, int, str | None]], options: dict[str, Any]
+        self,
+        parts: Sequence[tuple[int, int, str | None]],
+        options: dict[str, Any],
+        file: tuple[int, FileStatus, dict[str, Any]] | None = None,
     ) -> None:
         """Take parts out of their (dead) upload so that they wait for a new pack.
 
@@ -759,13 +772,28 @@ class Store:
         Args:
             parts: ``(part id, its current upload id, new pack key)``.
             options: the Marketo parameters the parts are sent with from now on.
+            file: ``(file id, expected status, changes)``: the file goes back to ``queued``
+                in the same transaction (changes are ``FILE_MUTABLE`` columns; ``info`` may
+                be a dict).
 
         Raises:
             StoreError: a part was no longer in that upload (nothing changed).
+            InvalidTransition: the file was not in its expected status (nothing changed).
+            sqlite3.IntegrityError: the file's bytes are imported as another file with the
+                same import key (nothing changed).
         """
         now = self._clock()
         text = json.dumps(options)
         async with self._transaction() as conn:
+            if file is not None:
+                file_id, expected, changes = file
+                values = dict(changes)
+                if "info" in values and not isinstance(values["info"], str):
+                    values["info"] = json.dumps(values["info"], ensure_ascii=False)
+                await _guarded_update(
+                    conn, "files", "id", FILE_MUTABLE, file_id, expected, FileStatus.QUEUED,
+                    values, now,
+                )
             for part_id, upload_id, key in parts:
                 cursor = await conn.execute(
                     DETACH_PART,

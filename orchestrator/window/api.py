@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.marketo.tokens import refused_message
-from orchestrator.models import UPLOAD_TERMINAL, FileRecord, UploadRecord
+from orchestrator.models import UPLOAD_TERMINAL, FileRecord, PartRecord, UploadRecord
 from orchestrator.places import results_dir_name
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -118,9 +118,12 @@ async def readiness(daemon: DaemonView) -> tuple[bool, dict[str, Any]]:
 class Progress:
     """How far one file got.
 
+    A file's "uploads" are its parts: its rows in one upload each (an upload may carry other
+    files' rows too); a part waiting for a pack has no upload yet.
+
     Attributes:
-        uploads_done: uploads that are terminal (complete, failed, rejected).
-        uploads_total: the file's uploads.
+        uploads_done: parts whose upload is terminal (complete, failed, rejected).
+        uploads_total: the file's parts.
         rows_imported: rows Marketo processed so far (warned rows included).
         rows_failed: rows Marketo failed so far.
         rows_warned: rows imported with a warning so far.
@@ -133,15 +136,45 @@ class Progress:
     rows_warned: int
 
 
-def progress_of(uploads: list[UploadRecord]) -> Progress:
-    """Sum a file's uploads: done/total and Marketo's row counters so far."""
-    return Progress(
-        uploads_done=sum(1 for u in uploads if u.status in UPLOAD_TERMINAL),
-        uploads_total=len(uploads),
-        rows_imported=sum(u.num_leads_processed or 0 for u in uploads),
-        rows_failed=sum(u.num_rows_failed or 0 for u in uploads),
-        rows_warned=sum(u.num_rows_with_warning or 0 for u in uploads),
-    )
+def progress_of(parts: list[PartRecord], uploads: list[UploadRecord]) -> Progress:
+    """Sum a file's parts: done/total and its own row counters so far.
+
+    A part's own counters are set once its batch was split between its files; before that,
+    an upload that carries only this part gives Marketo's counters.
+
+    Args:
+        parts: the file's parts (``Store.parts_of_file``).
+        uploads: the uploads they ride in (``Store.uploads_of_file``).
+    """
+    by_id = {u.id: u for u in uploads}
+    done = imported = failed = warned = 0
+    for part in parts:
+        upload = by_id.get(part.upload_id) if part.upload_id is not None else None
+        if upload is None:
+            continue
+        done += upload.status in UPLOAD_TERMINAL
+        if part.num_leads_processed is not None:
+            imported += part.num_leads_processed
+            failed += part.num_rows_failed or 0
+            warned += part.num_rows_with_warning or 0
+        elif upload.rows == part.rows:  # alone in its upload: Marketo's counters are its own
+            imported += upload.num_leads_processed or 0
+            failed += upload.num_rows_failed or 0
+            warned += upload.num_rows_with_warning or 0
+    return Progress(done, len(parts), imported, failed, warned)
+
+
+async def file_progress(store: Store, file_id: int) -> tuple[Progress, dict[str, int]]:
+    """Return a file's ``progress_of`` and its parts by upload status (``waiting``: no upload)."""
+    parts = await store.parts_of_file(file_id)
+    uploads = await store.uploads_of_file(file_id)
+    by_id = {u.id: u for u in uploads}
+    by_status: dict[str, int] = {}
+    for part in parts:
+        upload = by_id.get(part.upload_id) if part.upload_id is not None else None
+        status = upload.status.value if upload is not None else "waiting"
+        by_status[status] = by_status.get(status, 0) + 1
+    return progress_of(parts, uploads), by_status
 
 
 def report_path(settings: Settings, file: FileRecord, name: str) -> Path | None:
@@ -174,17 +207,14 @@ async def file_view(store: Store, settings: Settings, file_id: int) -> dict[str,
     Returns:
         None for an unknown id; else ``{id, name, status, route, error, received_at,
         finished_at, reported_at, rows: {total, rejected, imported, failed, warned},
-        uploads: {done, total, by_status}, reports: {name: url}}`` (``reports`` is empty
-        until the file is reported).
+        uploads: {done, total, by_status}, reports: {name: url}}`` (``uploads`` counts the
+        file's parts, ``by_status`` by their upload's status or ``waiting`` for a pack;
+        ``reports`` is empty until the file is reported).
     """
     file = await store.get_file(file_id)
     if file is None:
         return None
-    uploads = await store.uploads_of_file(file_id)
-    progress = progress_of(uploads)
-    by_status: dict[str, int] = {}
-    for upload in uploads:
-        by_status[upload.status.value] = by_status.get(upload.status.value, 0) + 1
+    progress, by_status = await file_progress(store, file_id)
     links = await asyncio.to_thread(report_links, settings, file)
     return {
         "id": file.id,

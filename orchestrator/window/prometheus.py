@@ -28,7 +28,8 @@ def add_status_gauges(data: dict[str, Any], registry: CollectorRegistry) -> None
     ``leadflow_uploads{status}``, ``leadflow_import_slots_in_use``,
     ``leadflow_import_slots_budget``,
     ``leadflow_api_calls_today{endpoint}``, ``leadflow_api_errors_today{endpoint}``,
-    ``leadflow_daily_call_budget``, ``leadflow_oldest_batch_age_seconds`` (0 when none).
+    ``leadflow_daily_call_budget``, ``leadflow_oldest_batch_age_seconds`` (0 when none),
+    ``leadflow_files_waiting_for_pack``, ``leadflow_oldest_pack_wait_seconds`` (0 when none).
     """
     Gauge(
         "leadflow_daemon_running", "1 when a daemon holds the database's lock, else 0",
@@ -72,3 +73,14 @@ def add_status_gauges(data: dict[str, Any], registry: CollectorRegistry) -> None
         "Age of the oldest batch still at Marketo, seconds",
         registry=registry,
     ).set(max(ages, default=0.0))
+    packing = data.get("packing") or {}
+    Gauge(
+        "leadflow_files_waiting_for_pack",
+        "Files with rows waiting in the FIFO for a pack (a shared upload)",
+        registry=registry,
+    ).set(packing.get("waiting_files") or 0)
+    Gauge(
+        "leadflow_oldest_pack_wait_seconds",
+        "How long the oldest part waiting for a pack has waited, seconds",
+        registry=registry,
+    ).set(packing.get("oldest_wait_s") or 0.0)

@@ -333,7 +333,7 @@ class _Routes:
         _, ready = await api.readiness(self._d)
         progress = {}
         for f in in_flight(status)[:IN_FLIGHT_SHOWN]:
-            progress[f["id"]] = api.progress_of(await self._d.store.uploads_of_file(f["id"]))
+            progress[f["id"]], _ = await api.file_progress(self._d.store, f["id"])
         reports: dict[int, dict[str, str]] = {}
         for f in finished(status):
             record = await self._d.store.get_file(f["id"])

@@ -22,6 +22,8 @@ RECENT_FILES = 10
 OPEN_FILES = 500
 #: Open file statuses (files still waiting for their report).
 OPEN_STATUSES = tuple(s.value for s in FILE_OPEN)
+#: File ids listed per batch (a shared batch may carry thousands of files).
+BATCH_FILE_IDS = 20
 
 
 def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -40,6 +42,7 @@ def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "received_at": row["received_at"],
         "finished_at": row["finished_at"],
         "reported_at": row["reported_at"],
+        "parts_waiting": row["parts_waiting"],
     }
 
 
@@ -48,15 +51,20 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
 
     Keys: ``counts`` {files, uploads}; ``daemon`` {running, pid, paused}; ``files`` [{id,
     name, status, route, rows_total, rows_imported, rows_failed, rows_rejected, results,
-    reported, error}] (the ``OPEN_FILES`` oldest open files and the ``RECENT_FILES`` newest
-    finished, oldest first); ``files_not_listed`` (open files beyond ``OPEN_FILES``);
-    ``batches`` [{upload_id, file_id, seq, batchId, status, age_s, next_poll_in_s}];
+    reported, error, received_at, finished_at, reported_at, parts_waiting}] (the
+    ``OPEN_FILES`` oldest open files and the ``RECENT_FILES`` newest finished, oldest first);
+    ``files_not_listed`` (open files beyond ``OPEN_FILES``); ``packing`` {waiting_files,
+    waiting_parts, waiting_rows, oldest_wait_s}: what waits in the FIFO for a pack;
+    ``batches`` [{upload_id, files, file_ids (the first ``BATCH_FILE_IDS``), file_id and seq
+    (None when several files ride in it), batchId, status, rows, age_s, next_poll_in_s}];
     ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
     ``recent_errors`` [...]; ``retention`` {days {archive, rejected, results, work},
     deleted_last_24h {what: n}, deleted_total {what: n}}.
     """
     counts = await store.counts_by_status()
     outstanding = await store.at_marketo()
+    waiting = await store.waiting_summary()
+    riders = {u.id: await store.files_of_upload(u.id) for u in outstanding}
     day = quota_day(now)
     pid = daemon_running(settings.paths.database)
     paused = read_pause(settings.paths.database) if pid is not None else None
@@ -72,13 +80,25 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
         "counts": counts,
         "files": files,
         "files_not_listed": max(open_total - open_listed, 0),
+        "packing": {
+            "waiting_files": waiting["files"],
+            "waiting_parts": waiting["parts"],
+            "waiting_rows": waiting["rows"],
+            "oldest_wait_s": (
+                round(max(now - waiting["oldest_queued_at"], 0.0), 1)
+                if waiting["oldest_queued_at"] is not None else None
+            ),
+        },
         "batches": [
             {
                 "upload_id": u.id,
-                "file_id": u.file_id,
-                "seq": u.seq,
+                "files": len({r[0] for r in riders[u.id]}),
+                "file_ids": list(dict.fromkeys(r[0] for r in riders[u.id]))[:BATCH_FILE_IDS],
+                "file_id": riders[u.id][0][0] if len(riders[u.id]) == 1 else None,
+                "seq": riders[u.id][0][2] if len(riders[u.id]) == 1 else None,
                 "batchId": u.batch_id,
                 "status": u.marketo_status,
+                "rows": u.rows,
                 "age_s": round(now - (u.submitted_at or u.created_at), 1),
                 "next_poll_in_s": (
                     round(max(u.next_poll_at - now, 0.0), 1) if u.next_poll_at else None
