@@ -26,6 +26,8 @@ EXPECTED = {
                  "602 answers", "total calls per upload", "uploads complete"],
     "scale": ["time until", "files queued per second", "daemon peak RSS"],
     "prepare": [],
+    "packing": ["Marketo jobs", "API calls per file", "time until the last report",
+                "busy fraction of the 2 slots", "files complete"],
     "simulator": ["upload parse+validate speed", "status calls per second"],
 }
 FIGURE_KEYS = {"name", "value", "unit", "baseline", "baseline_name", "ratio", "target", "met",

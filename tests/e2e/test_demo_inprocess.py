@@ -51,3 +51,21 @@ async def test_demo_interrupted_before_draining_exits_1(
     assert summary["problems"][0] == (
         "the daemon stopped before every file was done (SIGINT)"
     )
+
+
+async def test_demo_small_files_shows_the_jobs_and_calls_packing_saves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo_dir = tmp_path / "demo"
+    assert await cli(["demo", "--small-files", "120", "--time-scale", "200",
+                      "--dir", str(demo_dir)]) == 0
+    summary = json.loads((demo_dir / "summary.json").read_text())
+    assert summary["ok"] is True and summary["problems"] == []
+    assert (summary["files"], summary["rows"]) == (120, 360)
+    assert 1 <= summary["jobs"] <= 2  # 120 files: one or two shared jobs, not 120
+    assert summary["api_calls"] <= 0.05 * 120
+    assert sum(summary["batches"].values()) == 120  # every file rode in a listed batch
+    reports = list((demo_dir / "results").glob("*/report.json"))
+    assert len(reports) == 120
+    out = capsys.readouterr().out
+    assert "with packing" in out and "one job per file" in out and "120 of 120" in out

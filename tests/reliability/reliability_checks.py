@@ -138,6 +138,8 @@ def assert_reports_match_simulator(
     """
     batches = {b["batchId"]: b for b in sim.stats()["batches"]}
     totals: Counter[str] = Counter()
+    # A shared batch: the files that rode in it split its counts between them exactly.
+    shares: dict[int, Counter[str]] = {}
     for name, report in reports.items():
         rows = report["rows"]
         assert rows["total"] == rows["imported"] + rows["failed"] + rows["rejected"], report
@@ -148,13 +150,17 @@ def assert_reports_match_simulator(
             batch = batches.get(upload["batchId"])
             assert batch is not None, (name, upload)
             assert batch["status"] == "Complete", (name, batch)
-            assert upload["numOfLeadsProcessed"] == batch["imported"], (name, upload, batch)
-            assert upload["numOfRowsFailed"] == batch["failed"], (name, upload, batch)
-            assert upload["numOfRowsWithWarning"] == batch["warned"], (name, upload, batch)
-            imported += batch["imported"]
-            failed += batch["failed"]
-            warned += batch["warned"]
-            totals["batches"] += 1
+            whole = upload["batch"]
+            assert (whole["numOfLeadsProcessed"], whole["numOfRowsFailed"],
+                    whole["numOfRowsWithWarning"]) == (
+                batch["imported"], batch["failed"], batch["warned"]), (name, upload, batch)
+            share = shares.setdefault(upload["batchId"], Counter())
+            share["imported"] += upload["numOfLeadsProcessed"]
+            share["failed"] += upload["numOfRowsFailed"]
+            share["warned"] += upload["numOfRowsWithWarning"]
+            imported += upload["numOfLeadsProcessed"]
+            failed += upload["numOfRowsFailed"]
+            warned += upload["numOfRowsWithWarning"]
         assert rows["imported"] == imported, (name, rows, imported)
         assert rows["failed"] == failed, (name, rows, failed)
         assert rows["warned"] == warned, (name, rows, warned)
@@ -171,6 +177,11 @@ def assert_reports_match_simulator(
         totals["imported"] += rows["imported"]
         totals["failed"] += rows["failed"]
         totals["rejected"] += rows["rejected"]
+    for batch_id, share in shares.items():
+        batch = batches[batch_id]
+        assert (share["imported"], share["failed"], share["warned"]) == (
+            batch["imported"], batch["failed"], batch["warned"]), (batch_id, share, batch)
+    totals["batches"] = len(shares)
     return dict(totals)
 
 

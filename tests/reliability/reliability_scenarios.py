@@ -338,6 +338,9 @@ def fault_soak(
             limits={"calls_per_20s": calls_per_20s, "max_concurrent_calls": 5,
                     "import_slots": 10},
             marketo={"retry_attempts": 8},
+            # One job per file: enough calls for every fault to strike (packed, 10 small
+            # files make 3 or 4 jobs; the crash soak runs with packing).
+            **{"import": {"pack": False}},
         ),
         clock_offset_s=offset,
     )

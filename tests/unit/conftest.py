@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_helpers import enqueue_uploads
 
 from orchestrator.errors import ApiPermanentError, QueueFull
-from orchestrator.models import NewUpload
+from orchestrator.models import NewPart
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -178,11 +179,11 @@ def add_file(store: Store) -> AddFile:
             size_bytes=100,
         )
         uploads = [
-            NewUpload(f"/work/{name}.{i}", 100, list(range(2, rows + 2)), "leads",
+            NewPart(f"/work/{name}.{i}", 100, list(range(2, rows + 2)), "leads",
                       {"format": "csv", "lookupField": "email"})
             for i in range(n)
         ]
-        return await store.enqueue_uploads(record.id, uploads, sha256=name, rows_total=rows * n)
+        return await enqueue_uploads(store, record.id, uploads, sha256=name, rows_total=rows * n)
 
     return factory
 

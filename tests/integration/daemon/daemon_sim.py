@@ -15,7 +15,7 @@ import aiohttp
 
 from orchestrator.daemon import Daemon
 from orchestrator.marketo import MarketoClient
-from orchestrator.models import FileStatus, NewUpload
+from orchestrator.models import FileStatus, NewPart
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -123,7 +123,7 @@ class SplitIntake:
         lines = data.decode("utf-8").splitlines()
         header, rows = lines[0], lines[1:]
         limit = self.settings.limits.max_upload_bytes - MULTIPART_OVERHEAD
-        uploads: list[NewUpload] = []
+        uploads: list[NewPart] = []
         chunk: list[str] = []
         numbers: list[int] = []
 
@@ -131,7 +131,7 @@ class SplitIntake:
             body = ("\r\n".join([header, *chunk]) + "\r\n").encode()
             target = work / f"upload-{len(uploads) + 1:04d}.csv"
             target.write_bytes(body)
-            uploads.append(NewUpload(str(target), len(body), list(numbers), "leads",
+            uploads.append(NewPart(str(target), len(body), list(numbers), "leads",
                                      {"format": "csv", "lookupField": "email"}))
 
         size = len(header) + 2
@@ -145,7 +145,7 @@ class SplitIntake:
         if chunk:
             flush()
         columns = header.split(",")
-        await self.store.enqueue_uploads(
+        await self.store.enqueue_parts(
             record.id, uploads, new_status=FileStatus.QUEUED,
             sha256=hashlib.sha256(data).hexdigest(), rows_total=len(rows), encoding="utf-8",
             format="csv", work_path=str(work),

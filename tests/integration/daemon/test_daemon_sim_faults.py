@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 from daemon_sim import MakeSim, SplitIntake, ours, write_lead_files
+from store_helpers import uploads_of_file
 from structlog.testing import capture_logs as _capture_logs
 
 from orchestrator.daemon import Daemon
@@ -58,7 +59,7 @@ async def test_lost_upload_answers_are_sent_again_and_logged(
     with capture_logs() as logs:
         async with running(settings) as daemon:
             await asyncio.wait_for(daemon.run(once=True), 30)
-            uploads = [u for f in range(1, 4) for u in await daemon.store.uploads_of_file(f)]
+            uploads = [u for f in range(1, 4) for u in await uploads_of_file(daemon.store, f)]
     assert all(u.status is UploadStatus.COMPLETE for u in uploads)
     assert sum(u.uncertain for u in uploads) == 2
     resent = [e for e in logs if e["event"] == "resubmitted_after_uncertain_submit"]
@@ -82,7 +83,7 @@ async def test_failed_batches_are_uploaded_again_then_the_file_is_partial(
     with capture_logs() as logs:
         async with running(settings) as daemon:
             await asyncio.wait_for(daemon.run(once=True), 30)
-            uploads = await daemon.store.uploads_of_file(1)
+            uploads = await uploads_of_file(daemon.store, 1)
     assert len(uploads) == 3
     assert [u.status for u in uploads] == [UploadStatus.FAILED] + [UploadStatus.COMPLETE] * 2
     assert [u.batch_failures for u in uploads] == [2, 1, 1]
@@ -107,7 +108,7 @@ async def test_forgotten_batch_ids_are_uploaded_again_once(
     with capture_logs() as logs:
         async with running(settings) as daemon:
             await asyncio.wait_for(daemon.run(once=True), 30)
-            (upload,) = await daemon.store.uploads_of_file(1)
+            (upload,) = await uploads_of_file(daemon.store, 1)
     lost = [e["requeued"] for e in logs if e["event"] == "batch_lost"]
     assert lost == [True, False]
     assert upload.status is UploadStatus.FAILED

@@ -70,7 +70,9 @@ async def test_25_files_fill_the_queue_but_never_overfill_it(
     make_sim: MakeSim, daemon_settings: Callable[..., Settings]
 ) -> None:
     sim: SimHandle = await make_sim(**SIM)
-    settings = daemon_settings(sim.url)
+    # Packing off: one job per chunk of a file, so that 25 files make more jobs than the
+    # queue holds (with packing they would share a handful; see test_packing_*).
+    settings = daemon_settings(sim.url, **{"import": {"pack": False}})
     made = write_lead_files(settings.paths.inbox, 25, lambda n: 150 if n % 5 == 0 else 40)
     with capture_logs() as logs:
         async with running(settings, real_intake=True) as daemon:

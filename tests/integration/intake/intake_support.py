@@ -51,11 +51,11 @@ class Clock:
 
 
 async def uploads_of(store: Store, record: FileRecord) -> list[tuple[bytes, list[int]]]:
-    """``(upload bytes, source rows)`` of each upload of a file, by seq."""
+    """``(prepared bytes, source rows)`` of each part of a file, by seq."""
     out = []
-    for upload in await store.uploads_of_file(record.id):
-        rows = await store.upload_source_rows(upload.id)
-        out.append((Path(upload.path).read_bytes(), rows))
+    for part in await store.parts_of_file(record.id):
+        rows = await store.part_source_rows(part.id)
+        out.append((Path(part.path).read_bytes(), rows))
     return out
 
 

@@ -42,7 +42,7 @@ async def test_quoted_commas_quotes_newlines(
             [2, 3, 5],
         )
     ]
-    (upload,) = await store.uploads_of_file(record.id)
+    (upload,) = await store.parts_of_file(record.id)
     assert upload.options == {"format": "csv", "lookupField": "email"}
     assert upload.kind == "leads" and upload.rows == 3
     # the source is in the work folder, as recorded
@@ -128,7 +128,7 @@ async def test_header_then_blank_lines(
     record = await drop_and_scan(intake, store, shared_inputs / "header-then-blank-lines.csv")
     assert record.status is FileStatus.EMPTY
     assert record.error == "The file has a header but no data rows."
-    assert await store.uploads_of_file(record.id) == []
+    assert await store.parts_of_file(record.id) == []
     assert record.reported_at is None  # the Reporter writes report.json and moves the source
     assert Path(record.work_path).is_file()
 

@@ -14,7 +14,7 @@ from intake_support import Clock, FakeDescribe, uploads_of
 from orchestrator import places
 from orchestrator.intake import Intake
 from orchestrator.intake import claim as claim_module
-from orchestrator.models import FileStatus, UploadStatus
+from orchestrator.models import FileStatus
 from orchestrator.store import Store
 
 GOOD = b"email,firstName\r\na@example.com,Ana\r\nb@example.com,Bo\r\n"
@@ -65,12 +65,12 @@ async def test_logs_received_queued_and_prepared(
     with structlog.testing.capture_logs() as logs:
         assert await intake.scan_once() == 1
     (record,) = await store.files_in(FileStatus.QUEUED)
-    (upload,) = await store.uploads_of_file(record.id)
+    (upload,) = await store.parts_of_file(record.id)
     events = {e["event"]: e for e in logs}
     assert events["file_received"]["file_id"] == record.id
     assert events["file_received"]["file"] == "a.csv"
-    queued = events["upload_queued"]
-    assert (queued["file_id"], queued["upload_id"], queued["seq"], queued["rows"], queued["bytes"]) == (
+    queued = events["part_queued"]
+    assert (queued["file_id"], queued["part_id"], queued["seq"], queued["rows"], queued["bytes"]) == (
         record.id, upload.id, 1, 2, upload.size_bytes
     )
     assert events["file_prepared"]["encoding"] == "utf-8"
@@ -97,7 +97,7 @@ async def test_routes_give_their_options_and_unknown_folders_are_left_alone(
     options = {
         name: (u.kind, u.options)
         for name, f in by_name.items()
-        for u in await store.uploads_of_file(f.id)
+        for u in await store.parts_of_file(f.id)
     }
     assert options == {
         "root.csv": ("leads", {"format": "csv", "lookupField": "email", "listId": 5}),
@@ -127,8 +127,24 @@ async def test_same_content_as_an_imported_file_is_a_duplicate(
         "drop it as 'again.force.csv' or use `leadflow submit --force`."
     )
     assert again.sha256 == first.sha256
-    assert await store.uploads_of_file(again.id) == []
-    assert len(await store.uploads_in(UploadStatus.QUEUED)) == 1
+    assert await store.parts_of_file(again.id) == []
+    assert (await store.waiting_summary())["parts"] == 1
+
+
+async def test_twins_in_one_batch_are_enqueued_once(
+    make_intake: Callable[..., Intake], store: Store
+) -> None:
+    intake = make_intake()
+    drop(intake, "a.csv")
+    drop(intake, "b.csv")  # same bytes, same scan: the batch finds its own twin
+    drop(intake, "c.csv", GOOD + b"c@example.com,Cy\r\n")
+    assert await intake.scan_once() == 3
+    queued = {f.name: f for f in await store.files_in(FileStatus.QUEUED)}
+    (twin,) = await store.files_in(FileStatus.DUPLICATE)
+    assert sorted(queued) == ["a.csv", "c.csv"] and twin.name == "b.csv"
+    assert twin.error is not None and f"file {queued['a.csv'].id} 'a.csv'" in twin.error
+    assert not [p for p in Path(twin.work_path).parent.parent.iterdir() if p.name != "source"]
+    assert (await store.waiting_summary())["parts"] == 2
 
 
 async def test_all_rows_rejected_goes_to_reporting(
@@ -139,7 +155,7 @@ async def test_all_rows_rejected_goes_to_reporting(
     assert await intake.scan_once() == 1
     (record,) = await store.files_in(FileStatus.REPORTING)
     assert (record.rows_total, record.rows_rejected) == (2, 2)
-    assert await store.uploads_of_file(record.id) == []
+    assert await store.parts_of_file(record.id) == []
     assert Path(record.info["rejections_path"]).read_bytes() == (
         b"sourceRow,email,leadScore,Import Failure Reason\r\n"
         b"2,a@example.com,high,Invalid data type in field Lead Score\r\n"
@@ -304,8 +320,11 @@ async def test_thousand_small_files_dropped_at_once(
     assert len(queued) == 1000
     assert sorted(f.name for f in queued) == [f"f{i:04d}.csv" for i in range(1000)]
     assert os.listdir(inbox) == []
-    counts = await store.counts_by_status()
-    assert counts["uploads"]["queued"] == 1000
+    waiting = await store.waiting_summary()
+    assert (waiting["files"], waiting["parts"], waiting["rows"]) == (1000, 1000, 1000)
+    # One pack key for all: the same options and the same columns.
+    keys = {p.pack_key for f in queued for p in await store.parts_of_file(f.id)}
+    assert len(keys) == 1 and None not in keys
 
 
 async def test_file_vanishing_while_prepared_is_rejected(

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.models import FileRecord, FileStatus, NewUpload, UploadRecord, UploadStatus
+from store_helpers import enqueue_uploads, uploads_of_file
+
+from orchestrator.models import FileRecord, FileStatus, NewPart, UploadRecord, UploadStatus
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -128,13 +130,13 @@ async def prepare_file(
         [list(source_header or header), *rows]
     )
     source.write_bytes(text.encode("utf-8"))
-    new_uploads: list[NewUpload] = []
+    new_uploads: list[NewPart] = []
     at = 0
     for seq, size in enumerate(chunks, start=1):
         path = work_dir / f"upload-{seq:04d}.csv"
         path.write_bytes(render_csv([list(header), *rows[at : at + size]]).encode("utf-8"))
         new_uploads.append(
-            NewUpload(
+            NewPart(
                 path=str(path),
                 size_bytes=path.stat().st_size,
                 source_rows=lines[at : at + size],
@@ -161,7 +163,7 @@ async def prepare_file(
         "duplicates": [],
         "rejections_path": str(rejections_path),
     }
-    await store.enqueue_uploads(
+    await enqueue_uploads(store, 
         file.id,
         new_uploads,
         new_status=FileStatus.QUEUED if new_uploads else FileStatus.REPORTING,
@@ -176,7 +178,7 @@ async def prepare_file(
     record = await store.get_file(file.id)
     assert record is not None
     return Prepared(
-        record, await store.uploads_of_file(file.id), list(header), [list(r) for r in rows],
+        record, await uploads_of_file(store, file.id), list(header), [list(r) for r in rows],
         lines, work_dir, source, text.encode("utf-8"),
     )
 

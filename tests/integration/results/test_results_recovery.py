@@ -161,8 +161,9 @@ async def test_transient_marketo_error_postpones_the_report(
     assert [e["event"] for e in logs if e["event"].startswith("results_")] == [
         "results_fetch_failed"
     ]
+    # The batch could not be split yet, so the file waits for it (still queued).
     waiting = await store.get_file(prep.file.id)
-    assert waiting is not None and waiting.status is FileStatus.REPORTING
+    assert waiting is not None and waiting.status is FileStatus.QUEUED
     assert not any(settings.paths.results.iterdir())
     clock.now += 30
     assert await reporter.report_ready() == 1

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from results_helpers import Prepared, prepare_file, read_csv
+from store_helpers import uploads_of_file
 
 from orchestrator.marketo import MarketoClient
 from orchestrator.models import FileStatus, UploadStatus
@@ -115,7 +116,7 @@ async def test_report_matches_the_simulators_lead_store_and_failure_files(env: E
         reporter = Reporter(env.settings, store, env.client, env.clock.now)
         assert await reporter.report_ready() == 1
         final = await store.get_file(prep.file.id)
-        uploads = await store.uploads_of_file(prep.file.id)
+        uploads = await uploads_of_file(store, prep.file.id)
 
     assert final is not None and final.status is FileStatus.PARTIAL
     folder = env.settings.paths.results / f"mixed leads.csv.{prep.file.id}"
@@ -158,7 +159,7 @@ async def test_empty_lookup_in_last_column_against_the_simulator(
         prep = await prepare_file(store, env.settings, "empty-lookup-in-last-column.csv",
                                   header, rows, source_text=source)
         await run_uploads(env, store, prep)
-        batch_id = (await store.uploads_of_file(prep.file.id))[0].batch_id
+        batch_id = (await uploads_of_file(store, prep.file.id))[0].batch_id
         assert await Reporter(env.settings, store, env.client, env.clock.now).report_ready() == 1
 
     # what Marketo (the simulator) sent back really lacks the empty last column

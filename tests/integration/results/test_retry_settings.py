@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from results_helpers import FakeClient, end_upload, prepare_file
+from store_helpers import enqueue_uploads, form_waiting
 
 from orchestrator.commands.retry import retry_command
 from orchestrator.models import FileStatus, UploadStatus
@@ -43,8 +44,8 @@ async def test_retry_sends_with_the_route_settings_in_force_now(
     fixed = _with_routes(make_settings, {"name": "events", "partition_name": "Default",
                                          "list_id": 7, "lookup_field": "email"})
     assert await retry_command(fixed, prep.file.id) == 0, capsys.readouterr().err
-    upload = await store.get_upload(prep.uploads[0].id)
-    assert upload is not None and upload.status is UploadStatus.QUEUED
+    (upload,) = await form_waiting(store, prep.file.id)
+    assert upload.status is UploadStatus.QUEUED
     assert upload.options == {"format": "csv", "lookupField": "email", "listId": 7,
                               "partitionName": "Default"}
     file = await store.get_file(prep.file.id)
@@ -59,8 +60,7 @@ async def test_retry_of_a_root_file_uses_the_import_section(
     prep = await _refused_file(store, _with_routes(make_settings), clock, None)
     fixed = make_settings(import_={"partition_name": "Default", "lookup_field": "email"})
     assert await retry_command(fixed, prep.file.id) == 0, capsys.readouterr().err
-    upload = await store.get_upload(prep.uploads[0].id)
-    assert upload is not None
+    (upload,) = await form_waiting(store, prep.file.id)
     assert upload.options == {"format": "csv", "lookupField": "email",
                               "partitionName": "Default"}
 
@@ -90,7 +90,7 @@ async def test_retry_after_the_same_bytes_were_imported_as_another_file(
     assert first is not None and first.status is FileStatus.REJECTED
     again = await store.add_file(name="p.csv", inbox_path="i", work_path="w", route=None,
                                  size_bytes=1)
-    await store.enqueue_uploads(again.id, [], new_status=FileStatus.QUEUED, sha256=first.sha256)
+    await enqueue_uploads(store, again.id, [], new_status=FileStatus.QUEUED, sha256=first.sha256)
     assert await retry_command(settings, prep.file.id) == 1
     err = capsys.readouterr().err
     assert f"the same bytes were imported since as file {again.id}" in err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from results_helpers import FakeClient, end_upload, prepare_file
+from store_helpers import form_waiting
 
 from orchestrator.cli import cli
 from orchestrator.commands.retry import retry_command
@@ -91,11 +92,15 @@ async def test_retry_requeues_failed_uploads_and_the_file_is_reported_again(
     assert file.reported_at is None and file.finished_at is None and file.error is None
     assert "archived_path" not in file.info
     assert prep.source.read_bytes() == prep.source_bytes and not archived.exists()
-    again = await store.get_upload(prep.uploads[1].id)
-    assert again is not None and again.status is UploadStatus.QUEUED
-    assert (again.batch_id, again.batch_failures, again.num_leads_processed) == (None, 0, None)
+    # Only the part that rode in the failed upload waits again; the dead upload stays dead.
+    dead = await store.get_upload(prep.uploads[1].id)
+    assert dead is not None and dead.status is UploadStatus.FAILED
+    parts = await store.parts_of_file(prep.file.id)
+    assert [p.upload_id for p in parts] == [prep.uploads[0].id, None]
+    assert parts[1].num_leads_processed is None and parts[1].send_by is not None
     kept = await store.get_upload(prep.uploads[0].id)
     assert kept is not None and kept.status is UploadStatus.COMPLETE and kept.batch_id == 11
+    (again,) = await form_waiting(store, prep.file.id)
 
     await end_upload(store, again, batch_id=13)
     clock.now += 60

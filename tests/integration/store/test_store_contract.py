@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from store_helpers import enqueue_uploads
 
 from orchestrator.cli import cli
-from orchestrator.errors import InvalidTransition
-from orchestrator.models import FileStatus, NewUpload, UploadStatus
+from orchestrator.errors import InvalidTransition, StoreError
+from orchestrator.models import EnqueuedFile, FileStatus, NewFile, NewPart, UploadStatus
 from orchestrator.store import Store
 
 
@@ -28,8 +29,8 @@ async def add_queued_file(store: Store, name: str, n_uploads: int, sha: str) -> 
     f = await store.add_file(
         name=name, inbox_path=f"/in/{name}", work_path=f"/work/{name}", route=None, size_bytes=1
     )
-    uploads = [NewUpload(f"/work/{name}.{i}", 10, [i + 2]) for i in range(n_uploads)]
-    return await store.enqueue_uploads(f.id, uploads, sha256=sha, rows_total=n_uploads)
+    uploads = [NewPart(f"/work/{name}.{i}", 10, [i + 2]) for i in range(n_uploads)]
+    return await enqueue_uploads(store, f.id, uploads, sha256=sha, rows_total=n_uploads)
 
 
 async def test_fifo_claim_order_and_not_before(tmp_path: Path) -> None:
@@ -131,9 +132,9 @@ async def test_enqueue_is_atomic_and_duplicate_sha_is_refused(tmp_path: Path) ->
                                  size_bytes=1)
         assert (await store.imported_twin("same", None)) is not None
         with pytest.raises(sqlite3.IntegrityError):
-            await store.enqueue_uploads(g.id, [NewUpload("/w/b.1", 1, [2])], sha256="same")
+            await store.enqueue_parts(g.id, [NewPart("/w/b.1", 1, [2])], sha256="same")
         assert (await store.get_file(g.id)).status is FileStatus.RECEIVED  # type: ignore[union-attr]
-        assert len(await store.uploads_of_file(g.id)) == 0
+        assert len(await store.parts_of_file(g.id)) == 0
 
 
 async def test_same_bytes_with_other_options_or_forced_are_not_duplicates(
@@ -241,3 +242,122 @@ async def test_status_and_migrate_commands(
     assert 'leadflow_uploads{status="queued"} 2.0' in metrics
     assert "leadflow_import_slots_budget 10.0" in metrics
     assert "leadflow_oldest_batch_age_seconds 0.0" in metrics
+
+
+# --- parts: what packing stands on ------------------------------------------------------------
+
+
+def _part(path: str, rows: int = 2, key: str | None = "k") -> NewPart:
+    return NewPart(path, 20 + 10 * rows, list(range(2, rows + 2)), "leads", {"format": "csv"},
+                   20, key)
+
+
+async def test_a_batch_of_files_is_recorded_and_enqueued_in_order(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with Store.open(tmp_path / "q.db", clock=clock) as store:
+        await add_queued_file(store, "first.csv", 1, "first")  # ids continue after it
+        records = await store.add_files(
+            [NewFile(f"b{i}.csv", f"/in/b{i}.csv", "/w/{id}/source/b.csv", None, 5)
+             for i in range(3)])
+        assert [r.id for r in records] == [2, 3, 4]
+        assert [r.work_path for r in records] == [f"/w/{i}/source/b.csv" for i in (2, 3, 4)]
+        ids = await store.enqueue_files([
+            EnqueuedFile(r.id, [_part(f"/w/{r.id}/u1"), _part(f"/w/{r.id}/u2")] if i == 0
+                         else [_part(f"/w/{r.id}/u1")], FileStatus.QUEUED, f"sha{i}", "utf-8",
+                         "csv", 2, 0, 0, {"header": ["email"]}, wait_s=30)
+            for i, r in enumerate(records)])
+        assert ids == [[2, 3], [4], [5]]  # part 1 belongs to first.csv's upload
+        part = (await store.parts_of_file(2))[1]
+        assert (part.seq, part.pack_key, part.send_by, part.upload_id) == (2, "k", 1030.0, None)
+        got = await store.get_file(3)
+        assert got is not None and got.status is FileStatus.QUEUED and got.sha256 == "sha1"
+        # A batch with one file no longer received changes nothing at all.
+        more = await store.add_files([NewFile("c.csv", "/in/c.csv", "/w/{id}/c", None, 1)])
+        with pytest.raises(InvalidTransition):
+            await store.enqueue_files([
+                EnqueuedFile(more[0].id, [_part("/w/c1")], FileStatus.QUEUED, "shc", "utf-8",
+                             "csv", 2, 0, 0, {}),
+                EnqueuedFile(2, [_part("/w/again")], FileStatus.QUEUED, "shx", "utf-8", "csv",
+                             2, 0, 0, {}),
+            ])
+        assert await store.parts_of_file(more[0].id) == []
+        assert (await store.waiting_summary())["parts"] == 4
+
+
+async def test_a_pack_takes_waiting_parts_once_and_all_or_nothing(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "q.db", clock=FakeClock()) as store:
+        for name in ("a.csv", "b.csv"):
+            f = await store.add_file(name=name, inbox_path=f"/in/{name}", work_path="/w",
+                                     route=None, size_bytes=1)
+            await store.enqueue_parts(f.id, [_part(f"/w/{name}", rows=3)], sha256=name)
+        head = await store.waiting_head()
+        assert head is not None and head.id == 1
+        # The group window: parts whose rows start within the budget, plus the first beyond.
+        assert [r[0] for r in await store.waiting_group("k", budget=10)] == [1]
+        assert [r[0] for r in await store.waiting_group("k", budget=40)] == [1, 2]
+        assert await store.waiting_group_totals("k") == (2, 6, 1000.0)
+        upload = await store.form_upload([(1, 0), (2, 3)], path="/w/pack", size_bytes=80,
+                                         rows=6, kind="leads", options={"format": "csv"})
+        assert upload.status is UploadStatus.SUBMITTING and upload.claimed_at == 1000.0
+        assert [(p.id, p.first_row) for p in await store.parts_of_upload(upload.id)] == [
+            (1, 0), (2, 3)]
+        assert await store.files_of_upload(upload.id) == [(1, "a.csv", 1, 3), (2, "b.csv", 1, 3)]
+        assert await store.count_files_in_upload(upload.id) == 2
+        with pytest.raises(StoreError, match="no longer waiting"):
+            await store.form_upload([(2, 0)], path="/w/b.csv", size_bytes=50, rows=3,
+                                    kind="leads", options={})
+        assert len(await store.uploads_in(UploadStatus.SUBMITTING)) == 1  # nothing recorded
+        assert await store.waiting_head() is None
+
+
+async def test_a_split_is_recorded_once_and_detached_parts_wait_again(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with Store.open(tmp_path / "q.db", clock=clock) as store:
+        f = await store.add_file(name="a.csv", inbox_path="/in/a", work_path="/w", route=None,
+                                 size_bytes=1)
+        (part_id,) = await store.enqueue_parts(f.id, [_part("/w/a", rows=4)], sha256="a")
+        upload = await store.form_upload([(part_id, 0)], path="/w/a", size_bytes=60, rows=4,
+                                         kind="leads", options={})
+        await store.transition_upload(upload.id, UploadStatus.SUBMITTING, UploadStatus.COMPLETE,
+                                      num_leads_processed=3, num_rows_failed=1)
+        assert [u.id for u in await store.uploads_to_split()] == [upload.id]
+        assert await store.files_ready_for_report() == []  # not split yet
+        assert await store.record_split(upload.id, [(part_id, 3, 1, 0)])
+        assert not await store.record_split(upload.id, [(part_id, 9, 9, 9)])  # once only
+        (part,) = await store.parts_of_file(f.id)
+        assert (part.num_leads_processed, part.num_rows_failed) == (3, 1)
+        assert [x.id for x in await store.files_ready_for_report()] == [f.id]
+        (started,) = await store.start_reporting([f.id, 999])
+        assert started.status is FileStatus.REPORTING
+        assert await store.unreported_in_upload(upload.id) == 1
+        (done,) = await store.finish_files(
+            [(f.id, FileStatus.REPORTING, FileStatus.PARTIAL, {"reported_at": 5.0})])
+        assert done.reported_at == 5.0 and await store.unreported_in_upload(upload.id) == 0
+        # Retry: the part leaves its upload and waits again, due at once, with new options.
+        clock.now = 2000.0
+        await store.detach_parts([(part_id, upload.id, "k2")], {"format": "csv", "listId": 7})
+        (again,) = await store.parts_of_file(f.id)
+        assert (again.upload_id, again.first_row, again.num_rows_failed) == (None, None, None)
+        assert (again.pack_key, again.options, again.send_by) == (
+            "k2", {"format": "csv", "listId": 7}, 2000.0)
+        with pytest.raises(StoreError, match="no longer in upload"):
+            await store.detach_parts([(part_id, upload.id, None)], {})
+        assert await store.parts_of_upload(upload.id) == []
+        assert upload.path in await store.upload_paths()
+
+
+async def test_finishing_files_is_all_or_nothing(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "q.db", clock=FakeClock()) as store:
+        a = await store.add_file(name="a", inbox_path="/a", work_path="/w", route=None,
+                                 size_bytes=1)
+        b = await store.add_file(name="b", inbox_path="/b", work_path="/w", route=None,
+                                 size_bytes=1)
+        for f in (a, b):
+            await store.transition_file(f.id, FileStatus.RECEIVED, FileStatus.REPORTING)
+        with pytest.raises(InvalidTransition):
+            await store.finish_files([
+                (a.id, FileStatus.REPORTING, FileStatus.COMPLETE, {"reported_at": 1.0}),
+                (b.id, FileStatus.QUEUED, FileStatus.COMPLETE, {"reported_at": 1.0}),
+            ])
+        still = await store.get_file(a.id)
+        assert still is not None and still.status is FileStatus.REPORTING

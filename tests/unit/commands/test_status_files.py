@@ -11,14 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from store_helpers import enqueue_uploads
 
 from orchestrator.cli import cli
 from orchestrator.commands.status import collect_status, render_status
-from orchestrator.models import FileStatus, NewUpload, UploadStatus
+from orchestrator.models import FileStatus, NewPart, UploadStatus
 from orchestrator.places import pause_file
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store.lock import SingleDaemonLock
+from orchestrator.window.prometheus import render_prometheus
 
 OPTIONS = {"format": "csv", "lookupField": "email"}
 
@@ -26,9 +28,9 @@ OPTIONS = {"format": "csv", "lookupField": "email"}
 async def _file(store: Store, name: str, uploads: int = 1, rows: int = 5) -> list[int]:
     record = await store.add_file(name=name, inbox_path=f"/in/{name}", work_path=f"/w/{name}",
                                   route=None, size_bytes=10)
-    new = [NewUpload(f"/w/{name}.{i}", 10, list(range(2, rows + 2)), "leads", OPTIONS)
+    new = [NewPart(f"/w/{name}.{i}", 10, list(range(2, rows + 2)), "leads", OPTIONS)
            for i in range(uploads)]
-    return await store.enqueue_uploads(record.id, new, sha256=name, rows_total=rows * uploads)
+    return await enqueue_uploads(store, record.id, new, sha256=name, rows_total=rows * uploads)
 
 
 async def _finish(store: Store, upload_id: int, status: UploadStatus, failed: int = 0) -> None:
@@ -37,6 +39,9 @@ async def _finish(store: Store, upload_id: int, status: UploadStatus, failed: in
     changes = {"marketo_status": "Complete", "num_leads_processed": 5 - failed,
                "num_rows_failed": failed} if status is UploadStatus.COMPLETE else {}
     await store.transition_upload(upload_id, UploadStatus.SUBMITTING, status, **changes)
+    if status is UploadStatus.COMPLETE:  # as the reporter does: the file's own counts
+        [part] = await store.parts_of_upload(upload_id)
+        assert await store.record_split(upload_id, [(part.id, 5 - failed, failed, 0)])
 
 
 async def _report(store: Store, file_id: int, status: FileStatus) -> None:
@@ -52,7 +57,7 @@ async def test_status_lists_open_files_and_the_ten_newest_finished_with_ids(
         for n in range(12):
             [upload] = await _file(store, f"done-{n}.csv")
             await _finish(store, upload, UploadStatus.COMPLETE, failed=n % 2)
-            file_id = (await store.get_upload(upload)).file_id  # type: ignore[union-attr]
+            [(file_id, *_)] = await store.files_of_upload(upload)
             await _report(store, file_id, FileStatus.COMPLETE if n % 2 == 0 else
                           FileStatus.PARTIAL)
         first, _second = await _file(store, "open.csv", uploads=2)
@@ -163,3 +168,44 @@ async def test_status_gives_the_reason_of_a_rejected_file_and_cuts_long_lists(
     assert "open-000.csv" in listed[0]  # the oldest waiting file first
     assert "... and 290 more files waiting (received, queued or reporting" in text
     assert data["files_not_listed"] == 0  # --json lists every open file (up to 500)
+
+
+async def test_status_shows_files_waiting_for_a_pack_and_who_rides_in_each_batch(
+    make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings()
+    clock = {"now": 1_000.0}
+    async with Store.open(settings.paths.database, clock=lambda: clock["now"]) as store:
+        for name in ("w1.csv", "w2.csv"):
+            record = await store.add_file(name=name, inbox_path=f"/in/{name}",
+                                          work_path=f"/w/{name}", route=None, size_bytes=10)
+            parts = [NewPart(f"/w/{name}.{i}", 40, [2, 3], "leads", OPTIONS, 20, "key")
+                     for i in range(2 if name == "w1.csv" else 1)]
+            await store.enqueue_parts(record.id, parts, sha256=name, rows_total=4, wait_s=60)
+        empty = await collect_status(store, settings, clock["now"])
+        # Two of the three waiting parts leave together: one batch, two files.
+        head = await store.waiting_head()
+        assert head is not None
+        upload = await store.form_upload([(head.id, 0), (head.id + 2, 2)], path="/w/pack",
+                                         size_bytes=60, rows=4, kind="leads", options=OPTIONS)
+        await store.transition_upload(upload.id, UploadStatus.SUBMITTING,
+                                      UploadStatus.SUBMITTED, batch_id=7001,
+                                      marketo_status="Queued", submitted_at=clock["now"])
+        clock["now"] += 30
+        data = await collect_status(store, settings, clock["now"])
+    assert empty["packing"] == {"waiting_files": 2, "waiting_parts": 3, "waiting_rows": 6,
+                                "oldest_wait_s": 0.0}
+    assert data["packing"] == {"waiting_files": 1, "waiting_parts": 1, "waiting_rows": 2,
+                               "oldest_wait_s": 30.0}
+    (batch,) = data["batches"]
+    assert (batch["batchId"], batch["files"], batch["file_ids"], batch["rows"]) == (
+        7001, 2, [1, 2], 4)
+    assert [f["parts_waiting"] for f in data["files"]] == [1, 0]
+    text = render_status(data)
+    assert "waiting:  1 files (1 parts, 2 rows) wait for a pack, oldest 30s" in text
+    assert "batchId 7001  Queued     2 files  4 rows" in text
+    assert "waiting:  no file waits for a pack" in render_status(
+        {**data, "packing": {"waiting_files": 0}})
+    metrics = render_prometheus(data)
+    assert "leadflow_files_waiting_for_pack 1.0" in metrics
+    assert "leadflow_oldest_pack_wait_seconds 30.0" in metrics

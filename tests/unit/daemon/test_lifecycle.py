@@ -18,7 +18,7 @@ from orchestrator.daemon import Daemon, DaemonCrashed
 from orchestrator.daemon.credentials import CredentialsRefused
 from orchestrator.daemon.recovery import recover_uploads
 from orchestrator.errors import AuthError
-from orchestrator.models import FileStatus, NewUpload, UploadStatus
+from orchestrator.models import FileStatus, NewPart, UploadStatus
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store.lock import SingleDaemonLock
@@ -51,9 +51,9 @@ class FakeIntake:
                 name=path.name, inbox_path=str(path), work_path=str(dest), route=None,
                 size_bytes=dest.stat().st_size,
             )
-            uploads = [NewUpload(str(dest), 10, [i + 2]) for i, _ in enumerate(lines)]
-            await self.store.enqueue_uploads(record.id, uploads, sha256=path.name,
-                                             rows_total=len(lines))
+            uploads = [NewPart(str(dest), 10, [i + 2]) for i, _ in enumerate(lines)]
+            await self.store.enqueue_parts(record.id, uploads, sha256=path.name,
+                                           rows_total=len(lines))
             taken += 1
         return taken
 
@@ -80,6 +80,9 @@ class FakeReporter:
         self.reports: dict[int, int] = {}
 
     async def report_ready(self) -> int:
+        for upload in await self.store.uploads_to_split():
+            parts = await self.store.parts_of_upload(upload.id)
+            await self.store.record_split(upload.id, [(p.id, p.rows, 0, 0) for p in parts])
         for ready in await self.store.files_ready_for_report():
             await self.store.transition_file(ready.id, FileStatus.QUEUED, FileStatus.REPORTING)
         done = 0
@@ -153,9 +156,12 @@ async def test_recovery_resubmits_mid_submit_and_resumes_polling(
         intake = FakeIntake(settings, store)
         write_inbox(settings, files=1, rows=2)
         await intake.scan_once()
-        first = await store.claim_next()
-        second = await store.claim_next()
-        assert first is not None and second is not None
+        one, two = await store.parts_of_file(1)
+        first, second = [
+            await store.form_upload([(p.id, 0)], path=p.path, size_bytes=p.size_bytes,
+                                    rows=p.rows, kind=p.kind, options=p.options)
+            for p in (one, two)
+        ]
         job = await marketo.create_import(Path(second.path), kind="leads", options={})
         await store.transition_upload(second.id, UploadStatus.SUBMITTING,
                                       UploadStatus.SUBMITTED, batch_id=job.batch_id,
@@ -166,7 +172,9 @@ async def test_recovery_resubmits_mid_submit_and_resumes_polling(
     try:
         with capture_logs() as logs:
             await asyncio.wait_for(daemon.run(once=True), 20)
-        uploads = await daemon.store.uploads_of_file(first.file_id)
+        uploads = [await daemon.store.get_upload(u.id) for u in (first, second)]
+        assert all(u is not None for u in uploads)
+        uploads = [u for u in uploads if u is not None]
         assert [u.status for u in uploads] == [UploadStatus.COMPLETE] * 2
         assert uploads[0].uncertain == 1 and uploads[0].attempts == 1
         assert uploads[1].batch_id == job.batch_id and uploads[1].attempts == 0

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.models import FileRecord, FileStatus, UploadRecord, UploadStatus
-from orchestrator.results.report import build_report, count_rows, decide_status, iso_utc
+from orchestrator.models import FileRecord, FileStatus, PartRecord, UploadRecord, UploadStatus
+from orchestrator.results.report import Ride, build_report, count_rows, decide_status, iso_utc
 
 REPORT_KEYS = [
     "report_version",
@@ -31,10 +31,12 @@ REPORT_KEYS = [
 ]
 UPLOAD_KEYS = [
     "seq",
+    "upload_id",
     "batchId",
     "state",
     "marketoStatus",
     "status",
+    "rows",
     "numOfLeadsProcessed",
     "numOfRowsFailed",
     "numOfRowsWithWarning",
@@ -43,6 +45,7 @@ UPLOAD_KEYS = [
     "attempts",
     "uncertain",
     "submissions",
+    "batch",
 ]
 
 
@@ -74,11 +77,10 @@ def a_file(**kw: Any) -> FileRecord:
 
 def an_upload(
     seq: int = 1, status: UploadStatus = UploadStatus.COMPLETE, **kw: Any
-) -> UploadRecord:
+) -> Ride:
+    """A one-part upload of file 7 (the part's own counts are the batch's)."""
     base: dict[str, Any] = {
         "id": seq,
-        "file_id": 7,
-        "seq": seq,
         "path": f"/w/7/upload-{seq:04d}.csv",
         "size_bytes": 10,
         "rows": 5,
@@ -106,7 +108,18 @@ def an_upload(
         "finished_at": None,
     }
     base.update(kw)
-    return UploadRecord(**base)
+    upload = UploadRecord(**base)
+    part = PartRecord(
+        id=seq, file_id=7, seq=seq, path=upload.path, size_bytes=10, header_bytes=0,
+        rows=upload.rows, kind="leads", options={}, pack_key=None, queued_at=0.0, send_by=None,
+        upload_id=upload.id, first_row=0,
+        num_leads_processed=upload.num_leads_processed if status is UploadStatus.COMPLETE
+        else None,
+        num_rows_failed=upload.num_rows_failed if status is UploadStatus.COMPLETE else None,
+        num_rows_with_warning=upload.num_rows_with_warning
+        if status is UploadStatus.COMPLETE else None,
+    )
+    return Ride(part, upload)
 
 
 def test_counts_of_a_clean_file() -> None:
@@ -170,7 +183,7 @@ def test_final_status(
     status, error = decide_status(file, uploads, rows)
     assert status is expected
     assert (error is None) == (expected is FileStatus.COMPLETE)
-    dead = any(u.status is not UploadStatus.COMPLETE for u in uploads)
+    dead = any(u.upload.status is not UploadStatus.COMPLETE for u in uploads)
     assert (error is not None and "leadflow retry 7" in error) == dead
 
 

@@ -54,7 +54,9 @@ async def test_complete_job_records_counters_and_wakes_scheduler_and_reporter(
     assert poller.slot_freed.is_set() and poller.finished.is_set()
     finished = [e for e in logs if e["event"] == "import_finished"]
     assert len(finished) == 1 and finished[0]["failed"] == 2
-    assert finished[0]["batch_id"] == upload.batch_id and finished[0]["file_id"] == done.file_id
+    [(file_id, *_)] = await store.files_of_upload(upload_id)
+    assert finished[0]["batch_id"] == upload.batch_id and finished[0]["file_id"] == file_id
+    assert finished[0]["file_ids"] == [file_id]
     assert await poller.poll_due() == 0  # terminal jobs are not polled again
 
 

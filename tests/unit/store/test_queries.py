@@ -19,7 +19,7 @@ def migrated() -> sqlite3.Connection:
 
 def test_every_query_is_valid_sql_on_the_schema() -> None:
     conn = migrated()
-    queries = load_queries(store.UPLOAD_COLUMNS)
+    queries = load_queries(store.UPLOAD_COLUMNS, store.PART_COLUMNS)
     assert len(queries) >= 25
     for name, sql in queries.items():
         params = re.findall(r":([a-z_0-9]+)", sql)
@@ -32,7 +32,7 @@ def test_every_query_is_used_by_the_store() -> None:
     named = [v for k, v in vars(store).items() if k.isupper()]
     constants = {v for v in named if isinstance(v, str)}
     constants |= {q for d in named if isinstance(d, dict) for q in d.values()}
-    for name, sql in load_queries(store.UPLOAD_COLUMNS).items():
+    for name, sql in load_queries(store.UPLOAD_COLUMNS, store.PART_COLUMNS).items():
         assert sql in constants, f"query {name} is not bound in store.py"
 
 

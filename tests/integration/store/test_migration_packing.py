@@ -1,0 +1,163 @@
+"""Migration 0002_packing from a version-1 database with data in it.
+
+The v1 database is built by the v1 migration alone and filled the way leadflow v1 left it:
+files in every stage, uploads queued, mid-submit, at Marketo, complete (reported and not),
+failed, with their history. After ``Store.open`` (which migrates) every upload is one part of
+its own and everything v1 knew is still there.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from array import array
+from pathlib import Path
+
+from orchestrator.models import FileStatus, NewPart, UploadStatus, unpack_rows
+from orchestrator.store import Store
+from orchestrator.store.migrate import _statements, load_migrations
+
+V1_FILES = [
+    # id, name, status, reported_at
+    (1, "done.csv", "complete", 50.0),
+    (2, "busy.csv", "queued", None),
+    (3, "ended.csv", "reporting", None),
+]
+V1_UPLOADS = [
+    # id, file_id, seq, status, batch_id, processed, failed, warned, rows, source rows
+    (1, 1, 1, "complete", 901, 3, 1, 0, 4, [2, 3, 4, 6]),
+    (2, 2, 1, "importing", 902, 1, 0, 0, 3, [2, 3, 4]),
+    (3, 2, 2, "submitting", None, None, None, None, 2, [5, 7]),
+    (4, 2, 3, "queued", None, None, None, None, 2, [8, 9]),
+    (5, 3, 1, "complete", 905, 2, 0, 1, 2, [2, 3]),
+    (6, 3, 2, "failed", 906, 0, 0, 0, 1, [4]),
+    (8, 2, 4, "queued", None, None, None, None, 1, [10]),  # id 7 was deleted
+]
+PATHS = {
+    ("complete",): ["queued", "submitting", "submitted", "importing", "complete"],
+    ("importing",): ["queued", "submitting", "submitted", "importing"],
+    ("submitting",): ["queued", "submitting"],
+    ("queued",): ["queued"],
+    ("failed",): ["queued", "submitting", "submitted", "importing", "failed"],
+}
+
+
+def build_v1(path: Path) -> None:
+    """A version-1 database as leadflow v1 left it (history written by its triggers)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    v1 = load_migrations()[0]
+    assert v1.version == 1
+    conn.execute("BEGIN")
+    for statement in _statements(v1.sql):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    for file_id, name, status, reported in V1_FILES:
+        conn.execute(
+            "INSERT INTO files (id, name, inbox_path, work_path, status, sha256, rows_total,"
+            " info, received_at, updated_at) VALUES (?, ?, ?, ?, 'received', ?, 9, ?, 1, 1)",
+            (file_id, name, f"/in/{name}", f"/w/{file_id}/source/{name}", f"sha-{file_id}",
+             '{"header": ["email", "firstName"]}'),
+        )
+        for step in ("queued", "reporting", "complete"):
+            conn.execute("UPDATE files SET status = ?, updated_at = 2 WHERE id = ?",
+                         (step, file_id))
+            if step == status:
+                break
+        conn.execute("UPDATE files SET reported_at = ? WHERE id = ?", (reported, file_id))
+    for (upload_id, file_id, seq, status, batch, done, failed, warned, rows,
+         lines) in V1_UPLOADS:
+        conn.execute(
+            "INSERT INTO uploads (id, file_id, seq, path, size_bytes, rows, source_rows, kind,"
+            " options, created_at, updated_at) VALUES (?, ?, ?, ?, 100, ?, ?, 'leads', ?, 3, 3)",
+            (upload_id, file_id, seq, f"/w/{file_id}/upload-{seq:04d}.csv", rows,
+             array("I", lines).tobytes(), '{"format": "csv", "lookupField": "email"}'),
+        )
+        for step in PATHS[(status,)][1:]:
+            conn.execute("UPDATE uploads SET status = ?, updated_at = 4 WHERE id = ?",
+                         (step, upload_id))
+        conn.execute(
+            "UPDATE uploads SET batch_id = ?, num_leads_processed = ?, num_rows_failed = ?,"
+            " num_rows_with_warning = ?, attempts = 1, finished_at = 5 WHERE id = ?",
+            (batch, done, failed, warned, upload_id),
+        )
+    conn.execute("INSERT INTO uploads (id, file_id, seq, path, size_bytes, rows, source_rows,"
+                 " created_at, updated_at) VALUES (7, 2, 9, '/x', 1, 0, x'', 3, 3)")
+    conn.execute("DELETE FROM uploads WHERE id = 7")
+    conn.execute("COMMIT")
+    conn.close()
+
+
+async def test_a_v1_database_with_data_migrates_and_keeps_everything(tmp_path: Path) -> None:
+    db = tmp_path / "v1.db"
+    build_v1(db)
+    before = sqlite3.connect(db)
+    history_v1 = before.execute("SELECT COUNT(*) FROM status_history").fetchone()[0]
+    before.close()
+
+    async with Store.open(db) as store:
+        # Uploads: same ids, statuses, batchIds and counters.
+        for upload_id, _, _, status, batch, done, failed, warned, rows, _ in V1_UPLOADS:
+            upload = await store.get_upload(upload_id)
+            assert upload is not None
+            assert (upload.status.value, upload.batch_id, upload.rows) == (status, batch, rows)
+            assert (upload.num_leads_processed, upload.num_rows_failed,
+                    upload.num_rows_with_warning) == (done, failed, warned)
+        # Each upload is one part of its file, with its rows and source line numbers.
+        for upload_id, file_id, seq, status, _, done, failed, warned, rows, lines in V1_UPLOADS:
+            (part,) = await store.parts_of_upload(upload_id)
+            assert (part.file_id, part.seq, part.rows, part.first_row) == (
+                file_id, seq, rows, 0)
+            assert part.pack_key is None and part.header_bytes == 0
+            assert part.options == {"format": "csv", "lookupField": "email"}
+            assert await store.part_source_rows(part.id) == lines
+            expected = (done, failed, warned) if status == "complete" else (None, None, None)
+            assert (part.num_leads_processed, part.num_rows_failed,
+                    part.num_rows_with_warning) == expected
+        assert [p.seq for p in await store.parts_of_file(2)] == [1, 2, 3, 4]
+        # Nothing waits for a pack: v1 uploads are formed already and go as they are.
+        assert (await store.waiting_summary())["parts"] == 0
+        # A complete upload of a reported file has nothing left to split; the others do.
+        assert [u.id for u in await store.uploads_to_split()] == [5]
+        done_upload = await store.get_upload(1)
+        assert done_upload is not None and done_upload.results_split_at is not None
+        # The queued v1 uploads are claimed in their old FIFO order.
+        first = await store.claim_next()
+        assert first is not None and first.id == 4
+        # History kept, and still written by the (recreated) triggers.
+        assert len(await store.history("upload", 1)) == 5
+        await store.transition_upload(4, UploadStatus.SUBMITTING, UploadStatus.SUBMITTED,
+                                      batch_id=990)
+        assert (await store.history("upload", 4))[-1][:2] == ("submitting", "submitted")
+        # New uploads never reuse an id, not even the deleted 7 or 8.
+        (waiting_part,) = await store.parts_of_upload(8)
+        assert waiting_part.upload_id == 8
+        file = await store.add_file(name="new.csv", inbox_path="/in/new.csv",
+                                    work_path="/w/new", route=None, size_bytes=1)
+        assert file.id == 4
+        (part_id,) = await store.enqueue_parts(file.id, [NewPart("/w/new.1", 10, [2])],
+                                               sha256="sha-new")
+        new = await store.form_upload([(part_id, 0)], path="/w/new.1", size_bytes=10, rows=1,
+                                      kind="leads", options={})
+        assert new.id == 9
+        # The file that was being reported waits for its complete upload to be split.
+        ready = await store.files_ready_for_report()
+        assert [f.id for f in ready] == []
+        assert await store.record_split(5, [(5, 2, 0, 1)])
+        assert (await store.get_file(3)).status is FileStatus.REPORTING  # type: ignore[union-attr]
+
+    after = sqlite3.connect(db)
+    try:
+        assert after.execute("PRAGMA user_version").fetchone()[0] == len(load_migrations())
+        assert after.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert after.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        history = after.execute("SELECT COUNT(*) FROM status_history").fetchone()[0]
+        assert history >= history_v1 + 2  # old rows kept, new ones appended
+        columns = [r[1] for r in after.execute("PRAGMA table_info(uploads)")]
+        assert "file_id" not in columns and "source_rows" not in columns
+        # Parts were copied in FIFO (upload id) order.
+        order = after.execute("SELECT upload_id FROM parts ORDER BY id").fetchall()
+        assert [r[0] for r in order][:7] == [u[0] for u in V1_UPLOADS]
+        lines = after.execute("SELECT source_rows FROM parts WHERE upload_id = 1").fetchone()[0]
+        assert unpack_rows(lines) == [2, 3, 4, 6]
+    finally:
+        after.close()
