@@ -1,12 +1,15 @@
 """Benchmark 5a: store operations per second and ``leadflow status`` latency (issue 8, item 5).
 
-Store ops (enqueue, claim, transition) go through `orchestrator.store.Store` (aiosqlite);
+Store ops (enqueue: a file and its part; claim: a one-part upload formed from the waiting
+part, as the scheduler's packer does; transition) go through `orchestrator.store.Store`
+(aiosqlite);
 the baseline replays the very same SQL statements (the store's named constants) on the same
 schema with the standard library's synchronous ``sqlite3``, in the same run, so the ratio is
 the cost of the async layer and the record mapping, not of SQLite itself.
 
 Status latency: a database with 100,000 uploads in its history (10,000 in quick mode) is
-populated through the Store API (``add_file`` + ``enqueue_uploads``, 100 uploads per file);
+populated through the Store API (``add_file`` + ``enqueue_parts`` + ``form_upload``, 100
+one-part uploads per file);
 moving them along ``queued -> submitting -> submitted -> importing -> complete`` is done with
 one guarded ``UPDATE`` per step over all rows, which fires the same transition guard and
 history triggers as the store's per-row updates (a per-row replay would take minutes and
@@ -29,7 +32,7 @@ from typing import Any
 
 from bench.common import figure
 from orchestrator.commands.status import collect_status
-from orchestrator.models import NewUpload, UploadStatus
+from orchestrator.models import NewPart, UploadStatus
 from orchestrator.settings import load_settings
 from orchestrator.store import Store
 from orchestrator.store import sqlite as store_mod
@@ -43,9 +46,9 @@ COMPLETE_COLUMNS = (
 OPTIONS = {"format": "csv", "lookupField": "email", "listId": None, "partitionName": None}
 
 
-def _new_upload(i: int) -> NewUpload:
-    return NewUpload(path=f"/bench/work/{i}/upload-0001.csv", size_bytes=120, source_rows=[2],
-                     options=OPTIONS)
+def _new_part(i: int) -> NewPart:
+    return NewPart(path=f"/bench/work/{i}/upload-0001.csv", size_bytes=120, source_rows=[2],
+                   options=OPTIONS)
 
 
 async def _store_ops(db: Path, n: int) -> dict[str, float]:
@@ -55,12 +58,15 @@ async def _store_ops(db: Path, n: int) -> dict[str, float]:
         for i in range(n):
             rec = await store.add_file(name=f"f{i}.csv", inbox_path=f"/bench/inbox/f{i}.csv",
                                        work_path=f"/bench/work/{i}", route=None, size_bytes=120)
-            await store.enqueue_uploads(rec.id, [_new_upload(i)], sha256=f"{i:064x}")
+            await store.enqueue_parts(rec.id, [_new_part(i)], sha256=f"{i:064x}")
         t1 = time.perf_counter()
         claimed = []
         for _ in range(n):
-            up = await store.claim_next()
-            assert up is not None
+            head = await store.waiting_head()
+            assert head is not None
+            up = await store.form_upload([(head.id, 0)], path=head.path,
+                                         size_bytes=head.size_bytes, rows=head.rows,
+                                         kind=head.kind, options=head.options)
             claimed.append(up.id)
         t2 = time.perf_counter()
         now = time.time()
@@ -101,15 +107,20 @@ def _raw_ops(db: Path, n: int) -> dict[str, float]:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(mark_queued, {"new": "queued", "now": now, "sha256": f"{i:064x}",
                                        "id": row[0], "s0": "received"}).fetchone()
-            conn.execute(store_mod.INSERT_UPLOAD, (row[0], 1, f"/bench/work/{i}/upload-0001.csv",
-                                                   120, 1, b"\x02\x00\x00\x00", "leads",
-                                                   '{"format": "csv"}', now, now))
+            conn.execute(store_mod.INSERT_PART, (row[0], 1, f"/bench/work/{i}/upload-0001.csv",
+                                                 120, 0, 1, b"\x02\x00\x00\x00", "leads",
+                                                 '{"format": "csv"}', None, now, now))
             conn.execute("COMMIT")
         t1 = time.perf_counter()
         claimed = []
         for _ in range(n):
+            head = conn.execute(store_mod.SELECT_WAITING_HEAD).fetchone()
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(store_mod.CLAIM_NEXT_UPLOAD, {"now": time.time()}).fetchone()
+            row = conn.execute(store_mod.INSERT_UPLOAD, {
+                "path": head[3], "size_bytes": head[4], "rows": head[6], "kind": head[7],
+                "options": head[8], "status": "submitting", "claimed_at": time.time(),
+                "now": time.time()}).fetchone()
+            conn.execute(store_mod.LINK_PART, (row[0], 0, head[0]))
             conn.execute("COMMIT")
             claimed.append(row[0])
         t2 = time.perf_counter()
@@ -135,10 +146,15 @@ async def _populate_history(db: Path, uploads: int, per_file: int = 100) -> dict
             rec = await store.add_file(name=f"hist{f}.csv", inbox_path=f"/h/inbox/{f}.csv",
                                        work_path=f"/h/work/{f}", route=None,
                                        size_bytes=9_000_000)
-            batch = [NewUpload(path=f"/h/work/{f}/upload-{s:04d}.csv", size_bytes=9_000_000,
-                               source_rows=list(range(2, 52)), options=OPTIONS)
+            batch = [NewPart(path=f"/h/work/{f}/upload-{s:04d}.csv", size_bytes=9_000_000,
+                             source_rows=list(range(2, 52)), options=OPTIONS)
                      for s in range(1, per_file + 1)]
-            await store.enqueue_uploads(rec.id, batch, sha256=f"{f:064x}", rows_total=50 * per_file)
+            part_ids = await store.enqueue_parts(rec.id, batch, sha256=f"{f:064x}",
+                                                 rows_total=50 * per_file)
+            for part_id, part in zip(part_ids, batch, strict=True):
+                await store.form_upload([(part_id, 0)], path=part.path, size_bytes=part.size_bytes,
+                                        rows=50, kind="leads", options=OPTIONS,
+                                        status=UploadStatus.QUEUED)
         for k in range(200):
             await store.record_error(f"bench error {k}", code="1006", file_id=1 + k % files)
     # Walk every upload but the newest file's along the happy path, then finish their files.
@@ -157,7 +173,8 @@ async def _populate_history(db: Path, uploads: int, per_file: int = 100) -> dict
         for new, old, extra in steps:
             conn.execute(
                 f"UPDATE uploads SET status = :new, updated_at = :now{extra}"
-                " WHERE status = :old AND file_id < :last",
+                " WHERE status = :old"
+                " AND id IN (SELECT upload_id FROM parts WHERE file_id < :last)",
                 {"new": new, "old": old, "now": now, "last": last_file},
             )
         for new, old in (("reporting", "queued"), ("complete", "reporting")):
@@ -168,8 +185,9 @@ async def _populate_history(db: Path, uploads: int, per_file: int = 100) -> dict
         for new, old in (("submitting", "queued"), ("submitted", "submitting")):
             conn.execute(
                 "UPDATE uploads SET status = :new, updated_at = :now, batch_id = id,"
-                " submitted_at = :now WHERE id IN (SELECT id FROM uploads WHERE status = :old"
-                " AND file_id = :last ORDER BY id LIMIT 10)",
+                " submitted_at = :now WHERE id IN (SELECT u.id FROM uploads u"
+                " JOIN parts p ON p.upload_id = u.id WHERE u.status = :old"
+                " AND p.file_id = :last ORDER BY u.id LIMIT 10)",
                 {"new": new, "old": old, "now": now, "last": last_file})
         day = time.strftime("%Y-%m-%d")
         conn.execute("INSERT INTO api_usage (day, endpoint, calls, errors) VALUES (?, ?, ?, ?)"

@@ -12,6 +12,7 @@ at 100x).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,12 @@ from typing import Any
 from bench.naive_poller import run_naive
 from bench.scaling import scale_client_constants
 from bench.simhost import SimHost
-from bench.workload import Upload
+from bench.workload import HEADER, Upload
 from orchestrator.daemon import Daemon
+from orchestrator.intake.uploads import pack_key
 from orchestrator.logging import configure
 from orchestrator.marketo import MarketoClient
-from orchestrator.models import NewUpload
+from orchestrator.models import NewPart
 from orchestrator.places import make_folders
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import Store
@@ -32,7 +34,7 @@ from orchestrator.store import Store
 IMPORTING_SLOTS = 2
 #: Upload options of every benchmark upload.
 OPTIONS = {"format": "csv", "lookupField": "email"}
-_TERMINAL = ("complete", "failed", "rejected")
+_OPEN = ("queued", "submitting", "submitted", "importing")
 
 
 def scaled_settings(root: Path, url: str, scale: float) -> Settings:
@@ -92,7 +94,13 @@ class _NoReporter:
 
 
 async def enqueue(settings: Settings, uploads: list[Upload]) -> None:
-    """Put the prepared uploads in the FIFO, one file per source group."""
+    """Put the prepared uploads in the FIFO as parts, one file per source group.
+
+    They carry the pack key intake would give them (same options, same columns), so the
+    scheduler packs them exactly as it packs prepared files.
+    """
+    key = pack_key("leads", OPTIONS, HEADER.split(","))
+    header_bytes = len(HEADER) + 2
     groups: dict[int, list[Upload]] = {}
     for up in uploads:
         groups.setdefault(up.group, []).append(up)
@@ -102,10 +110,11 @@ async def enqueue(settings: Settings, uploads: list[Upload]) -> None:
                                        inbox_path=f"/bench/inbox/{group}",
                                        work_path=str(settings.paths.work / str(group)),
                                        route=None, size_bytes=sum(u.size_bytes for u in members))
-            batch = [NewUpload(path=str(u.path), size_bytes=u.size_bytes,
-                               source_rows=list(range(2, u.rows + 2)), options=OPTIONS)
+            batch = [NewPart(path=str(u.path), size_bytes=u.size_bytes,
+                             source_rows=list(range(2, u.rows + 2)), options=OPTIONS,
+                             header_bytes=header_bytes, pack_key=key)
                      for u in members]
-            await store.enqueue_uploads(rec.id, batch, sha256=f"{group:064x}")
+            await store.enqueue_parts(rec.id, batch, sha256=f"{group:064x}")
 
 
 async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
@@ -133,7 +142,8 @@ async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
                     task.result()
                     raise RuntimeError("the daemon stopped before the uploads were done")
                 counts = (await daemon.store.counts_by_status())["uploads"]
-                if sum(counts[s] for s in _TERMINAL) >= len(uploads):
+                waiting = (await daemon.store.waiting_summary())["parts"]
+                if not waiting and not any(counts[s] for s in _OPEN):
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"leadflow not done after {timeout_s} s: {counts}")
@@ -145,7 +155,20 @@ async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
         counts = (await daemon.store.counts_by_status())["uploads"]
         queue_full = daemon.scheduler.queue_full_answers
     return {"t0": sim.sim_time(t0_mono), "wall_s": wall, "uploads": counts,
-            "queue_full_answers": queue_full}
+            "queue_full_answers": queue_full,
+            "parts_per_batch": parts_per_batch(settings.paths.database)}
+
+
+def parts_per_batch(database: Path) -> dict[int, int]:
+    """Map each batchId of the run to the number of parts (prepared uploads) it carried."""
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT u.batch_id, COUNT(p.id) FROM uploads u JOIN parts p ON p.upload_id = u.id"
+            " WHERE u.batch_id IS NOT NULL GROUP BY u.batch_id").fetchall()
+    finally:
+        conn.close()
+    return {int(batch): int(n) for batch, n in rows}
 
 
 async def run_scenario(kind: str, uploads: list[Upload], sim_config: dict[str, Any],
@@ -175,33 +198,38 @@ async def run_scenario(kind: str, uploads: list[Upload], sim_config: dict[str, A
             run = await run_naive(settings, uploads, scale=scale, timeout_s=timeout_s)
             t0 = sim.sim_time(run.pop("t0_mono"))
         stats = await sim.stats()
-    result = analyse(stats, t0, uploads, float(sim_config["rows_per_second"]), share)
+    result = analyse(stats, t0, uploads, float(sim_config["rows_per_second"]), share,
+                     run.get("parts_per_batch"))
     result["run"] = run
     result["real_s"] = round(time.perf_counter() - t_wall, 2)
     return result
 
 
 def analyse(stats: dict[str, Any], t0: float, uploads: list[Upload], rate: float,
-            share: float = 1.0) -> dict[str, Any]:
+            share: float = 1.0, parts: dict[int, int] | None = None) -> dict[str, Any]:
     """Figures of one run from the simulator's statistics.
 
     Args:
         stats: ``/_sim/stats`` of the instance after the run.
         t0: simulated time the run started (our backlog existed from then on).
-        uploads: what was imported.
+        uploads: what was imported (prepared uploads: the parts the daemon packs).
         rate: the simulator's rows per simulated second (a fixed import rate).
         share: the fraction of Marketo's import capacity available to us (1 without
             other integrations).
+        parts: prepared uploads carried by each batchId (leadflow packs them); 1 when absent
+            (the naive poller sends each alone).
 
     Returns:
         ``makespan_s``, ``ideal_s`` (total import work / 2 slots / share), ``makespan_ratio``,
         ``busy_fraction`` (slot-seconds our jobs imported divided by the slot-seconds our
         backlog could have used, ``min(2, our unfinished uploads)`` integrated from the
-        arrival of our first upload at Marketo to the end),
+        arrival of our first upload at Marketo to the end; a batch finishing finishes every
+        upload it carried), ``complete``: prepared uploads in complete batches,
         ``slot_busy_s`` (the simulator's per-slot busy time), calls and error counts.
     """
     ours = [b for b in stats["batches"] if b["kind"] != "foreign"]
-    done = [b for b in ours if b["status"] == "Complete"]
+    carried = parts or {}
+    done = sum(carried.get(b["batchId"], 1) for b in ours if b["status"] == "Complete")
     end = max((b["finished_at"] for b in ours if b["finished_at"] is not None), default=t0)
     work = sum(u.rows for u in uploads) / rate
     ideal = work / IMPORTING_SLOTS / share
@@ -211,7 +239,8 @@ def analyse(stats: dict[str, Any], t0: float, uploads: list[Upload], rate: float
         if b["importing_at"] is not None:
             events.append((max(b["importing_at"], t0), 1, 0))
             if b["finished_at"] is not None:
-                events.append((b["finished_at"], -1, -1 if b["status"] == "Complete" else 0))
+                events.append((b["finished_at"], -1, -carried.get(b["batchId"], 1)
+                               if b["status"] == "Complete" else 0))
     events.sort()
     importing, unfinished = 0, len(uploads)
     busy = demand = 0.0
@@ -234,7 +263,7 @@ def analyse(stats: dict[str, Any], t0: float, uploads: list[Upload], rate: float
     return {
         "uploads": n,
         "batches": len(ours),
-        "complete": len(done),
+        "complete": done,
         "makespan_s": end - t0,
         "ideal_s": ideal,
         "makespan_ratio": (end - t0) / ideal if ideal else None,
