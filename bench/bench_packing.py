@@ -43,6 +43,7 @@ from orchestrator.daemon import Daemon
 from orchestrator.intake import Intake
 from orchestrator.logging import configure
 from orchestrator.marketo import MarketoClient
+from orchestrator.places import make_folders
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import Store
 
@@ -86,7 +87,7 @@ def run_settings(root: Path, url: str, scale: float, pack: bool) -> Settings:
     data["routes"] = [{"name": ROUTE, "list_id": 1001, "pack": pack}]
     data["marketo"]["client_secret"] = "leadflow-sim-secret"
     settings = load_settings(None, data)
-    settings.paths.ensure()
+    make_folders(settings)
     return settings
 
 

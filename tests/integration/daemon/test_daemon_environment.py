@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from daemon_sim import MakeSim
+from store_helpers import enqueue_uploads
 from structlog.testing import capture_logs
 
 from orchestrator.marketo import MarketoClient
-from orchestrator.models import NewUpload, UploadStatus
+from orchestrator.models import NewPart, UploadStatus
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -44,9 +45,8 @@ async def test_an_unreadable_upload_is_held_and_sent_later_not_rejected(
         record = await store.add_file(name="a.csv", inbox_path="/in/a.csv",
                                       work_path=str(blocker / "source" / "a.csv"), route=None,
                                       size_bytes=len(BODY))
-        (upload_id,) = await store.enqueue_uploads(
-            record.id,
-            [NewUpload(str(upload_path), len(BODY), [2, 3], "leads",
+        (upload_id,) = await enqueue_uploads(store, record.id,
+            [NewPart(str(upload_path), len(BODY), [2, 3], "leads",
                        {"format": "csv", "lookupField": "email"})],
             sha256="x", rows_total=2,
         )

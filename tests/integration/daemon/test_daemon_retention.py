@@ -109,8 +109,8 @@ async def test_nothing_of_a_file_not_yet_reported_is_deleted(
                                        work_path=str(paths.work / "1" / "source" / "w.csv"),
                                        route=None, size_bytes=1)
         # Reporting for ever (say, the results folder cannot be written): never reported.
-        await store.enqueue_uploads(waiting.id, [], new_status=FileStatus.REPORTING,
-                                    sha256="w", rows_total=0)
+        await store.enqueue_parts(waiting.id, [], new_status=FileStatus.REPORTING,
+                                  sha256="w", rows_total=0)
         done = await store.add_file(name="d.csv", inbox_path="/in/d.csv",
                                     work_path=str(paths.work / "2" / "source" / "d.csv"),
                                     route=None, size_bytes=1)

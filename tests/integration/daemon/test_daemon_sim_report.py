@@ -64,7 +64,7 @@ async def test_each_upload_has_marketos_status_verbatim_beside_leadflows_state(
         assert upload["state"] == upload["status"]
         assert upload["state"] == upload["marketoStatus"].lower()
     assert sorted(u["marketoStatus"] for u in uploads).count("Failed") == 1
-    assert report["report_version"] == 2
+    assert report["report_version"] == 3
 
 
 async def test_an_upload_sent_again_after_a_lost_answer_says_so_in_the_report(

@@ -146,7 +146,7 @@ async def test_same_bytes_with_other_options_or_forced_are_not_duplicates(
         async def enqueue(name: str, key: str, forced: bool = False) -> int:
             f = await store.add_file(name=name, inbox_path=f"/in/{name}", work_path="/w",
                                      route=None, size_bytes=1)
-            await store.enqueue_uploads(f.id, [NewUpload(f"/w/{name}", 1, [2])],
+            await enqueue_uploads(store, f.id, [NewPart(f"/w/{name}", 1, [2])],
                                         sha256="same", import_key=key, forced=int(forced))
             return f.id
 

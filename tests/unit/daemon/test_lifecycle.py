@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
+from store_helpers import enqueue_uploads
 from structlog.testing import capture_logs as _capture_logs
 
 from orchestrator.daemon import Daemon, DaemonCrashed
@@ -194,8 +195,7 @@ async def test_recovery_paces_the_first_polls_of_batches_at_marketo(tmp_path: Pa
     async with Store.open(tmp_path / "q.db") as store:
         record = await store.add_file(name="a.csv", inbox_path="/in/a.csv",
                                       work_path="/work/a", route=None, size_bytes=1)
-        ids = await store.enqueue_uploads(
-            record.id, [NewUpload(f"/work/a.{i}", 10, [i + 2]) for i in range(4)], sha256="a",
+        ids = await enqueue_uploads(store, record.id, [NewPart(f"/work/a.{i}", 10, [i + 2]) for i in range(4)], sha256="a",
         )
         for batch_id, _ in enumerate(ids, start=1001):
             claimed = await store.claim_next()
