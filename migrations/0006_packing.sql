@@ -159,3 +159,8 @@ BEGIN
     WHERE id = (SELECT MAX(id) FROM upload_submissions
                 WHERE upload_id = NEW.id AND batch_id = NEW.batch_id);
 END;
+
+-- Duplicates are looked up by bytes (`sha256`) and then import options, for a batch of files
+-- at once and for forced files too: the unique index of 0003 is partial (forced = 0) and does
+-- not serve a lookup that includes forced files, which then read every queued file.
+CREATE INDEX files_sha256 ON files (sha256);

@@ -18,6 +18,7 @@ from pathlib import Path
 from orchestrator.models import FileStatus, NewPart, UploadStatus, unpack_rows
 from orchestrator.store import Store
 from orchestrator.store.migrate import _statements, load_migrations
+from orchestrator.store.sqlite import SELECT_IMPORTED_TWIN, SELECT_IMPORTED_TWINS
 
 V5_FILES = [
     # id, name, status, reported_at
@@ -216,3 +217,20 @@ async def test_a_v5_database_with_data_migrates_and_keeps_everything(tmp_path: P
         assert [(fk[2], fk[3], fk[4]) for fk in fks] == [("uploads", "upload_id", "id")]
     finally:
         after.close()
+
+
+async def test_duplicate_lookups_use_the_sha256_index(tmp_path: Path) -> None:
+    """A batch's duplicate lookup must not read every queued file (it made intake quadratic:
+    10,000 dropped files took 53 s instead of 9)."""
+    async with Store.open(tmp_path / "q.db"):
+        pass
+    conn = sqlite3.connect(tmp_path / "q.db")
+    try:
+        for sql, params in (
+            (SELECT_IMPORTED_TWINS, {"keys": '[["ab", "k"]]'}),
+            (SELECT_IMPORTED_TWIN, {"sha256": "ab", "import_key": "k"}),
+        ):
+            plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "USING INDEX files_sha256 (sha256=?)" in plan, plan
+    finally:
+        conn.close()
