@@ -54,9 +54,17 @@ class FileProgress:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A snapshot of every file."""
+    """A snapshot of every file.
+
+    Attributes:
+        files: each file (its ``uploads_*`` count its parts: its rows in one job each).
+        jobs: ``(terminal, formed, at Marketo)`` over the distinct uploads (Marketo jobs),
+            or None to sum the files' figures (a job shared by several files then counts once
+            per file).
+    """
 
     files: tuple[FileProgress, ...]
+    jobs: tuple[int, int, int] | None = None
 
     @property
     def finished(self) -> int:
@@ -65,12 +73,16 @@ class Progress:
 
     @property
     def uploads(self) -> tuple[int, int]:
-        """(terminal uploads, all uploads)."""
+        """(terminal uploads, all uploads): Marketo jobs, each counted once."""
+        if self.jobs is not None:
+            return self.jobs[0], self.jobs[1]
         return (sum(f.uploads_done for f in self.files), sum(f.uploads_total for f in self.files))
 
     @property
     def at_marketo(self) -> int:
         """Our jobs queued-or-importing at Marketo."""
+        if self.jobs is not None:
+            return self.jobs[2]
         return sum(f.at_marketo for f in self.files)
 
     @property
@@ -117,7 +129,13 @@ async def read_progress(store: Store) -> Progress:
                 rows_rejected=rec.rows_rejected,
             ))
     files.sort(key=lambda f: f.file_id)
-    return Progress(tuple(files))
+    formed = [u for u in uploads.values() if u is not None]
+    jobs = (
+        sum(u.status in UPLOAD_TERMINAL for u in formed),
+        len(formed),
+        sum(u.status in UPLOAD_AT_MARKETO for u in formed),
+    )
+    return Progress(tuple(files), jobs)
 
 
 def _display_name(name: str, route: str | None) -> str:
