@@ -121,14 +121,30 @@ format = "json"
     return path
 
 
+#: Daemons started by ``start_daemon`` in this process; ``conftest.py`` kills those still
+#: running after each test (a failed assertion must not leave a daemon behind).
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
 def start_daemon(config: Path, log: Path, once: bool = False) -> subprocess.Popen[bytes]:
     """``leadflow run --config ...`` (``--once``), its output appended to ``log``."""
     args = [sys.executable, "-m", "orchestrator", "run", "--config", str(config)]
     with log.open("ab") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             args + (["--once"] if once else []), stdout=out, stderr=subprocess.STDOUT,
             env=clean_env(),
         )
+    STARTED.append(proc)
+    return proc
+
+
+def kill_started() -> None:
+    """Kill every daemon ``start_daemon`` started that still runs (by its own process)."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
