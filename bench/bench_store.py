@@ -35,7 +35,7 @@ from orchestrator.commands.status import collect_status
 from orchestrator.models import NewPart, UploadStatus
 from orchestrator.settings import load_settings
 from orchestrator.store import Store
-from orchestrator.store import sqlite as store_mod
+from orchestrator.store import core as store_mod
 
 #: Columns a finished upload has (the history step sets them in bulk).
 COMPLETE_COLUMNS = (

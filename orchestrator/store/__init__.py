@@ -1,10 +1,10 @@
 """The store: SQLite (aiosqlite) with named queries and numbered migrations.
 
-``Store`` lives in ``orchestrator.store.sqlite``; it is re-exported here.
+``Store`` lives in ``orchestrator.store.core``; it is re-exported here.
 """
 
 from __future__ import annotations
 
-from orchestrator.store.sqlite import Store
+from orchestrator.store.core import Store
 
 __all__ = ["Store"]

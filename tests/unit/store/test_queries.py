@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from orchestrator.store import sqlite as store
+from orchestrator.store import core as store
 from orchestrator.store.migrate import load_migrations
 from orchestrator.store.queries import load_queries, parse_queries
 
