@@ -37,6 +37,9 @@ from orchestrator.settings import load_settings
 from orchestrator.store import Store
 from orchestrator.store import core as store_mod
 
+#: The SQLite store's named queries (the baseline runs the very same SQL).
+SQL = store_mod.QUERIES["sqlite"]
+
 #: Columns a finished upload has (the history step sets them in bulk).
 COMPLETE_COLUMNS = (
     ", marketo_status = 'Complete', num_leads_processed = 50, num_rows_failed = 0,"
@@ -99,7 +102,7 @@ def _raw_ops(db: Path, n: int) -> dict[str, float]:
         for i in range(n):
             now = time.time()
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(store_mod.INSERT_FILE, {
+            row = conn.execute(SQL["insert_file"], {
                 "name": f"f{i}.csv", "inbox_path": f"/bench/inbox/f{i}.csv",
                 "work_path": f"/bench/work/{i}", "route": None, "size_bytes": 120, "now": now,
             }).fetchone()
@@ -107,20 +110,20 @@ def _raw_ops(db: Path, n: int) -> dict[str, float]:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(mark_queued, {"new": "queued", "now": now, "sha256": f"{i:064x}",
                                        "id": row[0], "s0": "received"}).fetchone()
-            conn.execute(store_mod.INSERT_PART, (row[0], 1, f"/bench/work/{i}/upload-0001.csv",
+            conn.execute(SQL["insert_part"], (None, row[0], 1, f"/bench/work/{i}/upload-0001.csv",
                                                  120, 0, 1, b"\x02\x00\x00\x00", "leads",
                                                  '{"format": "csv"}', None, now, now))
             conn.execute("COMMIT")
         t1 = time.perf_counter()
         claimed = []
         for _ in range(n):
-            head = conn.execute(store_mod.SELECT_WAITING_HEAD).fetchone()
+            head = conn.execute(SQL["select_waiting_head"]).fetchone()
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(store_mod.INSERT_UPLOAD, {
+            row = conn.execute(SQL["insert_upload"], {
                 "path": head[3], "size_bytes": head[4], "rows": head[6], "kind": head[7],
                 "options": head[8], "status": "submitting", "claimed_at": time.time(),
                 "now": time.time()}).fetchone()
-            conn.execute(store_mod.LINK_PART, (row[0], 0, head[0]))
+            conn.execute(SQL["link_part"], (row[0], 0, head[0]))
             conn.execute("COMMIT")
             claimed.append(row[0])
         t2 = time.perf_counter()

@@ -81,6 +81,18 @@ class SchemaTooNew(StoreError):
     """The database was written by a newer leadflow than this one."""
 
 
+class DuplicateContent(StoreError):
+    """A file with the same bytes (``sha256``) is already imported or being imported.
+
+    Raised by the store when the unique index on imported files' ``sha256`` refuses a write
+    (callers check ``imported_file_with_sha`` first; the index is the last guard).
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (wrong ``store.url``, server down, connection lost)."""
+
+
 class DatabaseLocked(StoreError):
     """Another leadflow daemon already uses this database."""
 

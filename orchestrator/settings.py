@@ -178,6 +178,26 @@ class PathSettings(_Section):
         return self
 
 
+class StoreSettings(_Section):
+    """Where the state lives: SQLite (the default) or a PostgreSQL shared by several nodes."""
+
+    #: ``postgresql://user[:password]@host[:port]/dbname[?sslmode=...]``, or unset for SQLite
+    #: at ``paths.database``. Env: ``LEADFLOW_STORE__URL``.
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "store.url must start with postgresql:// (leave it unset for SQLite at "
+                "paths.database)"
+            )
+        return value.strip()
+
+
 class LimitSettings(_Section):
     """Our share of the instance's limits (docs/reference/marketo-api.md §2.4, §6 and §9)."""
 
@@ -459,6 +479,7 @@ class Settings(BaseSettings):
 
     marketo: MarketoSettings = MarketoSettings()
     paths: PathSettings = Field(default_factory=PathSettings)
+    store: StoreSettings = StoreSettings()
     limits: LimitSettings = LimitSettings()
     polling: PollingSettings = PollingSettings()
     intake: IntakeSettings = IntakeSettings()

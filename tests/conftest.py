@@ -9,6 +9,13 @@ from typing import Any
 
 import pytest
 import structlog
+from postgres_support import (
+    REQUIRED,
+    PgServer,
+    session_server,
+    tier_line,
+    unavailable_reason,
+)
 
 from orchestrator.places import make_folders
 from orchestrator.settings import Settings, load_settings
@@ -77,3 +84,49 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return settings
 
     return factory
+
+
+# --- the PostgreSQL tier ------------------------------------------------------------------
+
+#: Backends every store operation is tested on (see ``store_target``).
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_report_header() -> str:
+    """Say where the PostgreSQL tier runs, or that it was skipped."""
+    return tier_line()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat it in one line at the end when the tier was skipped (so nobody misses it)."""
+    if unavailable_reason() is not None:
+        terminalreporter.write_line(tier_line())
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """This session's PostgreSQL server (one per xdist worker); skips when there is none."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if REQUIRED:
+            pytest.fail(f"PostgreSQL tier required (LEADFLOW_TEST_REQUIRE_POSTGRES=1): {reason}")
+        pytest.skip(f"PostgreSQL tier skipped: {reason}")
+    with session_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test; dropped afterwards."""
+    url = pg_server.new_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """What ``Store.open`` opens, once per backend: a SQLite file, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "q.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url

@@ -24,14 +24,13 @@ Exit codes: 0 done, 1 nothing done (the line says why), 2 bad usage (unknown rou
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from orchestrator.commands.output import EXIT_NOTHING, EXIT_OK, EXIT_USAGE, print_err, print_out
 from orchestrator.commands.routes import RoutesInForce, routes_in_force
 from orchestrator.commands.status import missing_database
-from orchestrator.errors import InvalidTransition, StoreError
+from orchestrator.errors import DuplicateContent, InvalidTransition, StoreError
 from orchestrator.intake.uploads import import_key, pack_key, upload_options
 from orchestrator.models import UPLOAD_DEAD, FileRecord, FileStatus, PartRecord
 from orchestrator.places import (
@@ -43,7 +42,7 @@ from orchestrator.places import (
     source_path,
 )
 from orchestrator.settings import ImportKind, ImportOptions, Route, Settings
-from orchestrator.store import Store
+from orchestrator.store import Store, store_target
 
 
 async def retry_command(settings: Settings, file_id: int, route: str | None = None) -> int:
@@ -63,7 +62,7 @@ async def retry_command(settings: Settings, file_id: int, route: str | None = No
     if missing is not None:
         print_err(missing)
         return EXIT_NOTHING
-    async with Store.open(settings.paths.database) as store:
+    async with Store.open(store_target(settings)) as store:
         code, message = await retry_file(settings, store, file_id, route)
     (print_out if code == EXIT_OK else print_err)(message)
     return code
@@ -283,7 +282,7 @@ async def _requeue(
                 },
             ),
         )
-    except sqlite3.IntegrityError as exc:
+    except DuplicateContent as exc:
         twin = await _imported_twin(store, file, key)
         return EXIT_NOTHING, twin or f"{label}: cannot re-queue it: {exc}"
     except InvalidTransition as exc:

@@ -22,7 +22,8 @@ from typing import Any
 from orchestrator.commands.output import print_out
 from orchestrator.errors import UnusablePath
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.store import Store, store_target
+from orchestrator.store.core import describe_target, is_postgres_url
 from orchestrator.window.prometheus import render_prometheus
 from orchestrator.window.status import OPEN_STATUSES, collect_status
 
@@ -41,6 +42,8 @@ def missing_database(settings: Settings) -> str | None:
     silently create an empty database (a relative ``paths.database`` resolves against the
     working directory).
     """
+    if settings.store.url is not None:
+        return None
     path = settings.paths.database
     if path.exists():
         return None
@@ -53,16 +56,18 @@ def missing_database(settings: Settings) -> str | None:
 
 async def migrate_command(settings: Settings) -> int:
     """Create or upgrade the database; print its path. Returns the exit code."""
-    try:
-        settings.paths.database.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UnusablePath(
-            "paths.database", str(settings.paths.database),
-            f"cannot create its folder: {exc.strerror or exc}",
-        ) from None
-    async with Store.open(settings.paths.database):
+    target = store_target(settings)
+    if not is_postgres_url(target):
+        try:
+            settings.paths.database.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UnusablePath(
+                "paths.database", str(settings.paths.database),
+                f"cannot create its folder: {exc.strerror or exc}",
+            ) from None
+    async with Store.open(target):
         pass
-    print_out(f"database {settings.paths.database} is up to date")
+    print_out(f"database {describe_target(target)} is up to date")
     return 0
 
 
@@ -177,7 +182,7 @@ async def status_command(
     if missing is not None:
         sys.stderr.write(missing + "\n")
         return 1
-    async with Store.open(settings.paths.database) as store:
+    async with Store.open(store_target(settings)) as store:
         data = await collect_status(store, settings, time.time())
     if prometheus:
         print_out(render_prometheus(data).rstrip("\n"))

@@ -69,7 +69,7 @@ from orchestrator.results.reporter import ResultsClient
 from orchestrator.scheduling.poller import Poller, StatusSource
 from orchestrator.scheduling.scheduler import Scheduler, Submitter
 from orchestrator.settings import LimitSettings, Settings, reload_plan
-from orchestrator.store import Store
+from orchestrator.store import Store, store_target
 from orchestrator.store.lock import SingleDaemonLock
 from orchestrator.timing import Clock, wait_any
 from orchestrator.window import DaemonMetrics, HttpWindow, check_listen
@@ -232,7 +232,7 @@ class Daemon:
             self._narrow = make_folders(self.settings)
             stack.enter_context(SingleDaemonLock(self.settings.paths.database))
             self.store = await stack.enter_async_context(
-                Store.open(self.settings.paths.database, clock=self.clock)
+                Store.open(store_target(self.settings), clock=self.clock)
             )
             await publish_routes(self.store, self.settings)
             if self._given_client is not None:

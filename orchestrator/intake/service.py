@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from orchestrator.errors import StoreError
+from orchestrator.errors import DuplicateContent, StoreError
 from orchestrator.intake.catalogue import (
     CatalogueCache,
     CatalogueUnavailable,
@@ -549,7 +548,7 @@ class Intake:
                 await self._duplicate(record, scan.sha256, scan.size_bytes, twin)
         try:
             ids = await self.store.enqueue_files([item for _, item in items])
-        except (sqlite3.IntegrityError, StoreError) as exc:
+        except StoreError as exc:
             log.warning("file_batch_enqueue_refused", files=len(items), error=str(exc))
             for (record, plan, scan, prepared), _item in items:
                 await self._enqueue(record, self._route(record), plan, prepared, scan.sha256,
@@ -840,7 +839,7 @@ class Intake:
                 forced=int(plan.forced),
                 wait_s=item.wait_s,
             )
-        except sqlite3.IntegrityError:
+        except DuplicateContent:
             twin = await self.store.imported_twin(sha256, plan.key)
             if twin is not None:
                 await self._duplicate(record, sha256, None, twin)

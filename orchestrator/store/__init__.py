@@ -1,10 +1,11 @@
-"""The store: SQLite (aiosqlite) with named queries and numbered migrations.
+"""The store: one interface (``Store``), two engines (SQLite, the default; PostgreSQL).
 
-``Store`` lives in ``orchestrator.store.core``; it is re-exported here.
+``Store`` lives in ``orchestrator.store.core``; the engines in ``orchestrator.store.sqlite``
+and ``orchestrator.store.postgresql``. ``store_target`` picks the engine from the settings.
 """
 
 from __future__ import annotations
 
-from orchestrator.store.core import Store
+from orchestrator.store.core import Store, is_postgres_url, store_target
 
-__all__ = ["Store"]
+__all__ = ["Store", "is_postgres_url", "store_target"]

@@ -1,24 +1,22 @@
-"""The SQLite store: the FIFO of uploads and all state. The only module that runs SQL.
+"""The store: the FIFO of parts and uploads and all state. The only module that runs SQL.
 
-One aiosqlite connection in autocommit mode (``isolation_level=None``); every write that must
-be atomic runs inside ``BEGIN IMMEDIATE`` so the write lock is taken up front. Every status
-change is one guarded ``UPDATE ... WHERE id=? AND status IN (...)``; zero rows raises
-``InvalidTransition``. A trigger refuses transitions not in ``allowed_transitions`` and another
-writes ``status_history``. Times are epoch seconds from the injected ``clock``.
+``Store`` holds the logic once for both engines (``orchestrator.store.sqlite``, the default,
+and ``orchestrator.store.postgresql``); it runs the engine's named queries (``queries.sql``
+or ``queries.postgresql.sql``) through a ``database.Database``. Every write that must be
+atomic is one engine transaction. Every status change is one guarded ``UPDATE ... WHERE id=?
+AND status IN (...)``; zero rows raises ``InvalidTransition``. A trigger refuses transitions
+not in ``allowed_transitions`` and another writes ``status_history`` (on both engines).
+Times are epoch seconds from the injected ``clock``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from orchestrator.errors import InvalidTransition, StoreError
 from orchestrator.models import (
@@ -34,13 +32,12 @@ from orchestrator.models import (
     unpack_rows,
 )
 from orchestrator.places import PENDING_ID
-from orchestrator.store.migrate import migrate
+from orchestrator.settings import Settings
+from orchestrator.store.database import Database, Row, TransitionRefused, Tx
+from orchestrator.store.postgresql import PostgresDatabase, redact_url
 from orchestrator.store.queries import load_queries
-
-#: Seconds a writer waits for SQLite's lock before giving up.
-BUSY_TIMEOUT_S = 30.0
-
-# --- named queries (the SQL is in orchestrator/queries.sql) ---------------------------------
+from orchestrator.store.sqlite import SqliteDatabase
+from orchestrator.timing import Clock
 
 UPLOAD_COLUMNS = (
     "id, path, size_bytes, rows, kind, options, status, batch_id, marketo_status,"
@@ -53,78 +50,31 @@ PART_COLUMNS = (
     " queued_at, send_by, upload_id, first_row, num_leads_processed, num_rows_failed,"
     " num_rows_with_warning"
 )
-from orchestrator.timing import Clock
 
-_Q = load_queries(UPLOAD_COLUMNS, PART_COLUMNS)
-
-INSERT_FILE = _Q["insert_file"]
-SELECT_FILE = _Q["select_file"]
-SET_FILE_WORK_PATH = _Q["set_file_work_path"]
-SELECT_FILES_BY_STATUS = _Q["select_files_by_status"]
-SELECT_FILE_BY_WORK_PATH = _Q["select_file_by_work_path"]
-SELECT_IMPORTED_TWIN = _Q["select_imported_twin"]
-SELECT_IMPORTED_TWINS = _Q["select_imported_twins"]
-INSERT_FILES_WITH_IDS = _Q["insert_files_with_ids"]
-SELECT_SEQUENCE = _Q["select_sequence"]
-SELECT_FILES_FROM = _Q["select_files_from"]
-ENQUEUE_FILE = _Q["enqueue_file"]
-INSERT_PART = _Q["insert_part"]
-INSERT_UPLOAD = _Q["insert_upload"]
-LINK_PART = _Q["link_part"]
-SELECT_PART_SOURCE_ROWS = _Q["select_part_source_rows"]
-SELECT_PARTS_OF_UPLOAD = _Q["select_parts_of_upload"]
-SELECT_PARTS_OF_FILE = _Q["select_parts_of_file"]
-SELECT_UPLOADS_OF_FILE = _Q["select_uploads_of_file"]
-SELECT_PARTS_OF_FILES = _Q["select_parts_of_files"]
-SELECT_FILES_OF_UPLOAD = _Q["select_files_of_upload"]
-COUNT_FILES_IN_UPLOAD = _Q["count_files_in_upload"]
-SELECT_SOURCE_ROWS_OF_UPLOAD = _Q["select_source_rows_of_upload"]
-SELECT_WAITING_HEAD = _Q["select_waiting_head"]
-SELECT_WAITING_GROUP = _Q["select_waiting_group"]
-SELECT_WAITING_GROUP_TOTALS = _Q["select_waiting_group_totals"]
-SELECT_WAITING_UPTO = _Q["select_waiting_upto"]
-SELECT_WAITING_SUMMARY = _Q["select_waiting_summary"]
-DETACH_PART = _Q["detach_part"]
-SELECT_UPLOADS_TO_SPLIT = _Q["select_uploads_to_split"]
-SET_PART_COUNTS = _Q["set_part_counts"]
-SET_UPLOAD_SPLIT = _Q["set_upload_split"]
-COUNT_UNREPORTED_IN_UPLOAD = _Q["count_unreported_in_upload"]
-SELECT_UPLOAD_PATHS = _Q["select_upload_paths"]
-CLAIM_NEXT_UPLOAD = _Q["claim_next_upload"]
-SELECT_UPLOAD = _Q["select_upload"]
-SELECT_UPLOADS_BY_STATUS = _Q["select_uploads_by_status"]
-SELECT_AT_MARKETO = _Q["select_at_marketo"]
-SELECT_DUE_FOR_POLL = _Q["select_due_for_poll"]
-SELECT_NEXT_POLL_AT = _Q["select_next_poll_at"]
-SELECT_NEXT_QUEUED_AT = _Q["select_next_queued_at"]
-COUNT_UPLOADS_IN = _Q["count_uploads_in"]
-SELECT_FILES_TO_REPORT = _Q["select_files_to_report"]
-SELECT_FILES_READY = _Q["select_files_ready"]
-START_REPORTING = _Q["start_reporting"]
-COUNT_FILES_BY_STATUS = _Q["count_files_by_status"]
-COUNT_UPLOADS_BY_STATUS = _Q["count_uploads_by_status"]
-SELECT_STATUS_OF = {
-    "files": _Q["select_status_of_files"],
-    "uploads": _Q["select_status_of_uploads"],
+#: The named queries of each engine (same names in both files).
+QUERIES = {
+    dialect: load_queries(UPLOAD_COLUMNS, PART_COLUMNS, dialect)
+    for dialect in ("sqlite", "postgresql")
 }
-SELECT_HISTORY = _Q["select_history"]
-UPSERT_USAGE = _Q["upsert_usage"]
-SELECT_CALLS_ON_DAY = _Q["select_calls_on_day"]
-SELECT_USAGE_ON_DAY = _Q["select_usage_on_day"]
-INSERT_API_CALL = _Q["insert_api_call"]
-ANSWER_API_CALL = _Q["answer_api_call"]
-SETTLE_API_CALLS = _Q["settle_api_calls"]
-FORGET_API_CALLS = _Q["forget_api_calls"]
-SELECT_API_CALLS_ANSWERED = _Q["select_api_calls_answered"]
-INSERT_ERROR = _Q["insert_error"]
-SELECT_RECENT_ERRORS = _Q["select_recent_errors"]
-SELECT_FILES_FOR_STATUS = _Q["select_files_for_status"]
-UPSERT_DAEMON_ROUTES = _Q["upsert_daemon_routes"]
-SELECT_DAEMON_ROUTES = _Q["select_daemon_routes"]
-SELECT_SUBMISSIONS_OF_FILE = _Q["select_submissions_of_file"]
-SELECT_FILES_TO_EXPIRE = _Q["select_files_to_expire"]
-UPSERT_RETENTION_DELETION = _Q["upsert_retention_deletion"]
-SELECT_RETENTION_COUNTS = _Q["select_retention_counts"]
+
+#: URL schemes that select the PostgreSQL engine.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: Path | str) -> bool:
+    """True when ``target`` is a PostgreSQL URL rather than a SQLite file path."""
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def store_target(settings: Settings) -> Path | str:
+    """What ``Store.open`` opens for these settings: ``store.url`` or ``paths.database``."""
+    return settings.store.url or settings.paths.database
+
+
+def describe_target(target: Path | str) -> str:
+    """The target for messages: the file, or the URL without its password."""
+    return redact_url(str(target)) if is_postgres_url(target) else str(target)
+
 
 #: Columns a transition may change besides ``status`` and ``updated_at``. Names come from
 #: this constant only, never from data, so the statement built from them is safe.
@@ -174,82 +124,71 @@ UPLOAD_MUTABLE = frozenset(
 class Store:
     """The database behind leadflow. Build it with ``Store.open`` (an async context manager).
 
-    Every method is a coroutine on one connection; a lock serialises transactions inside the
-    process, and ``BEGIN IMMEDIATE`` serialises them against other processes.
+    Every method is a coroutine; writes are engine transactions (``BEGIN IMMEDIATE`` on
+    SQLite, ``READ COMMITTED`` with row locks on PostgreSQL).
     """
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Clock = time.time) -> None:
-        self._conn = conn
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self._db = db
+        self._q = db.queries
         self._clock = clock
-        self._tx = asyncio.Lock()
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls,
-        path: Path,
+        target: Path | str,
         *,
         clock: Clock = time.time,
         migrate_schema: bool = True,
     ) -> AsyncIterator[Store]:
-        """Open (and migrate) the database at ``path``.
+        """Open (and migrate) the database at ``target``.
 
         Args:
-            path: the SQLite file; its folder is created.
+            target: a SQLite file (its folder is created) or a ``postgresql://`` URL.
             clock: returns epoch seconds; injected by tests.
             migrate_schema: apply pending migrations.
 
         Raises:
             SchemaTooNew: the database is newer than this code.
+            StoreUnavailable: the PostgreSQL server cannot be reached.
             StoreError: the file is not a database, or cannot be opened.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from exc
-        try:
-            conn.row_factory = aiosqlite.Row
-            try:
-                await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-                await conn.execute("PRAGMA journal_mode = WAL")
-                await conn.execute("PRAGMA synchronous = NORMAL")
-                await conn.execute("PRAGMA foreign_keys = ON")
-                if migrate_schema:
-                    await migrate(conn)
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"database {path} cannot be used: {exc}") from exc
-            yield cls(conn, clock)
-        finally:
-            await conn.close()
+        if is_postgres_url(target):
+            async with PostgresDatabase.open(
+                str(target), QUERIES["postgresql"], migrate_schema=migrate_schema
+            ) as pg:
+                yield cls(pg, clock)
+            return
+        async with SqliteDatabase.open(
+            Path(target), QUERIES["sqlite"], migrate_schema=migrate_schema
+        ) as lite:
+            yield cls(lite, clock)
 
     @property
     def clock(self) -> Clock:
         """The clock the store stamps rows with."""
         return self._clock
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._tx:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._db.dialect
 
-    async def _fetchall(
-        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
-    ) -> list[aiosqlite.Row]:
-        async with self._tx, self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+    @property
+    def database(self) -> Database:
+        """The engine under the store (for cluster coordination in the same database)."""
+        return self._db
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
+        async with self._db.reading() as tx:
+            return await tx.fetchall(sql, params)
 
     async def _fetchone(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
-    ) -> aiosqlite.Row | None:
-        async with self._tx, self._conn.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+    ) -> Row | None:
+        async with self._db.reading() as tx:
+            return await tx.fetchone(sql, params)
 
     # --- files ---------------------------------------------------------------------------
 
@@ -267,9 +206,9 @@ class Store:
         A ``{id}`` (``places.PENDING_ID``) in ``work_path`` is replaced by the new id in the
         same transaction (intake's ``work/{id}/source/<name>``).
         """
-        async with self._transaction() as conn:
-            async with conn.execute(
-                INSERT_FILE,
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                self._q["insert_file"],
                 {
                     "name": name,
                     "inbox_path": inbox_path,
@@ -278,29 +217,27 @@ class Store:
                     "size_bytes": size_bytes,
                     "now": self._clock(),
                 },
-            ) as cursor:
-                row = await cursor.fetchone()
+            )
             assert row is not None
             if PENDING_ID in work_path:
                 filled = work_path.replace(PENDING_ID, str(row["id"]), 1)
-                async with conn.execute(SET_FILE_WORK_PATH, (filled, row["id"])) as cursor:
-                    row = await cursor.fetchone()
+                row = await tx.fetchone(self._q["set_file_work_path"], (filled, row["id"]))
                 assert row is not None
         return FileRecord.from_row(row)
 
     async def get_file(self, file_id: int) -> FileRecord | None:
         """Return one file, or None."""
-        row = await self._fetchone(SELECT_FILE, (file_id,))
+        row = await self._fetchone(self._q["select_file"], (file_id,))
         return FileRecord.from_row(row) if row else None
 
     async def file_by_work_path(self, work_path: str) -> FileRecord | None:
         """Return the file claimed to ``work_path``, or None."""
-        row = await self._fetchone(SELECT_FILE_BY_WORK_PATH, (work_path,))
+        row = await self._fetchone(self._q["select_file_by_work_path"], (work_path,))
         return FileRecord.from_row(row) if row else None
 
     async def files_in(self, status: FileStatus) -> list[FileRecord]:
         """Return files in ``status`` in id order."""
-        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_BY_STATUS,
+        return [FileRecord.from_row(r) for r in await self._fetchall(self._q["select_files_by_status"],
                                                                      (status.value,))]
 
     async def imported_twin(self, sha256: str, import_key: str | None) -> FileRecord | None:
@@ -315,7 +252,7 @@ class Store:
             The earliest such file (a forced repeat included), or None.
         """
         row = await self._fetchone(
-            SELECT_IMPORTED_TWIN, {"sha256": sha256, "import_key": import_key}
+            self._q["select_imported_twin"], {"sha256": sha256, "import_key": import_key}
         )
         return FileRecord.from_row(row) if row else None
 
@@ -331,7 +268,7 @@ class Store:
         if not wanted:
             return {}
         rows = await self._fetchall(
-            SELECT_IMPORTED_TWINS, {"keys": json.dumps([list(k) for k in wanted])}
+            self._q["select_imported_twins"], {"keys": json.dumps([list(k) for k in wanted])}
         )
         found = [FileRecord.from_row(r) for r in rows]
         return {(f.sha256, f.import_key or ""): f for f in found if f.sha256 is not None}
@@ -354,9 +291,10 @@ class Store:
         """
         if "info" in changes and not isinstance(changes["info"], str):
             changes["info"] = json.dumps(changes["info"], ensure_ascii=False)
-        async with self._transaction() as conn:
+        async with self._db.transaction() as tx:
             row = await _guarded_update(
-                conn, "files", "*", FILE_MUTABLE, file_id, expected, new, changes, self._clock()
+                tx, "files", "*", FILE_MUTABLE, file_id, expected, new, changes, self._clock(),
+                self._q,
             )
         return FileRecord.from_row(row)
 
@@ -372,28 +310,28 @@ class Store:
         if not files:
             return []
         now = self._clock()
-        async with self._transaction() as conn:
-            async with conn.execute(SELECT_SEQUENCE, ("files",)) as cursor:
-                row = await cursor.fetchone()
-            first = int(row[0] if row else 0) + 1
-            await conn.executemany(
-                INSERT_FILES_WITH_IDS,
+        async with self._db.transaction() as tx:
+            ids = await _reserve_ids(tx, self._q, "files", len(files))
+            await tx.executemany(
+                self._q["insert_files_with_ids"],
                 [
                     {
-                        "id": first + i,
+                        "id": new_id,
                         "name": f.name,
                         "inbox_path": f.inbox_path,
-                        "work_path": f.work_path.replace(PENDING_ID, str(first + i), 1),
+                        "work_path": f.work_path.replace(PENDING_ID, str(new_id), 1),
                         "route": f.route,
                         "size_bytes": f.size_bytes,
                         "now": now,
                     }
-                    for i, f in enumerate(files)
+                    for new_id, f in zip(ids, files, strict=True)
                 ],
             )
-            async with conn.execute(SELECT_FILES_FROM, (first, first + len(files) - 1)) as cur:
-                rows = list(await cur.fetchall())
-        return [FileRecord.from_row(r) for r in rows]
+            rows = await tx.fetchall(
+                self._q["select_files_from"], {"first": ids[0], "last": ids[-1]}
+            )
+        mine = set(ids)
+        return [FileRecord.from_row(r) for r in rows if r["id"] in mine]
 
     async def finish_files(
         self, items: Sequence[tuple[int, FileStatus, FileStatus, dict[str, Any]]]
@@ -409,13 +347,14 @@ class Store:
         """
         now = self._clock()
         done: list[FileRecord] = []
-        async with self._transaction() as conn:
+        async with self._db.transaction() as tx:
             for file_id, expected, new, changes in items:
                 values = dict(changes)
                 if "info" in values and not isinstance(values["info"], str):
                     values["info"] = json.dumps(values["info"], ensure_ascii=False)
                 row = await _guarded_update(
-                    conn, "files", "*", FILE_MUTABLE, file_id, expected, new, values, now
+                    tx, "files", "*", FILE_MUTABLE, file_id, expected, new, values, now,
+                    self._q,
                 )
                 done.append(FileRecord.from_row(row))
         return done
@@ -452,10 +391,9 @@ class Store:
         now = self._clock()
         if "info" in changes and not isinstance(changes["info"], str):
             changes["info"] = json.dumps(changes["info"], ensure_ascii=False)
-        ids: list[int] = []
-        async with self._transaction() as conn:
+        async with self._db.transaction() as tx:
             await _guarded_update(
-                conn,
+                tx,
                 "files",
                 "id",
                 FILE_MUTABLE,
@@ -464,14 +402,16 @@ class Store:
                 new_status,
                 changes,
                 now,
+                self._q,
             )
-            for seq, part in enumerate(parts, start=1):
-                cursor = await conn.execute(
-                    INSERT_PART, _part_params(file_id, seq, part, now, now + wait_s)
-                )
-                assert cursor.lastrowid is not None
-                ids.append(cursor.lastrowid)
-                await cursor.close()
+            ids = await _reserve_ids(tx, self._q, "parts", len(parts))
+            await tx.executemany(
+                self._q["insert_part"],
+                [
+                    _part_params(part_id, file_id, seq, part, now, now + wait_s)
+                    for part_id, (seq, part) in zip(ids, enumerate(parts, start=1), strict=True)
+                ],
+            )
         return ids
 
     async def enqueue_files(self, files: Sequence[EnqueuedFile]) -> list[list[int]]:
@@ -492,9 +432,9 @@ class Store:
         if not files:
             return []
         now = self._clock()
-        async with self._transaction() as conn:
-            cursor = await conn.executemany(
-                ENQUEUE_FILE,
+        async with self._db.transaction() as tx:
+            changed = await tx.executemany(
+                self._q["enqueue_file"],
                 [
                     {
                         "id": f.file_id,
@@ -513,27 +453,28 @@ class Store:
                     for f in files
                 ],
             )
-            if cursor.rowcount != len(files):
+            if changed != len(files):
                 raise InvalidTransition("files", files[0].file_id, ("received",), None)
-            async with conn.execute(SELECT_SEQUENCE, ("parts",)) as seq_cursor:
-                row = await seq_cursor.fetchone()
-            next_id = int(row[0] if row else 0) + 1
+            reserved = iter(
+                await _reserve_ids(tx, self._q, "parts", sum(len(f.parts) for f in files))
+            )
             params: list[tuple[Any, ...]] = []
             ids: list[list[int]] = []
             for f in files:
                 mine = []
                 for seq, part in enumerate(f.parts, start=1):
-                    params.append(_part_params(f.file_id, seq, part, now, now + f.wait_s))
-                    mine.append(next_id)
-                    next_id += 1
+                    part_id = next(reserved)
+                    params.append(_part_params(part_id, f.file_id, seq, part, now,
+                                               now + f.wait_s))
+                    mine.append(part_id)
                 ids.append(mine)
             if params:
-                await conn.executemany(INSERT_PART, params)
+                await tx.executemany(self._q["insert_part"], params)
         return ids
 
     async def files_ready_for_report(self) -> list[FileRecord]:
         """Return ``queued`` files whose every upload is terminal (oldest first)."""
-        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_READY)]
+        return [FileRecord.from_row(r) for r in await self._fetchall(self._q["select_files_ready"])]
 
     async def start_reporting(self, file_ids: Sequence[int]) -> list[FileRecord]:
         """Move ``queued`` files to ``reporting`` in one transaction; return those moved.
@@ -542,10 +483,11 @@ class Store:
         """
         if not file_ids:
             return []
-        async with self._transaction() as conn, conn.execute(
-            START_REPORTING, {"ids": json.dumps(list(file_ids)), "now": self._clock()}
-        ) as cursor:
-            rows = list(await cursor.fetchall())
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                self._q["start_reporting"],
+                {"ids": json.dumps(list(file_ids)), "now": self._clock()},
+            )
         return sorted((FileRecord.from_row(r) for r in rows), key=lambda f: f.id)
 
     async def files_to_report(self) -> list[FileRecord]:
@@ -553,7 +495,7 @@ class Store:
 
         These are files in ``reporting`` or a terminal status with no ``reported_at`` yet.
         """
-        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_TO_REPORT)]
+        return [FileRecord.from_row(r) for r in await self._fetchall(self._q["select_files_to_report"])]
 
     # --- uploads -------------------------------------------------------------------------
 
@@ -564,8 +506,8 @@ class Store:
         Returns None when nothing is ready.
         """
         params = {"now": self._clock() if now is None else now}
-        async with self._transaction() as conn, conn.execute(CLAIM_NEXT_UPLOAD, params) as cur:
-            row = await cur.fetchone()
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(self._q["claim_next_upload"], params)
         return UploadRecord.from_row(row) if row else None
 
     async def transition_upload(
@@ -585,9 +527,9 @@ class Store:
         """
         if "options" in changes and not isinstance(changes["options"], str):
             changes["options"] = json.dumps(changes["options"], ensure_ascii=False)
-        async with self._transaction() as conn:
+        async with self._db.transaction() as tx:
             row = await _guarded_update(
-                conn,
+                tx,
                 "uploads",
                 UPLOAD_COLUMNS,
                 UPLOAD_MUTABLE,
@@ -596,12 +538,13 @@ class Store:
                 new,
                 changes,
                 self._clock(),
+                self._q,
             )
         return UploadRecord.from_row(row)
 
     async def get_upload(self, upload_id: int) -> UploadRecord | None:
         """Return one upload, or None."""
-        row = await self._fetchone(SELECT_UPLOAD, (upload_id,))
+        row = await self._fetchone(self._q["select_upload"], (upload_id,))
         return UploadRecord.from_row(row) if row else None
 
     async def submissions_of_file(self, file_id: int) -> dict[int, list[dict[str, Any]]]:
@@ -612,7 +555,7 @@ class Store:
         ``migrations/0005_submissions_retention.sql``).
         """
         found: dict[int, list[dict[str, Any]]] = {}
-        for row in await self._fetchall(SELECT_SUBMISSIONS_OF_FILE, (file_id,)):
+        for row in await self._fetchall(self._q["select_submissions_of_file"], (file_id,)):
             found.setdefault(row["upload_id"], []).append(
                 {"batch_id": row["batch_id"], "outcome": row["outcome"],
                  "marketo_status": row["marketo_status"], "at": row["at"]}
@@ -645,9 +588,9 @@ class Store:
             StoreError: a part was not waiting (nothing was recorded).
         """
         now = self._clock()
-        async with self._transaction() as conn:
-            async with conn.execute(
-                INSERT_UPLOAD,
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                self._q["insert_upload"],
                 {
                     "path": path,
                     "size_bytes": size_bytes,
@@ -658,29 +601,28 @@ class Store:
                     "claimed_at": now if status is UploadStatus.SUBMITTING else None,
                     "now": now,
                 },
-            ) as cursor:
-                row = await cursor.fetchone()
-            assert row is not None
-            linked = await conn.executemany(
-                LINK_PART, [(row["id"], first, part_id) for part_id, first in parts]
             )
-            if linked.rowcount != len(parts):
+            assert row is not None
+            linked = await tx.executemany(
+                self._q["link_part"], [(row["id"], first, part_id) for part_id, first in parts]
+            )
+            if linked != len(parts):
                 raise StoreError(f"a part of upload {row['id']} was no longer waiting")
         return UploadRecord.from_row(row)
 
     async def part_source_rows(self, part_id: int) -> list[int]:
         """Return the source line number of each row of a part, in order."""
-        row = await self._fetchone(SELECT_PART_SOURCE_ROWS, (part_id,))
+        row = await self._fetchone(self._q["select_part_source_rows"], (part_id,))
         return unpack_rows(row[0]) if row else []
 
     async def parts_of_upload(self, upload_id: int) -> list[PartRecord]:
         """Return the parts riding in an upload, in the upload's row order."""
-        rows = await self._fetchall(SELECT_PARTS_OF_UPLOAD, (upload_id,))
+        rows = await self._fetchall(self._q["select_parts_of_upload"], (upload_id,))
         return [PartRecord.from_row(r) for r in rows]
 
     async def parts_of_file(self, file_id: int) -> list[PartRecord]:
         """Return a file's parts by ``seq``."""
-        rows = await self._fetchall(SELECT_PARTS_OF_FILE, (file_id,))
+        rows = await self._fetchall(self._q["select_parts_of_file"], (file_id,))
         return [PartRecord.from_row(r) for r in rows]
 
     async def uploads_of_file(self, file_id: int) -> list[UploadRecord]:
@@ -689,14 +631,16 @@ class Store:
         An upload may carry other files' parts too; a part still waiting for a pack has no
         upload yet (``parts_of_file`` lists every part).
         """
-        rows = await self._fetchall(SELECT_UPLOADS_OF_FILE, (file_id,))
+        rows = await self._fetchall(self._q["select_uploads_of_file"], (file_id,))
         return [UploadRecord.from_row(r) for r in rows]
 
     async def parts_of_files(self, file_ids: Sequence[int]) -> dict[int, list[PartRecord]]:
         """Return the parts of several files (one query), by file id, each by ``seq``."""
         if not file_ids:
             return {}
-        rows = await self._fetchall(SELECT_PARTS_OF_FILES, {"ids": json.dumps(list(file_ids))})
+        rows = await self._fetchall(
+            self._q["select_parts_of_files"], {"ids": json.dumps(list(file_ids))}
+        )
         found: dict[int, list[PartRecord]] = {}
         for row in rows:
             part = PartRecord.from_row(row)
@@ -705,22 +649,22 @@ class Store:
 
     async def files_of_upload(self, upload_id: int) -> list[tuple[int, str, int, int]]:
         """Return ``(file id, file name, part seq, part rows)`` of an upload, in row order."""
-        rows = await self._fetchall(SELECT_FILES_OF_UPLOAD, (upload_id,))
+        rows = await self._fetchall(self._q["select_files_of_upload"], (upload_id,))
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def count_files_in_upload(self, upload_id: int) -> int:
         """Return how many files ride in an upload."""
-        row = await self._fetchone(COUNT_FILES_IN_UPLOAD, (upload_id,))
+        row = await self._fetchone(self._q["count_files_in_upload"], (upload_id,))
         return int(row[0]) if row else 0
 
     async def source_rows_of_upload(self, upload_id: int) -> dict[int, list[int]]:
         """Return the source line numbers of every part of an upload, by part id."""
-        rows = await self._fetchall(SELECT_SOURCE_ROWS_OF_UPLOAD, (upload_id,))
+        rows = await self._fetchall(self._q["select_source_rows_of_upload"], (upload_id,))
         return {r[0]: unpack_rows(r[1]) for r in rows}
 
     async def waiting_head(self) -> PartRecord | None:
         """Return the oldest part waiting for a pack (the FIFO head), or None."""
-        row = await self._fetchone(SELECT_WAITING_HEAD)
+        row = await self._fetchone(self._q["select_waiting_head"])
         return PartRecord.from_row(row) if row else None
 
     async def waiting_group(
@@ -737,24 +681,24 @@ class Store:
             within ``budget`` bytes of the group's first, i.e. the parts that could fit plus
             the first that would not.
         """
-        rows = await self._fetchall(SELECT_WAITING_GROUP, {"key": pack_key, "budget": budget})
+        rows = await self._fetchall(self._q["select_waiting_group"], {"key": pack_key, "budget": budget})
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def waiting_upto(self, pack_key: str, last_id: int) -> list[PartRecord]:
         """Return the waiting parts of a key in FIFO order, up to and including ``last_id``."""
-        rows = await self._fetchall(SELECT_WAITING_UPTO, (pack_key, last_id))
+        rows = await self._fetchall(self._q["select_waiting_upto"], (pack_key, last_id))
         return [PartRecord.from_row(r) for r in rows]
 
     async def waiting_group_totals(self, pack_key: str) -> tuple[int, int, float | None]:
         """Return ``(parts, rows, earliest send_by)`` waiting with this pack key."""
-        row = await self._fetchone(SELECT_WAITING_GROUP_TOTALS, (pack_key,))
+        row = await self._fetchone(self._q["select_waiting_group_totals"], (pack_key,))
         if row is None:
             return 0, 0, None
         return int(row[0]), int(row[1]), row[2]
 
     async def waiting_summary(self) -> dict[str, Any]:
         """Return what waits for a pack: ``files``, ``parts``, ``rows``, ``oldest_queued_at``."""
-        row = await self._fetchone(SELECT_WAITING_SUMMARY)
+        row = await self._fetchone(self._q["select_waiting_summary"])
         if row is None:
             return {"files": 0, "parts": 0, "rows": 0, "oldest_queued_at": None}
         return {"files": row[0], "parts": row[1], "rows": row[2], "oldest_queued_at": row[3]}
@@ -784,29 +728,28 @@ class Store:
         """
         now = self._clock()
         text = json.dumps(options)
-        async with self._transaction() as conn:
+        async with self._db.transaction() as tx:
             if file is not None:
                 file_id, expected, changes = file
                 values = dict(changes)
                 if "info" in values and not isinstance(values["info"], str):
                     values["info"] = json.dumps(values["info"], ensure_ascii=False)
                 await _guarded_update(
-                    conn, "files", "id", FILE_MUTABLE, file_id, expected, FileStatus.QUEUED,
-                    values, now,
+                    tx, "files", "id", FILE_MUTABLE, file_id, expected, FileStatus.QUEUED,
+                    values, now, self._q,
                 )
             for part_id, upload_id, key in parts:
-                cursor = await conn.execute(
-                    DETACH_PART,
+                changed = await tx.execute(
+                    self._q["detach_part"],
                     {"id": part_id, "upload_id": upload_id, "options": text, "pack_key": key,
                      "now": now},
                 )
-                if cursor.rowcount != 1:
+                if changed != 1:
                     raise StoreError(f"part {part_id} is no longer in upload {upload_id}")
-                await cursor.close()
 
     async def uploads_to_split(self) -> list[UploadRecord]:
         """Return complete uploads whose results were not split into their parts yet."""
-        rows = await self._fetchall(SELECT_UPLOADS_TO_SPLIT)
+        rows = await self._fetchall(self._q["select_uploads_to_split"])
         return [UploadRecord.from_row(r) for r in rows]
 
     async def record_split(
@@ -820,14 +763,14 @@ class Store:
         Returns:
             False when the upload was already split or is not complete (nothing changed).
         """
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                SET_UPLOAD_SPLIT, {"id": upload_id, "now": self._clock()}
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                self._q["set_upload_split"], {"id": upload_id, "now": self._clock()}
             )
-            if cursor.rowcount != 1:
+            if changed != 1:
                 return False
-            await conn.executemany(
-                SET_PART_COUNTS,
+            await tx.executemany(
+                self._q["set_part_counts"],
                 [(done, failed, warned, part_id, upload_id)
                  for part_id, done, failed, warned in counts],
             )
@@ -835,40 +778,40 @@ class Store:
 
     async def unreported_in_upload(self, upload_id: int) -> int:
         """Return how many parts of the upload belong to files not reported yet."""
-        row = await self._fetchone(COUNT_UNREPORTED_IN_UPLOAD, (upload_id,))
+        row = await self._fetchone(self._q["count_unreported_in_upload"], (upload_id,))
         return int(row[0]) if row else 0
 
     async def upload_paths(self) -> set[str]:
         """Return the path of every upload ever recorded (to find orphan pack files)."""
-        return {r[0] for r in await self._fetchall(SELECT_UPLOAD_PATHS)}
+        return {r[0] for r in await self._fetchall(self._q["select_upload_paths"])}
 
     async def uploads_in(self, status: UploadStatus) -> list[UploadRecord]:
         """Return uploads in ``status`` in FIFO order."""
-        rows = await self._fetchall(SELECT_UPLOADS_BY_STATUS, (status.value,))
+        rows = await self._fetchall(self._q["select_uploads_by_status"], (status.value,))
         return [UploadRecord.from_row(r) for r in rows]
 
     async def at_marketo(self) -> list[UploadRecord]:
         """Return uploads Marketo holds (``submitted``/``importing``), in submission order."""
-        return [UploadRecord.from_row(r) for r in await self._fetchall(SELECT_AT_MARKETO)]
+        return [UploadRecord.from_row(r) for r in await self._fetchall(self._q["select_at_marketo"])]
 
     async def due_for_poll(self, now: float, limit: int = 100) -> list[UploadRecord]:
         """Return uploads at Marketo whose ``next_poll_at`` has come, soonest first."""
-        rows = await self._fetchall(SELECT_DUE_FOR_POLL, (now, limit))
+        rows = await self._fetchall(self._q["select_due_for_poll"], (now, limit))
         return [UploadRecord.from_row(r) for r in rows]
 
     async def next_poll_at(self) -> float | None:
         """Return the earliest ``next_poll_at`` of uploads at Marketo, or None."""
-        row = await self._fetchone(SELECT_NEXT_POLL_AT)
+        row = await self._fetchone(self._q["select_next_poll_at"])
         return float(row[0]) if row and row[0] is not None else None
 
     async def next_queued_at(self) -> float | None:
         """Return the earliest time a ``queued`` upload may be claimed (0 = now), or None."""
-        row = await self._fetchone(SELECT_NEXT_QUEUED_AT)
+        row = await self._fetchone(self._q["select_next_queued_at"])
         return float(row[0]) if row and row[0] is not None else None
 
     async def count_in_flight(self) -> int:
         """Return how many uploads are ``submitting``, ``submitted`` or ``importing``."""
-        row = await self._fetchone(COUNT_UPLOADS_IN)
+        row = await self._fetchone(self._q["count_uploads_in"])
         return int(row[0]) if row else 0
 
     async def reap_in_flight(self) -> list[UploadRecord]:
@@ -900,15 +843,15 @@ class Store:
         """Return ``{"files": {status: n}, "uploads": {status: n}}`` with every status present."""
         files = {s.value: 0 for s in FileStatus}
         uploads = {s.value: 0 for s in UploadStatus}
-        for row in await self._fetchall(COUNT_FILES_BY_STATUS):
+        for row in await self._fetchall(self._q["count_files_by_status"]):
             files[row[0]] = row[1]
-        for row in await self._fetchall(COUNT_UPLOADS_BY_STATUS):
+        for row in await self._fetchall(self._q["count_uploads_by_status"]):
             uploads[row[0]] = row[1]
         return {"files": files, "uploads": uploads}
 
     async def history(self, entity: str, entity_id: int) -> list[tuple[str | None, str, float]]:
         """Return ``(from_status, to_status, at)`` of a file or upload, oldest first."""
-        rows = await self._fetchall(SELECT_HISTORY, (entity, entity_id))
+        rows = await self._fetchall(self._q["select_history"], (entity, entity_id))
         return [(r[0], r[1], r[2]) for r in rows]
 
     async def count_calls(
@@ -919,12 +862,12 @@ class Store:
         Args:
             day: ``YYYY-MM-DD`` in America/Chicago (Marketo's quota day).
         """
-        async with self._transaction() as conn:
-            await conn.execute(UPSERT_USAGE, (day, endpoint, calls, errors))
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["upsert_usage"], (day, endpoint, calls, errors))
 
     async def calls_on(self, day: str) -> int:
         """Return the calls counted on ``day`` over all endpoints."""
-        row = await self._fetchone(SELECT_CALLS_ON_DAY, (day,))
+        row = await self._fetchone(self._q["select_calls_on_day"], (day,))
         return int(row[0]) if row else 0
 
     async def begin_call(self, day: str, endpoint: str, sent_at: float) -> int:
@@ -938,10 +881,9 @@ class Store:
             endpoint: the usage key, e.g. ``import_status``.
             sent_at: epoch seconds.
         """
-        async with self._transaction() as conn:
-            await conn.execute(UPSERT_USAGE, (day, endpoint, 1, 0))
-            async with conn.execute(INSERT_API_CALL, (endpoint, day, sent_at)) as cursor:
-                row = await cursor.fetchone()
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["upsert_usage"], (day, endpoint, 1, 0))
+            row = await tx.fetchone(self._q["insert_api_call"], (endpoint, day, sent_at))
         assert row is not None
         return int(row[0])
 
@@ -964,12 +906,12 @@ class Store:
             forget_before: also delete calls answered at or before this time (epoch seconds;
                 they have left the rate window).
         """
-        async with self._transaction() as conn:
-            await conn.execute(ANSWER_API_CALL, (answered_at, call_id))
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["answer_api_call"], (answered_at, call_id))
             if refund is not None:
-                await conn.execute(UPSERT_USAGE, (refund[0], refund[1], -1, 0))
+                await tx.execute(self._q["upsert_usage"], (refund[0], refund[1], -1, 0))
             if forget_before is not None:
-                await conn.execute(FORGET_API_CALLS, (forget_before,))
+                await tx.execute(self._q["forget_api_calls"], (forget_before,))
 
     async def restore_window(self, now: float, window_s: float) -> list[float]:
         """Return when the calls of earlier processes that are still in the window were over.
@@ -982,16 +924,15 @@ class Store:
             now: epoch seconds.
             window_s: the rate window, seconds.
         """
-        async with self._transaction() as conn:
-            await conn.execute(SETTLE_API_CALLS, (now,))
-            await conn.execute(FORGET_API_CALLS, (now - window_s,))
-            async with conn.execute(SELECT_API_CALLS_ANSWERED) as cursor:
-                rows = await cursor.fetchall()
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["settle_api_calls"], (now,))
+            await tx.execute(self._q["forget_api_calls"], (now - window_s,))
+            rows = await tx.fetchall(self._q["select_api_calls_answered"])
         return [float(r[0]) for r in rows]
 
     async def usage_on(self, day: str) -> dict[str, dict[str, int]]:
         """Return ``{endpoint: {"calls": n, "errors": n}}`` for ``day``."""
-        rows = await self._fetchall(SELECT_USAGE_ON_DAY, (day,))
+        rows = await self._fetchall(self._q["select_usage_on_day"], (day,))
         return {r[0]: {"calls": r[1], "errors": r[2]} for r in rows}
 
     async def record_error(
@@ -1003,8 +944,10 @@ class Store:
         upload_id: int | None = None,
     ) -> None:
         """Append an error for ``leadflow status`` (message must already be redacted)."""
-        async with self._transaction() as conn:
-            await conn.execute(INSERT_ERROR, (self._clock(), file_id, upload_id, code, message))
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                self._q["insert_error"], (self._clock(), file_id, upload_id, code, message)
+            )
 
     async def files_for_status(
         self, recent: int = 10, open_limit: int = 500
@@ -1017,7 +960,7 @@ class Store:
         finished_at, reported_at`` and ``rows_imported``/``rows_failed`` summed over the
         file's uploads (None without uploads).
         """
-        rows = await self._fetchall(SELECT_FILES_FOR_STATUS, (open_limit, recent))
+        rows = await self._fetchall(self._q["select_files_for_status"], (open_limit, recent))
         return [dict(r) for r in rows]
 
     async def record_daemon_routes(self, routes: Sequence[Mapping[str, Any]], pid: int) -> None:
@@ -1028,12 +971,12 @@ class Store:
             pid: the daemon's process id (readers compare it with the lock holder's).
         """
         payload = json.dumps([dict(r) for r in routes], ensure_ascii=False)
-        async with self._transaction() as conn:
-            await conn.execute(UPSERT_DAEMON_ROUTES, (pid, payload, self._clock()))
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["upsert_daemon_routes"], (pid, payload, self._clock()))
 
     async def daemon_routes(self) -> tuple[int, list[dict[str, Any]]] | None:
         """Return ``(pid, routes)`` as the last daemon recorded them, or None if none did."""
-        row = await self._fetchone(SELECT_DAEMON_ROUTES)
+        row = await self._fetchone(self._q["select_daemon_routes"])
         if row is None:
             return None
         return int(row["pid"]), list(json.loads(row["routes"]))
@@ -1051,32 +994,44 @@ class Store:
             one not yet reported) whose ``what`` was not recorded since their last report.
         """
         params = {"what": what, "cutoff": cutoff, "limit": limit}
-        return [FileRecord.from_row(r) for r in await self._fetchall(SELECT_FILES_TO_EXPIRE,
+        return [FileRecord.from_row(r) for r in await self._fetchall(self._q["select_files_to_expire"],
                                                                      params)]
 
     async def record_expiry(
         self, file_id: int, what: str, path: str, *, deleted: bool, at: float
     ) -> None:
         """Record that retention dealt with a file's ``what`` (``deleted``: False if gone)."""
-        async with self._transaction() as conn:
-            await conn.execute(UPSERT_RETENTION_DELETION,
-                               (file_id, what, path, 1 if deleted else 0, at))
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["upsert_retention_deletion"],
+                             (file_id, what, path, 1 if deleted else 0, at))
 
     async def expiry_counts(self, since: float) -> dict[str, int]:
         """Return how many leftovers retention deleted since ``since``, by kind."""
-        return {r[0]: r[1] for r in await self._fetchall(SELECT_RETENTION_COUNTS, (since,))}
+        return {r[0]: r[1] for r in await self._fetchall(self._q["select_retention_counts"], (since,))}
 
     async def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
         """Return the newest errors first: ``at``, ``file_id``, ``upload_id``, ``code``, ``message``."""
-        rows = await self._fetchall(SELECT_RECENT_ERRORS, (limit,))
+        rows = await self._fetchall(self._q["select_recent_errors"], (limit,))
         return [dict(r) for r in rows]
 
 
+async def _reserve_ids(tx: Tx, queries: Mapping[str, str], table: str, n: int) -> list[int]:
+    """``n`` new ids of ``table`` inside the caller's transaction (query ``reserve_ids``)."""
+    if n <= 0:
+        return []
+    rows = await tx.fetchall(queries["reserve_ids"], {"tbl": table, "n": n})
+    ids = [int(r[0]) for r in rows]
+    if len(ids) != n:
+        raise StoreError(f"could not reserve {n} ids of {table}")
+    return ids
+
+
 def _part_params(
-    file_id: int, seq: int, part: NewPart, now: float, send_by: float
+    part_id: int, file_id: int, seq: int, part: NewPart, now: float, send_by: float
 ) -> tuple[Any, ...]:
     """The ``insert_part`` parameters of one part."""
     return (
+        part_id,
         file_id,
         seq,
         part.path,
@@ -1093,7 +1048,7 @@ def _part_params(
 
 
 async def _guarded_update(
-    conn: aiosqlite.Connection,
+    tx: Tx,
     table: str,
     returning: str,
     mutable: frozenset[str],
@@ -1102,8 +1057,15 @@ async def _guarded_update(
     new: Any,
     changes: dict[str, Any],
     now: float,
-) -> aiosqlite.Row:
-    """Run one compare-and-set UPDATE inside the caller's transaction; return the new row."""
+    queries: Mapping[str, str],
+) -> Row:
+    """Run one compare-and-set UPDATE inside the caller's transaction; return the new row.
+
+    Raises:
+        InvalidTransition: the row was not in an expected status, or the guard trigger
+            refused the pair.
+        ValueError: a column not in ``mutable``.
+    """
     unknown = set(changes) - mutable
     if unknown:
         raise ValueError(f"{table}: cannot set {sorted(unknown)}")
@@ -1117,20 +1079,17 @@ async def _guarded_update(
     )
     params: dict[str, Any] = {"new": str(new), "now": now, "id": row_id, **changes}
     params.update({f"s{i}": str(s) for i, s in enumerate(wanted)})
+    status_of = queries[f"select_status_of_{table}"]
     try:
-        async with conn.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-    except sqlite3.IntegrityError as exc:
-        if "transition not allowed" not in str(exc):
-            raise
-        async with conn.execute(SELECT_STATUS_OF[table], (row_id,)) as cursor:
-            found = await cursor.fetchone()
+        async with tx.savepoint():
+            row = await tx.fetchone(sql, params)
+    except TransitionRefused as exc:
+        found = await tx.fetchone(status_of, (row_id,))
         raise InvalidTransition(
             table, row_id, tuple(str(s) for s in wanted), found[0] if found else None
         ) from exc
     if row is None:
-        async with conn.execute(SELECT_STATUS_OF[table], (row_id,)) as cursor:
-            found = await cursor.fetchone()
+        found = await tx.fetchone(status_of, (row_id,))
         raise InvalidTransition(
             table, row_id, tuple(str(s) for s in wanted), found[0] if found else None
         )

@@ -1,7 +1,9 @@
-"""Schema migrations: numbered SQL files applied in order, version in ``PRAGMA user_version``.
+"""Schema migrations: numbered SQL files applied in order, one series per engine.
 
-The files live in the top-level ``migrations/`` folder of a checkout and are packaged into
-``orchestrator/migrations`` in the wheel; both places are looked up.
+SQLite's files are ``migrations/NNNN_name.sql`` (version in ``PRAGMA user_version``);
+PostgreSQL's are ``migrations/postgresql/NNNN_name.sql`` with the same numbers and meanings
+(version in the table ``schema_migrations``). The folder lives at the top of a checkout and
+is packaged into ``orchestrator/migrations`` in the wheel; both places are looked up.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
+import psycopg
 
 from orchestrator.errors import SchemaTooNew, StoreError
+
+#: Key of the advisory lock nodes take while migrating a PostgreSQL database (one at a time).
+PG_MIGRATE_LOCK = 0x1EADF10
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -32,28 +39,36 @@ class Migration:
     sql: str
 
 
-def migrations_dir() -> Path:
-    """Return the folder holding the migration files (installed wheel or checkout).
+def migrations_dir(dialect: str = "sqlite") -> Path:
+    """Return the folder holding the migration files of ``dialect`` (wheel or checkout).
+
+    Args:
+        dialect: ``sqlite`` (the top folder) or ``postgresql`` (its ``postgresql/`` folder).
 
     Raises:
         StoreError: no folder with migrations was found.
     """
+    sub = "" if dialect == "sqlite" else dialect
     packaged = resources.files("orchestrator").joinpath("migrations")
     if packaged.is_dir():
-        return Path(str(packaged))
+        return Path(str(packaged)) / sub
     checkout = Path(__file__).resolve().parents[2] / "migrations"
     if checkout.is_dir():
-        return checkout
+        return checkout / sub
     raise StoreError("no migrations folder found next to the orchestrator package")
 
 
-def load_migrations(folder: Path | None = None) -> list[Migration]:
+def load_migrations(folder: Path | None = None, dialect: str = "sqlite") -> list[Migration]:
     """Read every ``NNNN_name.sql`` file, checking names are well formed and contiguous.
+
+    Args:
+        folder: where to look; default ``migrations_dir(dialect)``.
+        dialect: ``sqlite`` or ``postgresql``.
 
     Raises:
         StoreError: a badly named file or a gap in the numbering.
     """
-    folder = folder or migrations_dir()
+    folder = folder or migrations_dir(dialect)
     found: list[Migration] = []
     for path in sorted(folder.glob("*.sql")):
         match = _NAME.match(path.name)
@@ -137,6 +152,58 @@ async def _check_references(conn: aiosqlite.Connection, name: str) -> None:
             f"migration {name}: {len(broken)} rows would refer to missing rows "
             f"(first: table {broken[0][0]}, row {broken[0][1]}); nothing was changed"
         )
+async def pg_schema_version(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Return the newest migration applied to a PostgreSQL database (0: none)."""
+    cursor = await conn.execute(
+        "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0"
+        " ELSE (SELECT COALESCE(MAX(version), 0) FROM schema_migrations) END"
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate_postgresql(
+    conn: psycopg.AsyncConnection[Any], folder: Path | None = None
+) -> list[str]:
+    """Apply PostgreSQL migrations above the database's version, each in its own transaction.
+
+    Nodes starting together take turns (a transaction-level advisory lock), so each
+    migration runs once. The connection must be in autocommit mode.
+
+    Returns:
+        Names of the migrations applied (empty when the database was current).
+
+    Raises:
+        SchemaTooNew: the database was written by a newer leadflow.
+        StoreError: a migration file is malformed or failed (the message names it).
+    """
+    available = load_migrations(folder, "postgresql")
+    newest = available[-1].version if available else 0
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_MIGRATE_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        current = await pg_schema_version(conn)
+        if current > newest:
+            raise SchemaTooNew(
+                f"database schema version {current} is newer than this leadflow knows "
+                f"({newest}); upgrade leadflow or use another database"
+            )
+        for migration in available[current:]:
+            try:
+                async with conn.transaction():
+                    await conn.execute(migration.sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+            except psycopg.Error as exc:
+                raise StoreError(f"migration {migration.name} failed: {exc}") from exc
+            applied.append(migration.name)
+    return applied
 
 
 def _statements(sql: str) -> list[str]:

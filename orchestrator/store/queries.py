@@ -1,7 +1,9 @@
 """Named SQL queries: ``orchestrator/store/queries.sql`` parsed into a dict, procrastinate-style.
 
 Each query in the file starts with a ``-- name: NAME`` line; comment lines right after it
-document the query and are kept out of the SQL. The file ships inside the package.
+document the query and are kept out of the SQL. ``queries.sql`` is SQLite's;
+``queries.postgresql.sql`` is its PostgreSQL twin with the same names. Both ship inside the
+package.
 """
 
 from __future__ import annotations
@@ -36,7 +38,18 @@ def parse_queries(text: str, upload_columns: str, part_columns: str = "") -> dic
     return queries
 
 
-def load_queries(upload_columns: str, part_columns: str = "") -> dict[str, str]:
-    """Read ``orchestrator/store/queries.sql`` from the installed package (see ``parse_queries``)."""
-    text = resources.files("orchestrator.store").joinpath("queries.sql").read_text(encoding="utf-8")
+#: The queries file of each engine.
+QUERY_FILES = {"sqlite": "queries.sql", "postgresql": "queries.postgresql.sql"}
+
+
+def load_queries(
+    upload_columns: str, part_columns: str = "", dialect: str = "sqlite"
+) -> dict[str, str]:
+    """Read the queries file of ``dialect`` from the installed package (see ``parse_queries``).
+
+    Raises:
+        KeyError: an unknown dialect.
+    """
+    name = QUERY_FILES[dialect]
+    text = resources.files("orchestrator.store").joinpath(name).read_text(encoding="utf-8")
     return parse_queries(text, upload_columns, part_columns)

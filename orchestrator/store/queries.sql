@@ -1,6 +1,7 @@
--- Runtime queries of orchestrator/store.py, one per `-- name: NAME` header.
--- `{upload_columns}` stands for store.UPLOAD_COLUMNS, `{part_columns}` for
--- store.PART_COLUMNS. Always parameterised; DDL lives only in migrations/.
+-- Runtime queries of the SQLite store (orchestrator/store/core.py), one per `-- name: NAME`
+-- header; queries.postgresql.sql is the PostgreSQL twin with the same names.
+-- `{upload_columns}` stands for core.UPLOAD_COLUMNS, `{part_columns}` for
+-- core.PART_COLUMNS. Always parameterised; DDL lives only in migrations/.
 
 -- name: insert_file
 INSERT INTO files (name, inbox_path, work_path, route, size_bytes, status, received_at,
@@ -29,21 +30,27 @@ WHERE sha256 = :sha256 AND COALESCE(import_key, '') = COALESCE(:import_key, '')
 ORDER BY id LIMIT 1
 
 -- name: insert_files_with_ids
--- A batch of claimed files in one transaction; ids are given by the caller (after the
--- sequence, inside BEGIN IMMEDIATE) so that each work path can name its file's id.
+-- A batch of claimed files in one transaction; ids are given by the caller (reserve_ids,
+-- inside BEGIN IMMEDIATE) so that each work path can name its file's id.
 INSERT INTO files (id, name, inbox_path, work_path, route, size_bytes, status, received_at,
                    updated_at)
 VALUES (:id, :name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now)
 
--- name: select_files_sequence
-SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'files'), 0)
-
--- name: select_sequence
--- The last id an AUTOINCREMENT table handed out (ids inserted in one transaction follow it).
-SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0)
+-- name: reserve_ids
+-- The next :n ids of an AUTOINCREMENT table (:tbl); safe inside BEGIN IMMEDIATE only, where
+-- no one else inserts before the caller does.
+WITH RECURSIVE last(seq) AS (
+    SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = :tbl), 0)),
+ids(id) AS (
+    SELECT seq + 1 FROM last WHERE :n > 0
+    UNION ALL
+    SELECT id + 1 FROM ids WHERE id < (SELECT seq FROM last) + :n)
+SELECT id FROM ids ORDER BY id
 
 -- name: select_files_from
-SELECT * FROM files WHERE id >= ? AND id <= ? ORDER BY id
+-- Files of a batch just added: ids from :first to :last (others' ids in that range are
+-- filtered out by the caller).
+SELECT * FROM files WHERE id >= :first AND id <= :last ORDER BY id
 
 -- name: enqueue_file
 -- Intake's batched ``received -> queued|reporting`` (the guard trigger checks the pair).
@@ -64,9 +71,10 @@ WHERE id IN (
     GROUP BY f.sha256, COALESCE(f.import_key, ''))
 
 -- name: insert_part
-INSERT INTO parts (file_id, seq, path, size_bytes, header_bytes, rows, source_rows, kind,
+-- The id comes from reserve_ids, so a batch knows its part ids without reading them back.
+INSERT INTO parts (id, file_id, seq, path, size_bytes, header_bytes, rows, source_rows, kind,
                    options, pack_key, queued_at, send_by)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: insert_upload
 INSERT INTO uploads (path, size_bytes, rows, kind, options, status, claimed_at, created_at,

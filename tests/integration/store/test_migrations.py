@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import asyncio
 import re
 import sqlite3
 import subprocess
@@ -9,12 +10,21 @@ import zipfile
 from pathlib import Path
 
 import aiosqlite
+import psycopg
 import pytest
+from postgres_support import PgServer
 
 from orchestrator.errors import SchemaTooNew, StoreError
 from orchestrator.intake.uploads import import_key
 from orchestrator.store import Store
-from orchestrator.store.migrate import load_migrations, migrate, migrations_dir, schema_version
+from orchestrator.store.migrate import (
+    load_migrations,
+    migrate,
+    migrate_postgresql,
+    migrations_dir,
+    pg_schema_version,
+    schema_version,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -25,6 +35,45 @@ def test_file_names_are_well_formed_and_contiguous() -> None:
     for number, name in enumerate(names, start=1):
         assert re.fullmatch(rf"{number:04d}_[a-z0-9_]+\.sql", name), name
     assert [m.version for m in load_migrations()] == list(range(1, len(names) + 1))
+
+
+def test_both_engines_have_the_same_migrations() -> None:
+    """Version N means the same schema on SQLite and on PostgreSQL."""
+    sqlite = [m.name for m in load_migrations()]
+    assert [m.name for m in load_migrations(dialect="postgresql")] == sqlite
+
+
+async def test_postgresql_migrates_once_and_refuses_a_newer_schema(pg_server: PgServer) -> None:
+    url = pg_server.new_database(migrated=False)
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            first = await migrate_postgresql(conn)
+            assert first == [m.name for m in load_migrations(dialect="postgresql")]
+            assert await migrate_postgresql(conn) == []
+            assert await pg_schema_version(conn) == len(first)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'x')")
+        with pytest.raises(SchemaTooNew, match="newer than this leadflow"):
+            async with Store.open(url):
+                pass
+    finally:
+        pg_server.drop_database(url)
+
+
+async def test_nodes_starting_together_migrate_once(pg_server: PgServer) -> None:
+    url = pg_server.new_database(migrated=False)
+    try:
+        async def start() -> None:
+            async with Store.open(url) as store:
+                await store.count_calls("2026-01-01", "x")
+
+        await asyncio.gather(*(start() for _ in range(4)))
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            cursor = await conn.execute("SELECT COUNT(*), MAX(version) FROM schema_migrations")
+            assert await cursor.fetchone() == (len(load_migrations()), len(load_migrations()))
+            cursor = await conn.execute("SELECT calls FROM api_usage")
+            assert await cursor.fetchone() == (4,)
+    finally:
+        pg_server.drop_database(url)
 
 
 def test_gap_in_numbering_is_refused(tmp_path: Path) -> None:
@@ -87,6 +136,9 @@ def test_migrations_ship_inside_the_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "orchestrator/migrations/0001_initial.sql" in names
     assert "orchestrator/store/queries.sql" in names
+    for migration in load_migrations(dialect="postgresql"):
+        assert f"orchestrator/migrations/postgresql/{migration.name}" in names
+    assert "orchestrator/store/queries.postgresql.sql" in names
     assert migrations_dir().is_dir()
 
 

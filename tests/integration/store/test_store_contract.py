@@ -1,4 +1,10 @@
-"""Contract tests of the store on a real database file."""
+"""The store contract: every store operation, on SQLite and on PostgreSQL.
+
+The ``store_target`` fixture (tests/conftest.py) runs each test once per backend: a SQLite
+file, then a fresh database on the session's PostgreSQL (skipped, with one line in the
+report, where there is none). ``test_every_store_operation_is_in_the_contract`` keeps the
+suite whole.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from store_helpers import enqueue_uploads
 
 from orchestrator.cli import cli
-from orchestrator.errors import InvalidTransition, StoreError
+from orchestrator.errors import DuplicateContent, InvalidTransition, StoreError
 from orchestrator.models import EnqueuedFile, FileStatus, NewFile, NewPart, UploadStatus
 from orchestrator.store import Store
 
@@ -33,9 +40,9 @@ async def add_queued_file(store: Store, name: str, n_uploads: int, sha: str) -> 
     return await enqueue_uploads(store, f.id, uploads, sha256=sha, rows_total=n_uploads)
 
 
-async def test_fifo_claim_order_and_not_before(tmp_path: Path) -> None:
+async def test_fifo_claim_order_and_not_before(store_target: Path | str) -> None:
     clock = FakeClock()
-    async with Store.open(tmp_path / "q.db", clock=clock) as store:
+    async with Store.open(store_target, clock=clock) as store:
         a = await add_queued_file(store, "a.csv", 2, "a")
         b = await add_queued_file(store, "b.csv", 1, "b")
         await store.transition_upload(a[0], UploadStatus.QUEUED, UploadStatus.QUEUED,
@@ -47,8 +54,8 @@ async def test_fifo_claim_order_and_not_before(tmp_path: Path) -> None:
         assert late is not None and late.id == a[0] and late.status is UploadStatus.SUBMITTING
 
 
-async def test_two_claimers_never_get_the_same_upload(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db") as s1, Store.open(tmp_path / "q.db") as s2:
+async def test_two_claimers_never_get_the_same_upload(store_target: Path | str) -> None:
+    async with Store.open(store_target) as s1, Store.open(store_target) as s2:
         ids = await add_queued_file(s1, "a.csv", 40, "a")
         results = await asyncio.gather(*[(s1 if i % 2 else s2).claim_next() for i in range(41)])
         got = [u.id for u in results if u is not None]
@@ -57,8 +64,8 @@ async def test_two_claimers_never_get_the_same_upload(tmp_path: Path) -> None:
         assert await s1.claim_next() is None
 
 
-def test_two_processes_never_claim_the_same_upload(tmp_path: Path) -> None:
-    db = tmp_path / "q.db"
+def test_two_processes_never_claim_the_same_upload(store_target: Path | str) -> None:
+    db = store_target
 
     async def setup() -> None:
         async with Store.open(db) as store:
@@ -71,7 +78,7 @@ def test_two_processes_never_claim_the_same_upload(tmp_path: Path) -> None:
         "from orchestrator.store import Store\n"
         "async def main():\n"
         "    got = []\n"
-        "    async with Store.open(Path(sys.argv[1])) as s:\n"
+        "    async with Store.open(sys.argv[1]) as s:\n"
         "        while (u := await s.claim_next()) is not None:\n"
         "            got.append(u.id)\n"
         "    print(','.join(map(str, got)))\n"
@@ -86,8 +93,8 @@ def test_two_processes_never_claim_the_same_upload(tmp_path: Path) -> None:
     assert sorted(claimed) == list(range(1, 201))
 
 
-async def test_transition_is_compare_and_set(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db") as store:
+async def test_transition_is_compare_and_set(store_target: Path | str) -> None:
+    async with Store.open(store_target) as store:
         [uid] = await add_queued_file(store, "a.csv", 1, "a")
         with pytest.raises(InvalidTransition) as info:
             await store.transition_upload(uid, UploadStatus.SUBMITTING, UploadStatus.SUBMITTED)
@@ -103,19 +110,26 @@ async def test_transition_is_compare_and_set(tmp_path: Path) -> None:
                                           status="x")
 
 
-async def test_database_refuses_a_transition_not_in_the_table(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db") as store:
+async def test_database_refuses_a_transition_not_in_the_table(store_target: Path | str) -> None:
+    async with Store.open(store_target) as store:
         [uid] = await add_queued_file(store, "a.csv", 1, "a")
         with pytest.raises(InvalidTransition):
             await store.transition_upload(uid, UploadStatus.QUEUED, UploadStatus.COMPLETE)
-    conn = sqlite3.connect(tmp_path / "q.db")
-    with pytest.raises(sqlite3.IntegrityError, match="transition not allowed"):
-        conn.execute("UPDATE uploads SET status = 'complete' WHERE id = ?", (uid,))
-    assert conn.execute("SELECT status FROM uploads").fetchone()[0] == "queued"
+    # The database itself says no, whoever writes to it.
+    if isinstance(store_target, Path):
+        conn = sqlite3.connect(store_target)
+        with pytest.raises(sqlite3.IntegrityError, match="transition not allowed"):
+            conn.execute("UPDATE uploads SET status = 'complete' WHERE id = ?", (uid,))
+        assert conn.execute("SELECT status FROM uploads").fetchone()[0] == "queued"
+    else:
+        with psycopg.connect(store_target, autocommit=True) as pg:
+            with pytest.raises(psycopg.errors.RaiseException, match="transition not allowed"):
+                pg.execute("UPDATE uploads SET status = 'complete' WHERE id = %s", (uid,))
+            assert pg.execute("SELECT status FROM uploads").fetchone() == ("queued",)
 
 
-async def test_history_is_written_by_trigger(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db") as store:
+async def test_history_is_written_by_trigger(store_target: Path | str) -> None:
+    async with Store.open(store_target) as store:
         [uid] = await add_queued_file(store, "a.csv", 1, "a")
         await store.claim_next()
         await store.transition_upload(uid, UploadStatus.SUBMITTING, UploadStatus.QUEUED)
@@ -125,23 +139,23 @@ async def test_history_is_written_by_trigger(tmp_path: Path) -> None:
         assert [b for _, b, _ in await store.history("file", 1)] == ["received", "queued"]
 
 
-async def test_enqueue_is_atomic_and_duplicate_sha_is_refused(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db") as store:
+async def test_enqueue_is_atomic_and_duplicate_sha_is_refused(store_target: Path | str) -> None:
+    async with Store.open(store_target) as store:
         await add_queued_file(store, "a.csv", 2, "same")
         g = await store.add_file(name="b.csv", inbox_path="/in/b", work_path="/w/b", route=None,
                                  size_bytes=1)
         assert (await store.imported_twin("same", None)) is not None
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(DuplicateContent):
             await store.enqueue_parts(g.id, [NewPart("/w/b.1", 1, [2])], sha256="same")
         assert (await store.get_file(g.id)).status is FileStatus.RECEIVED  # type: ignore[union-attr]
         assert len(await store.parts_of_file(g.id)) == 0
 
 
 async def test_same_bytes_with_other_options_or_forced_are_not_duplicates(
-    tmp_path: Path,
+    store_target: Path | str,
 ) -> None:
     root, webinar = '["leads","email",null]', '["leads","email",1001]'
-    async with Store.open(tmp_path / "q.db") as store:
+    async with Store.open(store_target) as store:
 
         async def enqueue(name: str, key: str, forced: bool = False) -> int:
             f = await store.add_file(name=name, inbox_path=f"/in/{name}", work_path="/w",
@@ -155,7 +169,7 @@ async def test_same_bytes_with_other_options_or_forced_are_not_duplicates(
         assert (await store.imported_twin("same", root)).id == first  # type: ignore[union-attr]
         assert (await store.imported_twin("same", webinar)).id == other  # type: ignore[union-attr]
         assert await store.imported_twin("same", '["leads","id",null]') is None
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(DuplicateContent):
             await enqueue("c.csv", root)
         forced = await enqueue("c.force.csv", root, forced=True)
         record = await store.get_file(forced)
@@ -163,8 +177,8 @@ async def test_same_bytes_with_other_options_or_forced_are_not_duplicates(
         assert (await store.imported_twin("same", root)).id == first  # type: ignore[union-attr]
 
 
-async def test_reap_requeues_uploads_caught_mid_submit(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db") as store:
+async def test_reap_requeues_uploads_caught_mid_submit(store_target: Path | str) -> None:
+    async with Store.open(store_target) as store:
         ids = await add_queued_file(store, "a.csv", 3, "a")
         await store.claim_next()
         second = await store.claim_next()
@@ -177,8 +191,8 @@ async def test_reap_requeues_uploads_caught_mid_submit(tmp_path: Path) -> None:
         assert (await store.claim_next()).id == ids[0]  # type: ignore[union-attr]
 
 
-async def test_ready_for_report_and_counts(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db") as store:
+async def test_ready_for_report_and_counts(store_target: Path | str) -> None:
+    async with Store.open(store_target) as store:
         [uid] = await add_queued_file(store, "a.csv", 1, "a")
         assert await store.files_ready_for_report() == []
         await store.claim_next()
@@ -190,8 +204,8 @@ async def test_ready_for_report_and_counts(tmp_path: Path) -> None:
         assert counts["uploads"]["rejected"] == 1 and counts["files"]["queued"] == 1
 
 
-async def test_call_accounting_per_day(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db") as store:
+async def test_call_accounting_per_day(store_target: Path | str) -> None:
+    async with Store.open(store_target) as store:
         await store.count_calls("2026-11-30", "import_status", 3)
         await store.count_calls("2026-11-30", "import_create", 1, errors=1)
         await store.count_calls("2026-12-01", "import_status", 5)
@@ -199,9 +213,9 @@ async def test_call_accounting_per_day(tmp_path: Path) -> None:
         assert (await store.usage_on("2026-11-30"))["import_create"] == {"calls": 1, "errors": 1}
 
 
-async def test_calls_of_the_rate_window_outlive_the_process(tmp_path: Path) -> None:
+async def test_calls_of_the_rate_window_outlive_the_process(store_target: Path | str) -> None:
     """Issue 12.1: what one process records, the next reads back (a real file, two opens)."""
-    async with Store.open(tmp_path / "q.db") as store:
+    async with Store.open(store_target) as store:
         done = await store.begin_call("2026-11-30", "import_status", 100.0)
         await store.end_call(done, 100.5)
         await store.begin_call("2026-11-30", "import_create", 101.0)  # dies in flight
@@ -215,19 +229,24 @@ async def test_calls_of_the_rate_window_outlive_the_process(tmp_path: Path) -> N
             "import_create": {"calls": 1, "errors": 0},
             "import_status": {"calls": 1, "errors": 0},
         }
-    async with Store.open(tmp_path / "q.db") as store:  # the next process, at 110 s
+    async with Store.open(store_target) as store:  # the next process, at 110 s
         # The orphan is stamped 110, the one over before 90 is forgotten, the rest come back.
         assert await store.restore_window(110.0, 20.0) == [100.5, 101.6, 110.0]
         assert await store.restore_window(200.0, 20.0) == []
 
 
 async def test_status_and_migrate_commands(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    store_target: Path | str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    if isinstance(store_target, str):
+        monkeypatch.setenv("LEADFLOW_STORE__URL", store_target)
+    else:
+        store_target = tmp_path / "var" / "leadflow.db"
     assert await cli(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
-    async with Store.open(tmp_path / "var" / "leadflow.db") as store:
+    async with Store.open(store_target) as store:
         await add_queued_file(store, "a.csv", 2, "a")
     assert await cli(["status", "--json"]) == 0
     import json
@@ -252,9 +271,9 @@ def _part(path: str, rows: int = 2, key: str | None = "k") -> NewPart:
                    20, key)
 
 
-async def test_a_batch_of_files_is_recorded_and_enqueued_in_order(tmp_path: Path) -> None:
+async def test_a_batch_of_files_is_recorded_and_enqueued_in_order(store_target: Path | str) -> None:
     clock = FakeClock()
-    async with Store.open(tmp_path / "q.db", clock=clock) as store:
+    async with Store.open(store_target, clock=clock) as store:
         await add_queued_file(store, "first.csv", 1, "first")  # ids continue after it
         records = await store.add_files(
             [NewFile(f"b{i}.csv", f"/in/b{i}.csv", "/w/{id}/source/b.csv", None, 5)
@@ -284,8 +303,8 @@ async def test_a_batch_of_files_is_recorded_and_enqueued_in_order(tmp_path: Path
         assert (await store.waiting_summary())["parts"] == 4
 
 
-async def test_a_pack_takes_waiting_parts_once_and_all_or_nothing(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db", clock=FakeClock()) as store:
+async def test_a_pack_takes_waiting_parts_once_and_all_or_nothing(store_target: Path | str) -> None:
+    async with Store.open(store_target, clock=FakeClock()) as store:
         for name in ("a.csv", "b.csv"):
             f = await store.add_file(name=name, inbox_path=f"/in/{name}", work_path="/w",
                                      route=None, size_bytes=1)
@@ -310,9 +329,9 @@ async def test_a_pack_takes_waiting_parts_once_and_all_or_nothing(tmp_path: Path
         assert await store.waiting_head() is None
 
 
-async def test_a_split_is_recorded_once_and_detached_parts_wait_again(tmp_path: Path) -> None:
+async def test_a_split_is_recorded_once_and_detached_parts_wait_again(store_target: Path | str) -> None:
     clock = FakeClock()
-    async with Store.open(tmp_path / "q.db", clock=clock) as store:
+    async with Store.open(store_target, clock=clock) as store:
         f = await store.add_file(name="a.csv", inbox_path="/in/a", work_path="/w", route=None,
                                  size_bytes=1)
         (part_id,) = await store.enqueue_parts(f.id, [_part("/w/a", rows=4)], sha256="a")
@@ -346,8 +365,8 @@ async def test_a_split_is_recorded_once_and_detached_parts_wait_again(tmp_path: 
         assert upload.path in await store.upload_paths()
 
 
-async def test_finishing_files_is_all_or_nothing(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "q.db", clock=FakeClock()) as store:
+async def test_finishing_files_is_all_or_nothing(store_target: Path | str) -> None:
+    async with Store.open(store_target, clock=FakeClock()) as store:
         a = await store.add_file(name="a", inbox_path="/a", work_path="/w", route=None,
                                  size_bytes=1)
         b = await store.add_file(name="b", inbox_path="/b", work_path="/w", route=None,

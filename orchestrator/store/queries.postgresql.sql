@@ -1,0 +1,283 @@
+-- Runtime queries of the PostgreSQL store: the twin of queries.sql (same names, same
+-- results), run by orchestrator/store/core.py. Placeholders are SQLite's (`?`, `:name`);
+-- the PostgreSQL engine translates them. No `::` casts (use CAST) and no `%`.
+-- `{upload_columns}` stands for core.UPLOAD_COLUMNS, `{part_columns}` for core.PART_COLUMNS.
+
+-- name: insert_file
+INSERT INTO files (name, inbox_path, work_path, route, size_bytes, status, received_at,
+                   updated_at)
+VALUES (:name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now)
+RETURNING *
+
+-- name: select_file
+SELECT * FROM files WHERE id = ?
+
+-- name: set_file_work_path
+UPDATE files SET work_path = ? WHERE id = ? RETURNING *
+
+-- name: select_files_by_status
+SELECT * FROM files WHERE status = ? ORDER BY id
+
+-- name: select_file_by_work_path
+SELECT * FROM files WHERE work_path = ?
+
+-- name: select_imported_by_sha
+SELECT * FROM files WHERE sha256 = ? AND status IN ('queued', 'reporting', 'complete', 'partial')
+ORDER BY id LIMIT 1
+
+-- name: insert_files_with_ids
+-- A batch of claimed files in one transaction; ids are given by the caller (reserve_ids,
+-- inside BEGIN IMMEDIATE) so that each work path can name its file's id.
+INSERT INTO files (id, name, inbox_path, work_path, route, size_bytes, status, received_at,
+                   updated_at)
+VALUES (:id, :name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now)
+
+-- name: reserve_ids
+-- The next :n ids of a table (:tbl) from its identity sequence; other nodes may take ids
+-- in between, never the same.
+SELECT id FROM (
+    SELECT nextval(pg_get_serial_sequence(CAST(:tbl AS text), 'id')) AS id
+    FROM generate_series(1, CAST(:n AS integer))) AS reserved
+ORDER BY id
+
+-- name: select_files_from
+-- Files of a batch just added: ids from :first to :last (others' ids in that range are
+-- filtered out by the caller).
+SELECT * FROM files WHERE id >= :first AND id <= :last ORDER BY id
+
+-- name: enqueue_file
+-- Intake's batched ``received -> queued|reporting`` (the guard trigger checks the pair).
+UPDATE files SET status = :status, updated_at = :now, sha256 = :sha256, encoding = :encoding,
+    format = :format, rows_total = :rows_total, rows_rejected = :rows_rejected,
+    duplicates = :duplicates, info = :info
+WHERE id = :id AND status = 'received'
+
+-- name: select_imported_by_shas
+-- For a batch: the first file imported or being imported with each of the given hashes
+-- (``:shas`` is a JSON array).
+SELECT * FROM files
+WHERE id IN (
+    SELECT MIN(id) FROM files
+    WHERE sha256 IN (SELECT json_array_elements_text(CAST(:shas AS json)))
+      AND status IN ('queued', 'reporting', 'complete', 'partial')
+    GROUP BY sha256)
+
+-- name: insert_part
+-- The id comes from reserve_ids, so a batch knows its part ids without reading them back.
+INSERT INTO parts (id, file_id, seq, path, size_bytes, header_bytes, rows, source_rows, kind,
+                   options, pack_key, queued_at, send_by)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- name: insert_upload
+INSERT INTO uploads (path, size_bytes, rows, kind, options, status, claimed_at, created_at,
+                     updated_at)
+VALUES (:path, :size_bytes, :rows, :kind, :options, :status, :claimed_at, :now, :now)
+RETURNING {upload_columns}
+
+-- name: link_part
+UPDATE parts SET upload_id = ?, first_row = ? WHERE id = ? AND upload_id IS NULL
+
+-- name: select_part
+SELECT {part_columns} FROM parts WHERE id = ?
+
+-- name: select_part_source_rows
+SELECT source_rows FROM parts WHERE id = ?
+
+-- name: select_parts_of_upload
+SELECT {part_columns} FROM parts WHERE upload_id = ? ORDER BY first_row
+
+-- name: select_parts_of_file
+SELECT {part_columns} FROM parts WHERE file_id = ? ORDER BY seq
+
+-- name: select_parts_of_files
+-- The parts of several files (``:ids`` is a JSON array), by file and seq.
+SELECT {part_columns} FROM parts
+WHERE file_id IN (SELECT CAST(json_array_elements_text(CAST(:ids AS json)) AS bigint))
+ORDER BY file_id, seq
+
+-- name: select_files_of_upload
+-- Who rides in an upload, for log lines: file id, name and the part's seq, in row order.
+SELECT p.file_id, f.name, p.seq, p.rows FROM parts p JOIN files f ON f.id = p.file_id
+WHERE p.upload_id = ? ORDER BY p.first_row
+
+-- name: count_files_in_upload
+SELECT COUNT(DISTINCT file_id) FROM parts WHERE upload_id = ?
+
+-- name: select_source_rows_of_upload
+SELECT id, source_rows FROM parts WHERE upload_id = ?
+
+-- name: select_waiting_head
+-- The FIFO head: the oldest part waiting for a pack.
+SELECT {part_columns} FROM parts WHERE upload_id IS NULL ORDER BY id LIMIT 1
+
+-- name: select_waiting_group
+-- The waiting parts of one pack key in FIFO order, as far as their rows could fit in one
+-- upload of ``budget`` bytes of rows, plus the first that would not.
+SELECT id, rows, size_bytes, header_bytes, send_by FROM (
+    SELECT id, rows, size_bytes, header_bytes, send_by,
+        SUM(size_bytes - header_bytes) OVER (ORDER BY id) AS upto
+    FROM parts WHERE upload_id IS NULL AND pack_key = :key) AS waiting
+WHERE upto - (size_bytes - header_bytes) <= :budget
+ORDER BY id
+
+-- name: select_waiting_upto
+-- The first waiting parts of a key, up to and including one id (a pack the planner chose).
+SELECT {part_columns} FROM parts
+WHERE upload_id IS NULL AND pack_key = ? AND id <= ? ORDER BY id
+
+-- name: select_waiting_group_totals
+SELECT COUNT(*), CAST(COALESCE(SUM(rows), 0) AS bigint), MIN(send_by) FROM parts
+WHERE upload_id IS NULL AND pack_key = ?
+
+-- name: select_waiting_summary
+SELECT COUNT(DISTINCT file_id), COUNT(*), CAST(COALESCE(SUM(rows), 0) AS bigint),
+    MIN(queued_at) FROM parts
+WHERE upload_id IS NULL
+
+-- name: select_next_send_by
+SELECT MIN(send_by) FROM parts WHERE upload_id IS NULL
+
+-- name: detach_part
+-- ``leadflow retry``: a part leaves its dead upload and waits for a new pack.
+UPDATE parts SET upload_id = NULL, first_row = NULL, num_leads_processed = NULL,
+    num_rows_failed = NULL, num_rows_with_warning = NULL, options = :options,
+    pack_key = :pack_key, queued_at = :now, send_by = :now
+WHERE id = :id AND upload_id = :upload_id
+
+-- name: select_uploads_to_split
+SELECT {upload_columns} FROM uploads
+WHERE status = 'complete' AND results_split_at IS NULL ORDER BY id
+
+-- name: set_part_counts
+UPDATE parts SET num_leads_processed = ?, num_rows_failed = ?, num_rows_with_warning = ?
+WHERE id = ? AND upload_id = ?
+
+-- name: set_upload_split
+UPDATE uploads SET results_split_at = :now
+WHERE id = :id AND status = 'complete' AND results_split_at IS NULL
+
+-- name: count_unreported_in_upload
+SELECT COUNT(*) FROM parts p JOIN files f ON f.id = p.file_id
+WHERE p.upload_id = ? AND f.reported_at IS NULL
+
+-- name: select_upload_paths
+SELECT path FROM uploads
+
+-- name: claim_next_upload
+-- SKIP LOCKED: two nodes claiming at once each get a different upload (or none).
+UPDATE uploads SET status = 'submitting', claimed_at = :now, updated_at = :now
+WHERE id = (
+    SELECT id FROM uploads
+    WHERE status = 'queued' AND (not_before IS NULL OR not_before <= :now)
+    ORDER BY id LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+  AND status = 'queued'
+RETURNING {upload_columns}
+
+-- name: select_upload
+SELECT {upload_columns} FROM uploads WHERE id = ?
+
+-- name: select_uploads_by_status
+SELECT {upload_columns} FROM uploads WHERE status = ? ORDER BY id
+
+-- name: select_at_marketo
+SELECT {upload_columns} FROM uploads WHERE status IN ('submitted', 'importing')
+ORDER BY submitted_at, id
+
+-- name: select_due_for_poll
+SELECT {upload_columns} FROM uploads
+WHERE status IN ('submitted', 'importing') AND (next_poll_at IS NULL OR next_poll_at <= ?)
+ORDER BY next_poll_at, id LIMIT ?
+
+-- name: select_next_poll_at
+SELECT MIN(next_poll_at) FROM uploads WHERE status IN ('submitted', 'importing')
+
+-- name: select_next_queued_at
+SELECT MIN(COALESCE(not_before, 0)) FROM uploads WHERE status = 'queued'
+
+-- name: count_uploads_in
+SELECT COUNT(*) FROM uploads WHERE status IN ('submitting', 'submitted', 'importing')
+
+-- name: select_files_to_report
+SELECT * FROM files
+WHERE reported_at IS NULL
+  AND status IN ('reporting', 'complete', 'partial', 'rejected', 'empty', 'duplicate')
+ORDER BY id
+
+-- name: select_files_ready
+-- Queued files whose every part rides in a terminal upload whose results, when it is
+-- complete, were split into its parts.
+SELECT f.* FROM files f
+WHERE f.status = 'queued' AND NOT EXISTS (
+    SELECT 1 FROM parts p LEFT JOIN uploads u ON u.id = p.upload_id
+    WHERE p.file_id = f.id AND (u.id IS NULL
+        OR u.status NOT IN ('complete', 'failed', 'rejected')
+        OR (u.status = 'complete' AND u.results_split_at IS NULL)))
+ORDER BY f.id
+
+-- name: start_reporting
+-- Ready files go ``queued -> reporting`` together (the guard trigger checks each pair).
+UPDATE files SET status = 'reporting', updated_at = :now
+WHERE id IN (SELECT CAST(json_array_elements_text(CAST(:ids AS json)) AS bigint))
+  AND status = 'queued'
+RETURNING *
+
+-- name: count_files_by_status
+SELECT status, COUNT(*) FROM files GROUP BY status
+
+-- name: count_uploads_by_status
+SELECT status, COUNT(*) FROM uploads GROUP BY status
+
+-- name: select_status_of_files
+SELECT status FROM files WHERE id = ?
+
+-- name: select_status_of_uploads
+SELECT status FROM uploads WHERE id = ?
+
+-- name: select_history
+SELECT from_status, to_status, at FROM status_history WHERE entity = ? AND entity_id = ?
+ORDER BY id
+
+-- name: upsert_usage
+INSERT INTO api_usage (day, endpoint, calls, errors) VALUES (?, ?, ?, ?)
+ON CONFLICT (day, endpoint) DO UPDATE SET calls = api_usage.calls + excluded.calls,
+                                          errors = api_usage.errors + excluded.errors
+
+-- name: select_calls_on_day
+SELECT CAST(COALESCE(SUM(calls), 0) AS bigint) FROM api_usage WHERE day = ?
+
+-- name: select_usage_on_day
+SELECT endpoint, calls, errors FROM api_usage WHERE day = ? ORDER BY 1
+
+-- name: insert_error
+INSERT INTO errors (at, file_id, upload_id, code, message) VALUES (?, ?, ?, ?, ?)
+
+-- name: select_recent_errors
+SELECT at, file_id, upload_id, code, message FROM errors ORDER BY id DESC LIMIT ?
+
+-- name: select_files_for_status
+-- ``leadflow status`` files: every open file (capped) and the newest finished ones, with row
+-- counts summed over their parts (each subquery uses the ``parts`` (file_id, seq) index).
+SELECT f.id, f.name, f.status, f.route, f.rows_total, f.rows_rejected, f.error,
+    f.received_at, f.finished_at, f.reported_at,
+    (SELECT CAST(SUM(CASE WHEN u.status = 'complete' THEN COALESCE(p.num_leads_processed, 0)
+                          ELSE 0 END) AS bigint)
+        FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE p.file_id = f.id)
+        AS rows_imported,
+    (SELECT CAST(SUM(CASE WHEN u.status = 'complete' THEN COALESCE(p.num_rows_failed, 0)
+                          WHEN u.status IN ('failed', 'rejected') THEN p.rows ELSE 0 END)
+                 AS bigint)
+        FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE p.file_id = f.id)
+        AS rows_failed,
+    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id AND p.upload_id IS NULL)
+        AS parts_waiting
+FROM files f
+WHERE f.id IN (
+    SELECT id FROM (SELECT id FROM files WHERE status IN ('received', 'queued', 'reporting')
+                    ORDER BY id LIMIT ?) AS open_files
+    UNION ALL
+    SELECT id FROM (SELECT id FROM files
+                    WHERE status NOT IN ('received', 'queued', 'reporting')
+                    ORDER BY id DESC LIMIT ?) AS finished_files
+)
+ORDER BY f.id
