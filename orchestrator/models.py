@@ -177,6 +177,8 @@ class FileRecord:
     import_key: str | None = None
     #: Imported on purpose although the same bytes and options were imported before.
     forced: bool = False
+    #: The Marketo instance it is imported into (``[[instances]]`` name; ``routes[].instance``).
+    instance: str = "default"
 
     @classmethod
     def from_row(cls, row: Any) -> FileRecord:
@@ -203,6 +205,7 @@ class FileRecord:
             reported_at=row["reported_at"],
             import_key=row["import_key"],
             forced=bool(row["forced"]),
+            instance=row["instance"],
         )
 
 
@@ -216,6 +219,7 @@ class NewFile:
         work_path: where it is claimed to; a ``{id}`` is replaced by the new file id.
         route: the route's name, None at the inbox root.
         size_bytes: its size when it was found.
+        instance: the Marketo instance it goes to; None: the store's.
     """
 
     name: str
@@ -223,6 +227,8 @@ class NewFile:
     work_path: str
     route: str | None
     size_bytes: int | None
+    #: The Marketo instance it goes to; None: the store's (``Store.for_instance``).
+    instance: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

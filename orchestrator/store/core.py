@@ -76,6 +76,10 @@ def describe_target(target: Path | str) -> str:
     return redact_url(str(target)) if is_postgres_url(target) else str(target)
 
 
+#: The name of the one Marketo instance of a simple setup (``[marketo] name``'s default); rows
+#: written before schema version 7 belong to it.
+DEFAULT_INSTANCE = "default"
+
 #: Columns a transition may change besides ``status`` and ``updated_at``. Names come from
 #: this constant only, never from data, so the statement built from them is safe.
 FILE_MUTABLE = frozenset(
@@ -128,10 +132,29 @@ class Store:
     SQLite, ``READ COMMITTED`` with row locks on PostgreSQL).
     """
 
-    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+    def __init__(
+        self, db: Database, clock: Clock = time.time, instance: str = DEFAULT_INSTANCE
+    ) -> None:
         self._db = db
         self._q = db.queries
         self._clock = clock
+        self._instance = instance
+        self._mine = {"instance": instance}
+
+    @property
+    def instance(self) -> str:
+        """The Marketo instance this view of the store works for (see ``for_instance``)."""
+        return self._instance
+
+    def for_instance(self, name: str) -> Store:
+        """This store, seen by the parts that work for one Marketo instance.
+
+        The same database and clock; the FIFO, the uploads at Marketo, the files to report
+        and the API call accounting (20-s window, daily usage) are those of ``name`` only.
+        Files, parts and uploads of other instances are not seen by the per-instance
+        queries; global ones (counts, history, ``get_file``, errors) see everything.
+        """
+        return Store(self._db, self._clock, name)
 
     @classmethod
     @asynccontextmanager
@@ -200,11 +223,15 @@ class Store:
         work_path: str,
         route: str | None,
         size_bytes: int | None,
+        instance: str | None = None,
     ) -> FileRecord:
         """Record a newly found file in status ``received``; returns it with its id.
 
         A ``{id}`` (``places.PENDING_ID``) in ``work_path`` is replaced by the new id in the
         same transaction (intake's ``work/{id}/source/<name>``).
+
+        Args:
+            instance: the Marketo instance the file goes to (default: this store's).
         """
         async with self._db.transaction() as tx:
             row = await tx.fetchone(
@@ -216,6 +243,7 @@ class Store:
                     "route": route,
                     "size_bytes": size_bytes,
                     "now": self._clock(),
+                    "instance": instance or self._instance,
                 },
             )
             assert row is not None
@@ -323,6 +351,7 @@ class Store:
                         "route": f.route,
                         "size_bytes": f.size_bytes,
                         "now": now,
+                        "instance": f.instance or self._instance,
                     }
                     for new_id, f in zip(ids, files, strict=True)
                 ],
@@ -405,10 +434,11 @@ class Store:
                 self._q,
             )
             ids = await _reserve_ids(tx, self._q, "parts", len(parts))
+            instance = (await _file_instances(tx, self._q, [file_id]))[file_id]
             await tx.executemany(
                 self._q["insert_part"],
                 [
-                    _part_params(part_id, file_id, seq, part, now, now + wait_s)
+                    _part_params(part_id, file_id, seq, part, now, now + wait_s, instance)
                     for part_id, (seq, part) in zip(ids, enumerate(parts, start=1), strict=True)
                 ],
             )
@@ -460,12 +490,13 @@ class Store:
             )
             params: list[tuple[Any, ...]] = []
             ids: list[list[int]] = []
+            instances = await _file_instances(tx, self._q, [f.file_id for f in files])
             for f in files:
                 mine = []
                 for seq, part in enumerate(f.parts, start=1):
                     part_id = next(reserved)
                     params.append(_part_params(part_id, f.file_id, seq, part, now,
-                                               now + f.wait_s))
+                                               now + f.wait_s, instances[f.file_id]))
                     mine.append(part_id)
                 ids.append(mine)
             if params:
@@ -474,7 +505,8 @@ class Store:
 
     async def files_ready_for_report(self) -> list[FileRecord]:
         """Return ``queued`` files whose every upload is terminal (oldest first)."""
-        return [FileRecord.from_row(r) for r in await self._fetchall(self._q["select_files_ready"])]
+        return [FileRecord.from_row(r) for r in await self._fetchall(self._q["select_files_ready"],
+                                                                     self._mine)]
 
     async def start_reporting(self, file_ids: Sequence[int]) -> list[FileRecord]:
         """Move ``queued`` files to ``reporting`` in one transaction; return those moved.
@@ -495,7 +527,8 @@ class Store:
 
         These are files in ``reporting`` or a terminal status with no ``reported_at`` yet.
         """
-        return [FileRecord.from_row(r) for r in await self._fetchall(self._q["select_files_to_report"])]
+        return [FileRecord.from_row(r) for r in await self._fetchall(self._q["select_files_to_report"],
+                                                                     self._mine)]
 
     # --- uploads -------------------------------------------------------------------------
 
@@ -505,7 +538,7 @@ class Store:
         The claimed upload is ``submitting``; two concurrent claimers never get the same one.
         Returns None when nothing is ready.
         """
-        params = {"now": self._clock() if now is None else now}
+        params = {"now": self._clock() if now is None else now, "instance": self._instance}
         async with self._db.transaction() as tx:
             row = await tx.fetchone(self._q["claim_next_upload"], params)
         return UploadRecord.from_row(row) if row else None
@@ -598,6 +631,7 @@ class Store:
                     "kind": kind,
                     "options": json.dumps(options),
                     "status": status.value,
+                    "instance": self._instance,
                     "claimed_at": now if status is UploadStatus.SUBMITTING else None,
                     "now": now,
                 },
@@ -664,7 +698,7 @@ class Store:
 
     async def waiting_head(self) -> PartRecord | None:
         """Return the oldest part waiting for a pack (the FIFO head), or None."""
-        row = await self._fetchone(self._q["select_waiting_head"])
+        row = await self._fetchone(self._q["select_waiting_head"], self._mine)
         return PartRecord.from_row(row) if row else None
 
     async def waiting_group(
@@ -681,24 +715,29 @@ class Store:
             within ``budget`` bytes of the group's first, i.e. the parts that could fit plus
             the first that would not.
         """
-        rows = await self._fetchall(self._q["select_waiting_group"], {"key": pack_key, "budget": budget})
+        rows = await self._fetchall(self._q["select_waiting_group"], {"key": pack_key, "budget": budget, "instance": self._instance})
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def waiting_upto(self, pack_key: str, last_id: int) -> list[PartRecord]:
         """Return the waiting parts of a key in FIFO order, up to and including ``last_id``."""
-        rows = await self._fetchall(self._q["select_waiting_upto"], (pack_key, last_id))
+        rows = await self._fetchall(
+            self._q["select_waiting_upto"],
+            {"key": pack_key, "last": last_id, "instance": self._instance},
+        )
         return [PartRecord.from_row(r) for r in rows]
 
     async def waiting_group_totals(self, pack_key: str) -> tuple[int, int, float | None]:
         """Return ``(parts, rows, earliest send_by)`` waiting with this pack key."""
-        row = await self._fetchone(self._q["select_waiting_group_totals"], (pack_key,))
+        row = await self._fetchone(
+            self._q["select_waiting_group_totals"], {"key": pack_key, "instance": self._instance}
+        )
         if row is None:
             return 0, 0, None
         return int(row[0]), int(row[1]), row[2]
 
     async def waiting_summary(self) -> dict[str, Any]:
         """Return what waits for a pack: ``files``, ``parts``, ``rows``, ``oldest_queued_at``."""
-        row = await self._fetchone(self._q["select_waiting_summary"])
+        row = await self._fetchone(self._q["select_waiting_summary"], self._mine)
         if row is None:
             return {"files": 0, "parts": 0, "rows": 0, "oldest_queued_at": None}
         return {"files": row[0], "parts": row[1], "rows": row[2], "oldest_queued_at": row[3]}
@@ -749,7 +788,7 @@ class Store:
 
     async def uploads_to_split(self) -> list[UploadRecord]:
         """Return complete uploads whose results were not split into their parts yet."""
-        rows = await self._fetchall(self._q["select_uploads_to_split"])
+        rows = await self._fetchall(self._q["select_uploads_to_split"], self._mine)
         return [UploadRecord.from_row(r) for r in rows]
 
     async def record_split(
@@ -787,31 +826,36 @@ class Store:
 
     async def uploads_in(self, status: UploadStatus) -> list[UploadRecord]:
         """Return uploads in ``status`` in FIFO order."""
-        rows = await self._fetchall(self._q["select_uploads_by_status"], (status.value,))
+        rows = await self._fetchall(
+            self._q["select_uploads_by_status"], {"status": status.value, "instance": self._instance}
+        )
         return [UploadRecord.from_row(r) for r in rows]
 
     async def at_marketo(self) -> list[UploadRecord]:
         """Return uploads Marketo holds (``submitted``/``importing``), in submission order."""
-        return [UploadRecord.from_row(r) for r in await self._fetchall(self._q["select_at_marketo"])]
+        return [UploadRecord.from_row(r) for r in await self._fetchall(self._q["select_at_marketo"],
+                                                                       self._mine)]
 
     async def due_for_poll(self, now: float, limit: int = 100) -> list[UploadRecord]:
         """Return uploads at Marketo whose ``next_poll_at`` has come, soonest first."""
-        rows = await self._fetchall(self._q["select_due_for_poll"], (now, limit))
+        rows = await self._fetchall(
+            self._q["select_due_for_poll"], {"now": now, "limit": limit, "instance": self._instance}
+        )
         return [UploadRecord.from_row(r) for r in rows]
 
     async def next_poll_at(self) -> float | None:
         """Return the earliest ``next_poll_at`` of uploads at Marketo, or None."""
-        row = await self._fetchone(self._q["select_next_poll_at"])
+        row = await self._fetchone(self._q["select_next_poll_at"], self._mine)
         return float(row[0]) if row and row[0] is not None else None
 
     async def next_queued_at(self) -> float | None:
         """Return the earliest time a ``queued`` upload may be claimed (0 = now), or None."""
-        row = await self._fetchone(self._q["select_next_queued_at"])
+        row = await self._fetchone(self._q["select_next_queued_at"], self._mine)
         return float(row[0]) if row and row[0] is not None else None
 
     async def count_in_flight(self) -> int:
         """Return how many uploads are ``submitting``, ``submitted`` or ``importing``."""
-        row = await self._fetchone(self._q["count_uploads_in"])
+        row = await self._fetchone(self._q["count_uploads_in"], self._mine)
         return int(row[0]) if row else 0
 
     async def reap_in_flight(self) -> list[UploadRecord]:
@@ -863,11 +907,11 @@ class Store:
             day: ``YYYY-MM-DD`` in America/Chicago (Marketo's quota day).
         """
         async with self._db.transaction() as tx:
-            await tx.execute(self._q["upsert_usage"], (day, endpoint, calls, errors))
+            await tx.execute(self._q["upsert_usage"], (self._instance, day, endpoint, calls, errors))
 
     async def calls_on(self, day: str) -> int:
         """Return the calls counted on ``day`` over all endpoints."""
-        row = await self._fetchone(self._q["select_calls_on_day"], (day,))
+        row = await self._fetchone(self._q["select_calls_on_day"], (self._instance, day))
         return int(row[0]) if row else 0
 
     async def begin_call(self, day: str, endpoint: str, sent_at: float) -> int:
@@ -882,8 +926,10 @@ class Store:
             sent_at: epoch seconds.
         """
         async with self._db.transaction() as tx:
-            await tx.execute(self._q["upsert_usage"], (day, endpoint, 1, 0))
-            row = await tx.fetchone(self._q["insert_api_call"], (endpoint, day, sent_at))
+            await tx.execute(self._q["upsert_usage"], (self._instance, day, endpoint, 1, 0))
+            row = await tx.fetchone(
+                self._q["insert_api_call"], (self._instance, endpoint, day, sent_at)
+            )
         assert row is not None
         return int(row[0])
 
@@ -909,9 +955,9 @@ class Store:
         async with self._db.transaction() as tx:
             await tx.execute(self._q["answer_api_call"], (answered_at, call_id))
             if refund is not None:
-                await tx.execute(self._q["upsert_usage"], (refund[0], refund[1], -1, 0))
+                await tx.execute(self._q["upsert_usage"], (self._instance, refund[0], refund[1], -1, 0))
             if forget_before is not None:
-                await tx.execute(self._q["forget_api_calls"], (forget_before,))
+                await tx.execute(self._q["forget_api_calls"], (self._instance, forget_before))
 
     async def restore_window(self, now: float, window_s: float) -> list[float]:
         """Return when the calls of earlier processes that are still in the window were over.
@@ -925,14 +971,14 @@ class Store:
             window_s: the rate window, seconds.
         """
         async with self._db.transaction() as tx:
-            await tx.execute(self._q["settle_api_calls"], (now,))
-            await tx.execute(self._q["forget_api_calls"], (now - window_s,))
-            rows = await tx.fetchall(self._q["select_api_calls_answered"])
+            await tx.execute(self._q["settle_api_calls"], (now, self._instance))
+            await tx.execute(self._q["forget_api_calls"], (self._instance, now - window_s))
+            rows = await tx.fetchall(self._q["select_api_calls_answered"], (self._instance,))
         return [float(r[0]) for r in rows]
 
     async def usage_on(self, day: str) -> dict[str, dict[str, int]]:
         """Return ``{endpoint: {"calls": n, "errors": n}}`` for ``day``."""
-        rows = await self._fetchall(self._q["select_usage_on_day"], (day,))
+        rows = await self._fetchall(self._q["select_usage_on_day"], (self._instance, day))
         return {r[0]: {"calls": r[1], "errors": r[2]} for r in rows}
 
     async def record_error(
@@ -1026,8 +1072,22 @@ async def _reserve_ids(tx: Tx, queries: Mapping[str, str], table: str, n: int) -
     return ids
 
 
+async def _file_instances(
+    tx: Tx, queries: Mapping[str, str], file_ids: Sequence[int]
+) -> dict[int, str]:
+    """The Marketo instance of each file (its parts go to the same one)."""
+    rows = await tx.fetchall(queries["select_file_instances"], {"ids": json.dumps(list(file_ids))})
+    return {int(r[0]): str(r[1]) for r in rows}
+
+
 def _part_params(
-    part_id: int, file_id: int, seq: int, part: NewPart, now: float, send_by: float
+    part_id: int,
+    file_id: int,
+    seq: int,
+    part: NewPart,
+    now: float,
+    send_by: float,
+    instance: str,
 ) -> tuple[Any, ...]:
     """The ``insert_part`` parameters of one part."""
     return (
@@ -1044,6 +1104,7 @@ def _part_params(
         part.pack_key,
         now,
         send_by,
+        instance,
     )
 
 

@@ -1,8 +1,10 @@
 """Schema migrations: numbered SQL files applied in order, one series per engine.
 
 SQLite's files are ``migrations/NNNN_name.sql`` (version in ``PRAGMA user_version``);
-PostgreSQL's are ``migrations/postgresql/NNNN_name.sql`` with the same numbers and meanings
-(version in the table ``schema_migrations``). The folder lives at the top of a checkout and
+PostgreSQL's are ``migrations/postgresql/NNNN_name.sql`` (version in the table
+``schema_migrations``). PostgreSQL support starts at version 6: its first file,
+``0006_baseline.sql``, creates what SQLite's 0001-0006 build; from 0007 on both folders hold a
+file with the same number and meaning, so a version means the same schema on both engines. The folder lives at the top of a checkout and
 is packaged into ``orchestrator/migrations`` in the wheel; both places are looked up.
 """
 
@@ -75,7 +77,10 @@ def load_migrations(folder: Path | None = None, dialect: str = "sqlite") -> list
         if not match:
             raise StoreError(f"migration file {path.name} is not named NNNN_lowercase_name.sql")
         found.append(Migration(int(match.group(1)), path.name, path.read_text(encoding="utf-8")))
-    for expected, migration in enumerate(found, start=1):
+    # SQLite's series starts at 1; PostgreSQL's at its baseline (the first version it has,
+    # created in one file). Numbers are contiguous from there.
+    start = 1 if dialect == "sqlite" or not found else found[0].version
+    for expected, migration in enumerate(found, start=start):
         if migration.version != expected:
             raise StoreError(f"migration {migration.name}: expected number {expected:04d}")
     return found
@@ -192,7 +197,7 @@ async def migrate_postgresql(
                 f"database schema version {current} is newer than this leadflow knows "
                 f"({newest}); upgrade leadflow or use another database"
             )
-        for migration in available[current:]:
+        for migration in [m for m in available if m.version > current]:
             try:
                 async with conn.transaction():
                     await conn.execute(migration.sql.encode())

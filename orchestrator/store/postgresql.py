@@ -80,7 +80,7 @@ def _mapped(exc: psycopg.Error) -> Exception:
     """Our own exception for an error the store knows, else the error itself."""
     if isinstance(exc, pg_errors.RaiseException) and "transition not allowed" in str(exc):
         return TransitionRefused(str(exc))
-    if isinstance(exc, pg_errors.UniqueViolation) and "files_sha256_imported" in str(exc):
+    if isinstance(exc, pg_errors.UniqueViolation) and "files_import_imported" in str(exc):
         return DuplicateContent(f"a file with these bytes is already imported ({exc})")
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailable(f"lost the PostgreSQL connection: {exc}".strip())

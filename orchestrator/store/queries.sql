@@ -5,8 +5,8 @@
 
 -- name: insert_file
 INSERT INTO files (name, inbox_path, work_path, route, size_bytes, status, received_at,
-                   updated_at)
-VALUES (:name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now)
+                   updated_at, instance)
+VALUES (:name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now, :instance)
 RETURNING *
 
 -- name: select_file
@@ -33,8 +33,9 @@ ORDER BY id LIMIT 1
 -- A batch of claimed files in one transaction; ids are given by the caller (reserve_ids,
 -- inside BEGIN IMMEDIATE) so that each work path can name its file's id.
 INSERT INTO files (id, name, inbox_path, work_path, route, size_bytes, status, received_at,
-                   updated_at)
-VALUES (:id, :name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now)
+                   updated_at, instance)
+VALUES (:id, :name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now,
+        :instance)
 
 -- name: reserve_ids
 -- The next :n ids of an AUTOINCREMENT table (:tbl); safe inside BEGIN IMMEDIATE only, where
@@ -73,13 +74,18 @@ WHERE id IN (
 -- name: insert_part
 -- The id comes from reserve_ids, so a batch knows its part ids without reading them back.
 INSERT INTO parts (id, file_id, seq, path, size_bytes, header_bytes, rows, source_rows, kind,
-                   options, pack_key, queued_at, send_by)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   options, pack_key, queued_at, send_by, instance)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- name: select_file_instances
+-- The instance of each of several files (``:ids`` is a JSON array).
+SELECT id, instance FROM files WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: insert_upload
 INSERT INTO uploads (path, size_bytes, rows, kind, options, status, claimed_at, created_at,
-                     updated_at)
-VALUES (:path, :size_bytes, :rows, :kind, :options, :status, :claimed_at, :now, :now)
+                     updated_at, instance)
+VALUES (:path, :size_bytes, :rows, :kind, :options, :status, :claimed_at, :now, :now,
+        :instance)
 RETURNING {upload_columns}
 
 -- name: link_part
@@ -120,7 +126,8 @@ SELECT id, source_rows FROM parts WHERE upload_id = ?
 
 -- name: select_waiting_head
 -- The FIFO head: the oldest part waiting for a pack.
-SELECT {part_columns} FROM parts WHERE upload_id IS NULL ORDER BY id LIMIT 1
+SELECT {part_columns} FROM parts WHERE upload_id IS NULL AND instance = :instance
+ORDER BY id LIMIT 1
 
 -- name: select_waiting_group
 -- The waiting parts of one pack key in FIFO order, as far as their rows could fit in one
@@ -128,22 +135,23 @@ SELECT {part_columns} FROM parts WHERE upload_id IS NULL ORDER BY id LIMIT 1
 SELECT id, rows, size_bytes, header_bytes, send_by FROM (
     SELECT id, rows, size_bytes, header_bytes, send_by,
         SUM(size_bytes - header_bytes) OVER (ORDER BY id) AS upto
-    FROM parts WHERE upload_id IS NULL AND pack_key = :key)
+    FROM parts WHERE upload_id IS NULL AND instance = :instance AND pack_key = :key)
 WHERE upto - (size_bytes - header_bytes) <= :budget
 ORDER BY id
 
 -- name: select_waiting_upto
 -- The first waiting parts of a key, up to and including one id (a pack the planner chose).
 SELECT {part_columns} FROM parts
-WHERE upload_id IS NULL AND pack_key = ? AND id <= ? ORDER BY id
+WHERE upload_id IS NULL AND instance = :instance AND pack_key = :key AND id <= :last
+ORDER BY id
 
 -- name: select_waiting_group_totals
 SELECT COUNT(*), COALESCE(SUM(rows), 0), MIN(send_by) FROM parts
-WHERE upload_id IS NULL AND pack_key = ?
+WHERE upload_id IS NULL AND instance = :instance AND pack_key = :key
 
 -- name: select_waiting_summary
 SELECT COUNT(DISTINCT file_id), COUNT(*), COALESCE(SUM(rows), 0), MIN(queued_at) FROM parts
-WHERE upload_id IS NULL
+WHERE upload_id IS NULL AND instance = :instance
 
 -- name: detach_part
 -- ``leadflow retry``: a part leaves its dead upload and waits for a new pack.
@@ -154,7 +162,7 @@ WHERE id = :id AND upload_id = :upload_id
 
 -- name: select_uploads_to_split
 SELECT {upload_columns} FROM uploads
-WHERE status = 'complete' AND results_split_at IS NULL ORDER BY id
+WHERE status = 'complete' AND results_split_at IS NULL AND instance = :instance ORDER BY id
 
 -- name: set_part_counts
 UPDATE parts SET num_leads_processed = ?, num_rows_failed = ?, num_rows_with_warning = ?
@@ -175,7 +183,8 @@ SELECT path FROM uploads
 UPDATE uploads SET status = 'submitting', claimed_at = :now, updated_at = :now
 WHERE id = (
     SELECT id FROM uploads
-    WHERE status = 'queued' AND (not_before IS NULL OR not_before <= :now)
+    WHERE status = 'queued' AND instance = :instance
+      AND (not_before IS NULL OR not_before <= :now)
     ORDER BY id LIMIT 1)
   AND status = 'queued'
 RETURNING {upload_columns}
@@ -184,29 +193,34 @@ RETURNING {upload_columns}
 SELECT {upload_columns} FROM uploads WHERE id = ?
 
 -- name: select_uploads_by_status
-SELECT {upload_columns} FROM uploads WHERE status = ? ORDER BY id
+SELECT {upload_columns} FROM uploads WHERE status = :status AND instance = :instance
+ORDER BY id
 
 -- name: select_at_marketo
-SELECT {upload_columns} FROM uploads WHERE status IN ('submitted', 'importing')
+SELECT {upload_columns} FROM uploads
+WHERE status IN ('submitted', 'importing') AND instance = :instance
 ORDER BY submitted_at, id
 
 -- name: select_due_for_poll
 SELECT {upload_columns} FROM uploads
-WHERE status IN ('submitted', 'importing') AND (next_poll_at IS NULL OR next_poll_at <= ?)
-ORDER BY next_poll_at, id LIMIT ?
+WHERE status IN ('submitted', 'importing') AND instance = :instance
+  AND (next_poll_at IS NULL OR next_poll_at <= :now)
+ORDER BY next_poll_at, id LIMIT :limit
 
 -- name: select_next_poll_at
-SELECT MIN(next_poll_at) FROM uploads WHERE status IN ('submitted', 'importing')
+SELECT MIN(next_poll_at) FROM uploads
+WHERE status IN ('submitted', 'importing') AND instance = :instance
 
 -- name: select_next_queued_at
-SELECT MIN(COALESCE(not_before, 0)) FROM uploads WHERE status = 'queued'
+SELECT MIN(COALESCE(not_before, 0)) FROM uploads WHERE status = 'queued' AND instance = :instance
 
 -- name: count_uploads_in
-SELECT COUNT(*) FROM uploads WHERE status IN ('submitting', 'submitted', 'importing')
+SELECT COUNT(*) FROM uploads
+WHERE status IN ('submitting', 'submitted', 'importing') AND instance = :instance
 
 -- name: select_files_to_report
 SELECT * FROM files
-WHERE reported_at IS NULL
+WHERE reported_at IS NULL AND instance = :instance
   AND status IN ('reporting', 'complete', 'partial', 'rejected', 'empty', 'duplicate')
 ORDER BY id
 
@@ -214,7 +228,7 @@ ORDER BY id
 -- Queued files whose every part rides in a terminal upload whose results, when it is
 -- complete, were split into its parts.
 SELECT f.* FROM files f
-WHERE f.status = 'queued' AND NOT EXISTS (
+WHERE f.status = 'queued' AND f.instance = :instance AND NOT EXISTS (
     SELECT 1 FROM parts p LEFT JOIN uploads u ON u.id = p.upload_id
     WHERE p.file_id = f.id AND (u.id IS NULL
         OR u.status NOT IN ('complete', 'failed', 'rejected')
@@ -244,33 +258,34 @@ SELECT from_status, to_status, at FROM status_history WHERE entity = ? AND entit
 ORDER BY id
 
 -- name: upsert_usage
-INSERT INTO api_usage (day, endpoint, calls, errors) VALUES (?, ?, ?, ?)
-ON CONFLICT (day, endpoint) DO UPDATE SET calls = calls + excluded.calls,
+INSERT INTO api_usage (instance, day, endpoint, calls, errors) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (instance, day, endpoint) DO UPDATE SET calls = calls + excluded.calls,
                                           errors = errors + excluded.errors
 
 -- name: select_calls_on_day
-SELECT COALESCE(SUM(calls), 0) FROM api_usage WHERE day = ?
+SELECT COALESCE(SUM(calls), 0) FROM api_usage WHERE instance = ? AND day = ?
 
 -- name: select_usage_on_day
-SELECT endpoint, calls, errors FROM api_usage WHERE day = ? ORDER BY 1
+SELECT endpoint, calls, errors FROM api_usage WHERE instance = ? AND day = ? ORDER BY 1
 
 -- name: insert_api_call
 -- A call admitted by the governor, about to be sent (``answered_at`` stays NULL meanwhile).
-INSERT INTO api_calls (endpoint, day, sent_at) VALUES (?, ?, ?) RETURNING id
+INSERT INTO api_calls (instance, endpoint, day, sent_at) VALUES (?, ?, ?, ?) RETURNING id
 
 -- name: answer_api_call
 UPDATE api_calls SET answered_at = ? WHERE id = ?
 
 -- name: settle_api_calls
 -- Calls a dead process left in flight: they count as made, answered now.
-UPDATE api_calls SET answered_at = ? WHERE answered_at IS NULL
+UPDATE api_calls SET answered_at = ? WHERE instance = ? AND answered_at IS NULL
 
 -- name: forget_api_calls
 -- Calls answered before the rate window began no longer count anywhere.
-DELETE FROM api_calls WHERE answered_at IS NOT NULL AND answered_at <= ?
+DELETE FROM api_calls WHERE instance = ? AND answered_at IS NOT NULL AND answered_at <= ?
 
 -- name: select_api_calls_answered
-SELECT answered_at FROM api_calls WHERE answered_at IS NOT NULL ORDER BY answered_at
+SELECT answered_at FROM api_calls WHERE instance = ? AND answered_at IS NOT NULL
+ORDER BY answered_at
 
 -- name: insert_error
 INSERT INTO errors (at, file_id, upload_id, code, message) VALUES (?, ?, ?, ?, ?)

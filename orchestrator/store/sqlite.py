@@ -29,7 +29,7 @@ def _mapped(exc: sqlite3.IntegrityError) -> Exception:
     text = str(exc)
     if "transition not allowed" in text:
         return TransitionRefused(text)
-    if "files.sha256" in text:
+    if "files_import_imported" in text or "files.sha256" in text:
         return DuplicateContent(f"a file with these bytes is already imported ({text})")
     return exc
 

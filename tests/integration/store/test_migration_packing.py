@@ -17,8 +17,8 @@ from pathlib import Path
 
 from orchestrator.models import FileStatus, NewPart, UploadStatus, unpack_rows
 from orchestrator.store import Store
+from orchestrator.store.core import QUERIES
 from orchestrator.store.migrate import _statements, load_migrations
-from orchestrator.store.sqlite import SELECT_IMPORTED_TWIN, SELECT_IMPORTED_TWINS
 
 V5_FILES = [
     # id, name, status, reported_at
@@ -227,8 +227,8 @@ async def test_duplicate_lookups_use_the_sha256_index(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "q.db")
     try:
         for sql, params in (
-            (SELECT_IMPORTED_TWINS, {"keys": '[["ab", "k"]]'}),
-            (SELECT_IMPORTED_TWIN, {"sha256": "ab", "import_key": "k"}),
+            (QUERIES["sqlite"]["select_imported_twins"], {"keys": '[["ab", "k"]]'}),
+            (QUERIES["sqlite"]["select_imported_twin"], {"sha256": "ab", "import_key": "k"}),
         ):
             plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
             assert "USING INDEX files_sha256 (sha256=?)" in plan, plan

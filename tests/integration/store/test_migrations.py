@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import json
 import asyncio
+import json
 import re
 import sqlite3
 import subprocess
@@ -38,9 +38,40 @@ def test_file_names_are_well_formed_and_contiguous() -> None:
 
 
 def test_both_engines_have_the_same_migrations() -> None:
-    """Version N means the same schema on SQLite and on PostgreSQL."""
-    sqlite = [m.name for m in load_migrations()]
-    assert [m.name for m in load_migrations(dialect="postgresql")] == sqlite
+    """PostgreSQL starts at a baseline; from there on, version N has the same name on both."""
+    sqlite = {m.version: m.name for m in load_migrations()}
+    pg = load_migrations(dialect="postgresql")
+    assert pg[0].name.endswith("_baseline.sql") and pg[0].version in sqlite
+    assert pg[-1].version == max(sqlite)
+    assert [m.name for m in pg[1:]] == [sqlite[m.version] for m in pg[1:]]
+
+
+async def test_both_engines_build_the_same_tables_and_columns(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    """Version N means the same schema on SQLite and on PostgreSQL: every table and column."""
+    async with Store.open(tmp_path / "q.db"):
+        pass
+    lite = sqlite3.connect(tmp_path / "q.db")
+    try:
+        tables = [r[0] for r in lite.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        on_sqlite = {(t, r[1]) for t in tables for r in lite.execute(f"PRAGMA table_info({t})")}
+    finally:
+        lite.close()
+    url = pg_server.new_database(migrated=False)
+    try:
+        async with Store.open(url):
+            pass
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            cursor = await conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND table_name <> 'schema_migrations'"
+            )
+            on_pg = {(str(t), str(c)) for t, c in await cursor.fetchall()}
+    finally:
+        pg_server.drop_database(url)
+    assert on_pg == on_sqlite
 
 
 async def test_postgresql_migrates_once_and_refuses_a_newer_schema(pg_server: PgServer) -> None:
@@ -50,7 +81,7 @@ async def test_postgresql_migrates_once_and_refuses_a_newer_schema(pg_server: Pg
             first = await migrate_postgresql(conn)
             assert first == [m.name for m in load_migrations(dialect="postgresql")]
             assert await migrate_postgresql(conn) == []
-            assert await pg_schema_version(conn) == len(first)
+            assert await pg_schema_version(conn) == load_migrations()[-1].version
             await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'x')")
         with pytest.raises(SchemaTooNew, match="newer than this leadflow"):
             async with Store.open(url):
@@ -69,7 +100,8 @@ async def test_nodes_starting_together_migrate_once(pg_server: PgServer) -> None
         await asyncio.gather(*(start() for _ in range(4)))
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             cursor = await conn.execute("SELECT COUNT(*), MAX(version) FROM schema_migrations")
-            assert await cursor.fetchone() == (len(load_migrations()), len(load_migrations()))
+            pg = load_migrations(dialect="postgresql")
+            assert await cursor.fetchone() == (len(pg), pg[-1].version)
             cursor = await conn.execute("SELECT calls FROM api_usage")
             assert await cursor.fetchone() == (4,)
     finally:

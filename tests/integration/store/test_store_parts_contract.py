@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import InvalidTransition, StoreError
-from orchestrator.models import EnqueuedFile, FileStatus, NewFile, NewPart, UploadStatus
+from orchestrator.models import (
+    EnqueuedFile,
+    FileStatus,
+    NewFile,
+    NewPart,
+    PartRecord,
+    UploadStatus,
+)
 from orchestrator.store import Store
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +52,11 @@ def part(path: str, rows: list[int], key: str | None = "k", size: int = 100) -> 
     return NewPart(path, size, rows, options={"format": "csv"}, pack_key=key, header_bytes=10)
 
 
+async def part_of(store: Store, file_id: int, part_id: int) -> PartRecord | None:
+    """One part of a file, by id (read through ``parts_of_file``)."""
+    return next((p for p in await store.parts_of_file(file_id) if p.id == part_id), None)
+
+
 async def test_batches_of_files_and_parts(store_target: Path | str) -> None:
     clock = Clock()
     async with Store.open(store_target, clock=clock) as store:
@@ -59,11 +71,12 @@ async def test_batches_of_files_and_parts(store_target: Path | str) -> None:
         ])
         assert len(ids[0]) == 2 and len(ids[1]) == 1 and ids[0][0] < ids[0][1] < ids[1][0]
         assert await store.part_source_rows(ids[0][0]) == [2, 3]
-        first = await store.get_part(ids[0][1])
+        first = await part_of(store, added[0].id, ids[0][1])
         assert first is not None and (first.file_id, first.seq, first.rows) == (added[0].id, 2, 1)
         assert first.send_by == 1_005.0 and first.upload_id is None
-        shas = await store.imported_files_with_shas(["sa", "sb", "zz"])
-        assert {k: v.id for k, v in shas.items()} == {"sa": added[0].id, "sb": added[1].id}
+        shas = await store.imported_twins([("sa", None), ("sb", None), ("zz", None)])
+        assert {k: v.id for k, v in shas.items()} == {
+            ("sa", ""): added[0].id, ("sb", ""): added[1].id}
         again = await store.get_file(added[0].id)
         assert again is not None and again.status is FileStatus.QUEUED and again.info == {"k": "v"}
         # A batch with a file no longer received changes nothing.
@@ -88,7 +101,6 @@ async def test_waiting_parts_form_a_pack(store_target: Path | str) -> None:
         assert [g[0] for g in group] == [ids[0][0], ids[1][0]]
         assert group[0][1:4] == (2, 100, 10)
         assert await store.waiting_group_totals("k") == (2, 3, 1_010.0)
-        assert await store.next_send_by() == 1_010.0
         summary = await store.waiting_summary()
         assert summary == {"files": 2, "parts": 3, "rows": 4, "oldest_queued_at": 1_000.0}
         upto = await store.waiting_upto("k", ids[1][0])
@@ -173,7 +185,7 @@ async def test_retry_detaches_parts_and_queued_uploads_wait(store_target: Path |
                                       error_code="1006")
         clock.now = 1_060.0
         await store.detach_parts([(p1, upload.id, "k2")], {"format": "csv", "listId": 5})
-        moved = await store.get_part(p1)
+        moved = await part_of(store, f.id, p1)
         assert moved is not None and moved.upload_id is None and moved.pack_key == "k2"
         assert moved.options == {"format": "csv", "listId": 5} and moved.send_by == 1_060.0
         with pytest.raises(StoreError, match="no longer in upload"):
@@ -226,6 +238,91 @@ async def test_errors_for_status(store_target: Path | str) -> None:
         assert [(e["message"], e["code"], e["file_id"], e["upload_id"]) for e in errors] == [
             ("second", None, None, 2), ("first", "1006", 1, None)]
         assert errors[0]["at"] == 1_001.0
+
+
+async def test_submissions_routes_and_retention(store_target: Path | str) -> None:
+    """What report.json, submit/retry and retention read: create calls, routes, expiries."""
+    clock = Clock()
+    async with Store.open(store_target, clock=clock) as store:
+        [f] = await store.add_files([new_file("a.csv")])
+        [[p1, p2]] = await store.enqueue_files(
+            [enqueued(f.id, "sa", [part("/p/a1", [2], key=None), part("/p/a2", [3], key=None)])])
+        first = await store.form_upload([(p1, 0)], path="/p/a1", size_bytes=100, rows=1,
+                                        kind="leads", options={})
+        second = await store.form_upload([(p2, 0)], path="/p/a2", size_bytes=100, rows=1,
+                                         kind="leads", options={})
+        assert [u.id for u in await store.uploads_of_file(f.id)] == [first.id, second.id]
+        # A lost answer, then an accepted create call that Marketo finishes.
+        await store.transition_upload(first.id, UploadStatus.SUBMITTING, UploadStatus.QUEUED,
+                                      uncertain=1)
+        await store.claim_next()
+        clock.now = 1_002.0
+        await store.transition_upload(first.id, UploadStatus.SUBMITTING, UploadStatus.SUBMITTED,
+                                      batch_id=77, marketo_status="Queued", submitted_at=1_002.0)
+        await store.transition_upload(first.id, UploadStatus.SUBMITTED, UploadStatus.COMPLETE,
+                                      marketo_status="Complete")
+        calls = await store.submissions_of_file(f.id)
+        assert [(c["outcome"], c["batch_id"], c["marketo_status"]) for c in calls[first.id]] == [
+            ("uncertain", None, None), ("accepted", 77, "Complete")]
+        assert second.id not in calls
+
+        assert await store.daemon_routes() is None
+        await store.record_daemon_routes([{"name": "webinar", "folder": "w"}], pid=42)
+        await store.record_daemon_routes([{"name": "fair", "folder": "f"}], pid=43)
+        assert await store.daemon_routes() == (43, [{"name": "fair", "folder": "f"}])
+
+        await store.start_reporting([f.id])
+        await store.finish_files(
+            [(f.id, FileStatus.REPORTING, FileStatus.COMPLETE, {"reported_at": 1_010.0})])
+        assert await store.files_to_expire("archive", 1_009.0, 10) == []
+        assert [x.id for x in await store.files_to_expire("archive", 1_010.0, 10)] == [f.id]
+        assert await store.files_to_expire("rejected", 1_010.0, 10) == []
+        await store.record_expiry(f.id, "archive", "/archive/a.csv", deleted=True, at=1_020.0)
+        await store.record_expiry(f.id, "work", "/work/1", deleted=False, at=1_020.0)
+        assert await store.files_to_expire("archive", 2_000.0, 10) == []
+        assert await store.expiry_counts(1_000.0) == {"archive": 1}
+        assert await store.expiry_counts(1_021.0) == {}
+
+
+async def test_each_instance_sees_its_own_queue_and_calls(store_target: Path | str) -> None:
+    """Issue 17: two Marketo instances in one database never see each other's work."""
+    clock = Clock()
+    async with Store.open(store_target, clock=clock) as root:
+        prod, sandbox = root.for_instance("prod"), root.for_instance("sandbox")
+        assert (prod.instance, sandbox.instance, root.instance) == ("prod", "sandbox", "default")
+        a, b = await root.add_files([
+            NewFile("a.csv", "/in/a.csv", "/work/{id}/a.csv", None, 10, instance="prod"),
+            NewFile("b.csv", "/in/b.csv", "/work/{id}/b.csv", None, 10, instance="sandbox"),
+        ])
+        c = await root.add_file(name="c.csv", inbox_path="/in/c.csv", work_path="/w/c",
+                                route=None, size_bytes=1, instance="sandbox")
+        assert (a.instance, b.instance, c.instance) == ("prod", "sandbox", "sandbox")
+        [[pa], [pb]] = await root.enqueue_files([
+            enqueued(a.id, "sa", [part("/p/a", [2])]), enqueued(b.id, "sb", [part("/p/b", [2])])])
+        head = await prod.waiting_head()
+        assert head is not None and head.id == pa
+        assert [g[0] for g in await sandbox.waiting_group("k", 10_000)] == [pb]
+        assert (await prod.waiting_summary())["files"] == 1
+        assert await root.waiting_head() is None  # nothing of 'default'
+        up = await sandbox.form_upload([(pb, 0)], path="/p/b", size_bytes=100, rows=1,
+                                       kind="leads", options={}, status=UploadStatus.QUEUED)
+        assert await prod.claim_next() is None
+        claimed = await sandbox.claim_next()
+        assert claimed is not None and claimed.id == up.id
+        assert await prod.count_in_flight() == 0 and await sandbox.count_in_flight() == 1
+        await sandbox.transition_upload(up.id, UploadStatus.SUBMITTING, UploadStatus.SUBMITTED,
+                                        batch_id=5, submitted_at=1_000.0, next_poll_at=1_001.0)
+        assert [u.id for u in await sandbox.at_marketo()] == [up.id]
+        assert await prod.at_marketo() == [] and await prod.due_for_poll(2_000.0) == []
+        assert await prod.next_poll_at() is None and await sandbox.next_poll_at() == 1_001.0
+        # Each instance's 20-s window and daily usage are its own.
+        call = await prod.begin_call("2026-12-05", "import_status", 1_000.0)
+        await prod.end_call(call, 1_000.5)
+        await sandbox.begin_call("2026-12-05", "import_create", 1_000.0)
+        assert await prod.calls_on("2026-12-05") == 1 and await sandbox.calls_on("2026-12-05") == 1
+        assert await prod.restore_window(1_010.0, 20.0) == [1_000.5]
+        assert await sandbox.restore_window(1_010.0, 20.0) == [1_010.0]
+        assert await root.usage_on("2026-12-05") == {}
 
 
 def test_every_store_operation_is_in_the_contract() -> None:
