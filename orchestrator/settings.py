@@ -359,6 +359,12 @@ class DaemonSettings(_Section):
 
     #: Seconds in-flight calls get to finish after SIGTERM/SIGINT before they are cancelled.
     shutdown_grace_s: NonNegativeFloat = 10.0
+    #: Several nodes on one PostgreSQL (``store.url``): seconds a node's lease on a Marketo
+    #: instance lasts without renewal; another node takes over within about this long after
+    #: the holder dies. Renewed every third of it. Ignored on SQLite (one node).
+    lease_s: PositiveFloat = 15.0
+    #: This node's name in ``leadflow status`` (default ``<host>:<pid>``).
+    node_id: str | None = None
     #: Uploads of one batch that ended ``Failed`` before the file is ``partial``.
     max_batch_attempts: PositiveInt = 3
     #: First wait after a ``1016`` Too many imports, seconds (doubles, jittered, capped).

@@ -36,6 +36,8 @@ shutdown. SIGHUP re-reads the settings file (``Daemon.reload``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import signal
 import sqlite3
@@ -221,6 +223,11 @@ class Daemon:
         self.gate: AuthGate
         self._narrow: list[Path] = []
         self._stack = AsyncExitStack()
+        #: Several nodes share one PostgreSQL: the Marketo loops run only under the lease.
+        self.cluster = settings.store.url is not None
+        self.lease: LeaseKeeper | None = None
+        self._recovered_epoch: int | None = None
+        self._recovery_lock = asyncio.Lock()
         self.store: Store
         self.scheduler: Scheduler
         self.poller: Poller
@@ -363,8 +370,13 @@ class Daemon:
                 fix=f"chmod 2770 {folder} (droppers in its group cannot write there)",
             )
         gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
+        lease_task = (
+            asyncio.create_task(self.lease.run(self.stop_event), name="leadflow-lease")
+            if self.lease is not None else None
+        )
         try:
-            await self.gate.check_at_start(fatal=once)
+            if self.lease is None:
+                await self.gate.check_at_start(fatal=once)
             try:
                 await self.recover()
             except (OrchestratorError, OSError, sqlite3.Error) as exc:
@@ -394,6 +406,9 @@ class Daemon:
             raise
         finally:
             gate_task.cancel()
+            if lease_task is not None:
+                self.stop_event.set()
+                await asyncio.gather(lease_task, return_exceptions=True)
             for sig in installed:
                 loop.remove_signal_handler(sig)
             if self.phase != "stopping":
@@ -428,6 +443,45 @@ class Daemon:
         await self._retention_pass()
         self.scheduler.work.set()
 
+    async def _as_leader(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run a Marketo loop only while this node holds the lease; cancel it at once when lost.
+
+        The first loop to see a new epoch resumes what the previous holder left in flight
+        (``recovery.recover_uploads``: uploads caught mid-submit are sent again, marked
+        uncertain; batches at Marketo are polled on).
+        """
+        lease = self.lease
+        assert lease is not None
+        while not self.stop_event.is_set():
+            await wait_any((lease.held, self.stop_event), None)
+            if self.stop_event.is_set():
+                return
+            async with self._recovery_lock:
+                if lease.epoch is not None and self._recovered_epoch != lease.epoch:
+                    self._recovered_epoch = lease.epoch
+                    log.info("lease_takeover", instance=lease.instance, node=lease.node_id,
+                             epoch=lease.epoch)
+                    await recover_uploads(self.store, self.clock(),
+                                          packs_dir(self.settings.paths))
+                    self.scheduler.work.set()
+                    self.report_wake.set()
+            if not lease.valid():
+                continue
+            loop_task = asyncio.ensure_future(make())
+            watch = asyncio.ensure_future(wait_any((lease.lost, self.stop_event), None))
+            try:
+                await asyncio.wait({loop_task, watch}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watch.cancel()
+            if loop_task.done():
+                loop_task.result()
+                return
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+            if not self.stop_event.is_set():
+                log.warning("marketo_loop_stopped_lease_lost", instance=lease.instance)
+
     async def _run_loops(self, once: bool) -> None:
         grace = self.settings.daemon.shutdown_grace_s
         stop = self.stop_event
@@ -439,6 +493,9 @@ class Daemon:
                 stop, on_enqueued=self.on_enqueued
             ),
         }
+        if self.lease is not None:
+            for name in ("scheduler", "poller", "reporter"):
+                makers[name] = functools.partial(self._as_leader, makers[name])
         loops = {name: self.gate.supervise(stop, make) for name, make in makers.items()}
         # Retention needs no Marketo: it goes on while the credentials are refused.
         loops["retention"] = self._retention_loop()

@@ -1054,6 +1054,66 @@ class Store:
     async def expiry_counts(self, since: float) -> dict[str, int]:
         """Return how many leftovers retention deleted since ``since``, by kind."""
         return {r[0]: r[1] for r in await self._fetchall(self._q["select_retention_counts"], (since,))}
+    # --- cluster: nodes and leases ------------------------------------------------------
+
+    async def heartbeat(self, node_id: str, host: str, pid: int) -> None:
+        """Say that node ``node_id`` is alive now (its first beat records when it started)."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                self._q["upsert_node"],
+                {"node_id": node_id, "host": host, "pid": pid, "now": self._clock()},
+            )
+
+    async def forget_node(self, node_id: str) -> None:
+        """Remove a node that stopped cleanly from ``nodes``."""
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["delete_node"], (node_id,))
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Return every node: ``node_id``, ``host``, ``pid``, ``started_at``, ``heartbeat_at``."""
+        return [dict(r) for r in await self._fetchall(self._q["select_nodes"])]
+
+    async def acquire_lease(self, instance: str, node_id: str, lease_s: float) -> int | None:
+        """Take (or renew) the lease of a Marketo instance for ``lease_s`` seconds.
+
+        Returns:
+            The lease's epoch (a fencing token: it changes whenever the holder changes), or
+            None when another node holds an unexpired lease.
+        """
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["insert_lease"], (instance,))
+            row = await tx.fetchone(
+                self._q["acquire_lease"],
+                {"instance": instance, "node_id": node_id, "now": self._clock(),
+                 "lease_s": lease_s},
+            )
+        return int(row[0]) if row else None
+
+    async def renew_lease(self, instance: str, node_id: str, epoch: int, lease_s: float) -> bool:
+        """Extend a lease we hold (this ``epoch``) by ``lease_s`` from now.
+
+        Returns:
+            False when the lease expired or another node took it (stop talking to Marketo).
+        """
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                self._q["renew_lease"],
+                {"instance": instance, "node_id": node_id, "epoch": epoch,
+                 "now": self._clock(), "lease_s": lease_s},
+            )
+        return changed == 1
+
+    async def release_lease(self, instance: str, node_id: str, epoch: int) -> None:
+        """Give a lease up at once (clean shutdown), so another node takes over now."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                self._q["release_lease"],
+                {"instance": instance, "node_id": node_id, "epoch": epoch},
+            )
+
+    async def leases(self) -> list[dict[str, Any]]:
+        """Return every lease: ``instance``, ``holder``, ``epoch``, ``acquired_at``, ``expires_at``."""
+        return [dict(r) for r in await self._fetchall(self._q["select_leases"])]
 
     async def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
         """Return the newest errors first: ``at``, ``file_id``, ``upload_id``, ``code``, ``message``."""

@@ -356,3 +356,44 @@ ON CONFLICT (file_id, what) DO UPDATE SET path = excluded.path, deleted = exclud
 -- name: select_retention_counts
 -- Leftovers retention deleted since a time, by kind.
 SELECT what, COUNT(*) FROM retention_deletions WHERE deleted = 1 AND at >= ? GROUP BY what
+-- name: upsert_node
+INSERT INTO nodes (node_id, host, pid, started_at, heartbeat_at)
+VALUES (:node_id, :host, :pid, :now, :now)
+ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+                                    heartbeat_at = excluded.heartbeat_at
+
+-- name: select_nodes
+SELECT node_id, host, pid, started_at, heartbeat_at FROM nodes ORDER BY node_id
+
+-- name: delete_node
+DELETE FROM nodes WHERE node_id = ?
+
+-- name: insert_lease
+-- The instance's row, once (unheld, expired).
+INSERT INTO leases (instance, holder, epoch, acquired_at, expires_at)
+VALUES (?, NULL, 0, NULL, 0)
+ON CONFLICT (instance) DO NOTHING
+
+-- name: acquire_lease
+-- Take the lease when it is free or expired (a new epoch), or renew it when we hold it
+-- (same epoch). One statement: two nodes racing cannot both win.
+UPDATE leases SET
+    epoch = CASE WHEN holder = :node_id AND expires_at > :now THEN epoch ELSE epoch + 1 END,
+    acquired_at = CASE WHEN holder = :node_id AND expires_at > :now THEN acquired_at
+                       ELSE :now END,
+    holder = :node_id,
+    expires_at = :now + :lease_s
+WHERE instance = :instance AND (holder IS NULL OR holder = :node_id OR expires_at <= :now)
+RETURNING epoch
+
+-- name: renew_lease
+-- Only the holder of this epoch renews, and only before it expired.
+UPDATE leases SET expires_at = :now + :lease_s
+WHERE instance = :instance AND holder = :node_id AND epoch = :epoch AND expires_at > :now
+
+-- name: release_lease
+UPDATE leases SET holder = NULL, expires_at = 0
+WHERE instance = :instance AND holder = :node_id AND epoch = :epoch
+
+-- name: select_leases
+SELECT instance, holder, epoch, acquired_at, expires_at FROM leases ORDER BY instance

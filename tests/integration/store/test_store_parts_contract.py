@@ -7,6 +7,7 @@ Every test runs on SQLite and on PostgreSQL (the ``store_target`` fixture).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from pathlib import Path
@@ -226,6 +227,51 @@ async def test_files_start_and_finish_reporting_in_batches(store_target: Path | 
             ])
         still = await store.get_file(files[2].id)
         assert still is not None and still.status is FileStatus.RECEIVED
+
+
+async def test_one_lease_holder_per_instance(store_target: Path | str) -> None:
+    clock = Clock()
+    async with Store.open(store_target, clock=clock) as a, Store.open(store_target,
+                                                                      clock=clock) as b:
+        first = await a.acquire_lease("prod", "node-a", 10.0)
+        assert first == 1
+        assert await b.acquire_lease("prod", "node-b", 10.0) is None  # held
+        assert await b.acquire_lease("sandbox", "node-b", 10.0) == 1  # another instance
+        assert await a.acquire_lease("prod", "node-a", 10.0) == 1  # renewal: same epoch
+        clock.now += 5
+        assert await a.renew_lease("prod", "node-a", 1, 10.0)
+        clock.now += 10  # 15: node-a renewed until 1,015 and said nothing since
+        assert not await a.renew_lease("prod", "node-a", 1, 10.0)  # expired: stop at once
+        assert await b.acquire_lease("prod", "node-b", 10.0) == 2  # taken over, new epoch
+        assert not await a.renew_lease("prod", "node-a", 1, 10.0)
+        assert await a.acquire_lease("prod", "node-a", 10.0) is None
+        held = {r["instance"]: (r["holder"], r["epoch"], r["expires_at"]) for r in await a.leases()}
+        assert held == {"prod": ("node-b", 2, 1_025.0), "sandbox": ("node-b", 1, 1_010.0)}
+        await b.release_lease("prod", "node-b", 2)
+        assert await a.acquire_lease("prod", "node-a", 10.0) == 3  # free at once
+
+
+async def test_two_nodes_racing_for_a_lease_one_wins(store_target: Path | str) -> None:
+    async with Store.open(store_target) as a, Store.open(store_target) as b:
+        won = await asyncio.gather(*[
+            (a if i % 2 else b).acquire_lease("prod", f"node-{i}", 30.0) for i in range(8)])
+        assert sum(1 for epoch in won if epoch is not None) == 1
+
+
+async def test_nodes_heartbeat(store_target: Path | str) -> None:
+    clock = Clock()
+    async with Store.open(store_target, clock=clock) as store:
+        await store.heartbeat("h1:10", "h1", 10)
+        clock.now += 3
+        await store.heartbeat("h1:10", "h1", 10)
+        await store.heartbeat("h2:20", "h2", 20)
+        assert await store.nodes() == [
+            {"node_id": "h1:10", "host": "h1", "pid": 10, "started_at": 1_000.0,
+             "heartbeat_at": 1_003.0},
+            {"node_id": "h2:20", "host": "h2", "pid": 20, "started_at": 1_003.0,
+             "heartbeat_at": 1_003.0}]
+        await store.forget_node("h1:10")
+        assert [n["node_id"] for n in await store.nodes()] == ["h2:20"]
 
 
 async def test_errors_for_status(store_target: Path | str) -> None:
