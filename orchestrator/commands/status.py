@@ -101,6 +101,14 @@ def render_status(data: dict[str, Any]) -> str:
     lines.append(f"calls:    {calls['calls']} of {calls['budget']} today ({calls['day']})")
     if data.get("retention"):
         lines.append(f"retention: {_retention_line(data['retention'])}")
+    cluster = data.get("cluster") or {}
+    for lease in cluster.get("leases", []):
+        who = (f"held by {lease['holder']} (epoch {lease['epoch']}, expires in "
+               f"{lease['expires_in_s']:.1f}s)" if lease["held"] else "not held")
+        lines.append(f"instance: {lease['instance']}: {who}")
+    for node in cluster.get("nodes", []):
+        lines.append(f"node:     {node['node_id']} (host {node['host']}, pid {node['pid']}), "
+                     f"heartbeat {node['heartbeat_age_s']:.1f}s ago")
     if data.get("files"):
         lines.append("files (id  status  rows imported/failed/rejected of total  results):")
         waiting = [f for f in data["files"] if f["status"] in OPEN_STATUSES]

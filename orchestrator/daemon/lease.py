@@ -1,7 +1,8 @@
 """Several nodes on one PostgreSQL: who talks to a Marketo instance, held by a lease.
 
-Each node runs a ``LeaseKeeper`` per Marketo instance. Every ``lease_s / 3`` seconds it beats
-(``nodes.heartbeat_at``) and takes or renews the instance's lease (``leases``: holder, epoch,
+Each node runs a ``LeaseKeeper`` per Marketo instance. Every ``lease_s / 3`` seconds (a
+follower: every ``lease_s / 10``) it beats (``nodes.heartbeat_at``) and takes or renews the
+instance's lease (``leases``: holder, epoch,
 ``expires_at``). While the keeper holds the lease, ``held`` is set and the daemon runs its
 Marketo loops (scheduler, poller, reporter); when the lease is lost, ``held`` is cleared at
 once and the daemon cancels them.
@@ -31,6 +32,8 @@ log = structlog.get_logger("leadflow.daemon.lease")
 #: Fraction of ``lease_s`` a renewal is trusted for, locally (the rest absorbs clock skew
 #: between nodes and the time the renewal took to be written).
 SAFETY = 0.75
+#: A follower checks the lease this many times per ``lease_s``.
+FOLLOWER_LOOKS = 10
 #: The name of the one instance of a ``[marketo]`` setup.
 DEFAULT_INSTANCE = "default"
 
@@ -126,7 +129,9 @@ class LeaseKeeper:
         try:
             while not stop.is_set():
                 await self.tick()
-                wait = self.lease_s / 3
+                # A holder renews every third of the lease; a follower looks more often, so
+                # that it takes over soon after the lease expires.
+                wait = self.lease_s / 3 if self.held.is_set() else self.lease_s / FOLLOWER_LOOKS
                 if self.held.is_set():
                     # Wake in time to drop a lease whose renewal is no longer trusted.
                     wait = min(wait, max(self._trusted_until - self._monotonic(), 0.0))

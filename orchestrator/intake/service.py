@@ -188,6 +188,9 @@ class Intake:
         #: Files held back by an environment failure, by file id (see the module docstring).
         self._held: dict[int, _Held] = {}
         self._pack_keys: dict[tuple[Any, ...], str] = {}
+        #: Set by the daemon of a cluster node: dropped files are claimed in the store first,
+        #: so that a shared inbox gives each file to one node.
+        self.node_id: str | None = None
 
     # --- public API ------------------------------------------------------------------------
 
@@ -271,6 +274,12 @@ class Intake:
             if self.tracker.observe(key, candidate.size, candidate.mtime_ns, now):
                 self.tracker.forget(key)
                 ready.append(candidate)
+        if ready and self.node_id is not None:
+            # Several nodes share the inbox: each file goes to the node that claims it first.
+            won = await self.store.claim_inbox_entries(
+                [(str(c.path), c.size, c.mtime_ns) for c in ready], self.node_id
+            )
+            ready = [c for c in ready if (str(c.path), c.size, c.mtime_ns) in won]
         if not ready:
             return 0
         small = [c for c in ready if c.size <= EAGER_PREPARE_BYTES]

@@ -1111,6 +1111,35 @@ class Store:
                 {"instance": instance, "node_id": node_id, "epoch": epoch},
             )
 
+    async def claim_inbox_entries(
+        self, entries: Sequence[tuple[str, int, int]], node_id: str, stale_s: float = 60.0
+    ) -> set[tuple[str, int, int]]:
+        """Claim dropped files for this node: each ``(path, size, mtime_ns)`` goes to one node.
+
+        Args:
+            entries: the dropped files, as ``(inbox path, size in bytes, mtime in ns)``.
+            node_id: this node.
+            stale_s: a claim older than this (seconds) whose file is still offered again is
+                taken over: the node that made it died before moving the file into work.
+                Claims older than a day are forgotten on the way.
+
+        Returns:
+            The entries this node won (the others were claimed by another node before).
+        """
+        won: set[tuple[str, int, int]] = set()
+        now = self._clock()
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["forget_inbox_claims"], (now - 86_400.0,))
+            for path, size, mtime_ns in entries:
+                changed = await tx.execute(
+                    self._q["claim_inbox_entry"],
+                    {"path": path, "size": size, "mtime_ns": mtime_ns, "node_id": node_id,
+                     "now": now, "stale_s": stale_s},
+                )
+                if changed == 1:
+                    won.add((path, size, mtime_ns))
+        return won
+
     async def leases(self) -> list[dict[str, Any]]:
         """Return every lease: ``instance``, ``holder``, ``epoch``, ``acquired_at``, ``expires_at``."""
         return [dict(r) for r in await self._fetchall(self._q["select_leases"])]

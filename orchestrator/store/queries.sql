@@ -397,3 +397,17 @@ WHERE instance = :instance AND holder = :node_id AND epoch = :epoch
 
 -- name: select_leases
 SELECT instance, holder, epoch, acquired_at, expires_at FROM leases ORDER BY instance
+
+-- name: claim_inbox_entry
+-- One row changed: this node claimed the dropped file; none: another node did. A claim
+-- older than :stale_s whose file is still in the inbox (its node died between the claim and
+-- the move into work) is taken over.
+INSERT INTO inbox_claims (inbox_path, size_bytes, mtime_ns, node_id, claimed_at)
+VALUES (:path, :size, :mtime_ns, :node_id, :now)
+ON CONFLICT (inbox_path, size_bytes, mtime_ns) DO UPDATE
+    SET node_id = excluded.node_id, claimed_at = excluded.claimed_at
+    WHERE inbox_claims.claimed_at <= excluded.claimed_at - :stale_s
+
+-- name: forget_inbox_claims
+-- Claims older than a cutoff: their files left the inbox long ago.
+DELETE FROM inbox_claims WHERE claimed_at < ?

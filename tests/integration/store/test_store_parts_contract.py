@@ -274,6 +274,17 @@ async def test_nodes_heartbeat(store_target: Path | str) -> None:
         assert [n["node_id"] for n in await store.nodes()] == ["h2:20"]
 
 
+async def test_a_dropped_file_is_claimed_by_one_node(store_target: Path | str) -> None:
+    async with Store.open(store_target) as a, Store.open(store_target) as b:
+        entries = [("/in/a.csv", 10, 1), ("/in/b.csv", 20, 2), ("/in/c.csv", 30, 3)]
+        won = await asyncio.gather(*[
+            (a if i % 2 else b).claim_inbox_entries(entries, f"node-{i}") for i in range(6)])
+        assert sorted(e for w in won for e in w) == sorted(entries)  # each exactly once
+        # The same name dropped again later (another mtime) is a new file.
+        assert await a.claim_inbox_entries([("/in/a.csv", 10, 99)], "node-0") == {
+            ("/in/a.csv", 10, 99)}
+
+
 async def test_errors_for_status(store_target: Path | str) -> None:
     clock = Clock()
     async with Store.open(store_target, clock=clock) as store:
