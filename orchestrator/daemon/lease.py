@@ -109,6 +109,7 @@ class LeaseKeeper:
             if self.epoch is not None:
                 self._drop("lease expired before it was renewed")
             self.epoch = epoch
+            #: Times the lease was taken (again): the daemon recovers after each.
             self.takeovers += 1
             log.info("lease_acquired", instance=self.instance, node=self.node_id, epoch=epoch)
         self._trusted_until = started + self.lease_s * SAFETY

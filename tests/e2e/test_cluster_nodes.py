@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from e2e_support import events, get_json, reports, simulator, start_daemon, wait_for, write_config
+from e2e_support import (
+    clean_env,
+    events,
+    get_json,
+    reports,
+    simulator,
+    start_daemon,
+    wait_for,
+    write_config,
+)
+from postgres_support import PgServer
 
 pytestmark = pytest.mark.e2e
 
@@ -83,13 +95,8 @@ def test_three_nodes_one_lease_takeover_after_sigkill(tmp_path: Path, pg_url: st
                   f"(lease_s {LEASE_S}, polling interval {POLL_MAX_S})")
             assert takeover_s <= LEASE_S + POLL_MAX_S
 
-            def all_reported() -> bool:
-                try:  # a report being written lives in a .tmp folder renamed in place
-                    found = reports(tmp_path / "var" / "results")
-                except FileNotFoundError:
-                    return False
-                return set(found) == names
-            assert wait_for(all_reported, 90), {n: procs[n].poll() for n in procs}
+            assert wait_for(lambda: all_reported(tmp_path / "var" / "results", names), 45), {
+                n: procs[n].poll() for n in procs}
         finally:
             for proc in procs.values():
                 if proc.poll() is None:
@@ -111,3 +118,111 @@ def test_three_nodes_one_lease_takeover_after_sigkill(tmp_path: Path, pg_url: st
     takeovers = {n for n, evs in lines.items() if any(e["event"] == "lease_takeover"
                                                       for e in evs)}
     assert submitters <= takeovers and holder in submitters
+
+
+def start_node(config: Path, log: Path, name: str) -> subprocess.Popen[bytes]:
+    """``leadflow run`` whose PostgreSQL connections carry ``application_name`` = ``name``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "run", "--config", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, env={**clean_env(), "PGAPPNAME": name},
+        )
+
+
+def all_reported(results: Path, names: set[str]) -> bool:
+    try:  # a report being written lives in a .tmp folder, renamed once whole
+        return set(reports(results)) == names
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def check_one_report_each(results: Path, names: set[str]) -> None:
+    found = reports(results)
+    assert set(found) == names
+    assert all(len(v) == 1 for v in found.values()), "exactly one report per file"
+    assert all(r[0]["status"] == "complete" for r in found.values())
+
+
+def test_a_node_cut_off_from_postgresql_stops_and_rejoins_as_follower(
+    tmp_path: Path, pg_url: str
+) -> None:
+    with simulator(tmp_path, "rows_per_second = 1.0\n", time_scale=10) as url:
+        configs = {n: node_config(tmp_path, url, pg_url, n) for n in ("n1", "n2")}
+        logs = {n: tmp_path / f"{n}.log" for n in configs}
+        procs = {"n1": start_node(configs["n1"], logs["n1"], "n1")}
+        try:
+            assert wait_for(lambda: pg_rows(pg_url, "SELECT holder FROM leases")
+                            == [("n1",)], 30)
+            procs["n2"] = start_node(configs["n2"], logs["n2"], "n2")
+            names = drop_files(tmp_path / "var" / "inbox")
+            assert wait_for(lambda: bool(pg_rows(
+                pg_url, "SELECT 1 FROM uploads WHERE status IN ('submitted', 'importing')")), 30)
+            # Cut n1 off: every connection it opens is terminated, for 2 x lease_s.
+            cut_until = time.monotonic() + 2 * LEASE_S
+            cut_at = time.time()
+
+            def cut() -> None:
+                while time.monotonic() < cut_until:
+                    pg_rows(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                    " WHERE application_name = 'n1'")
+                    time.sleep(0.02)
+
+            cutter = threading.Thread(target=cut)
+            cutter.start()
+            assert wait_for(lambda: pg_rows(pg_url, "SELECT holder FROM leases")
+                            == [("n2",)], 30)
+            [(expired_at,)] = pg_rows(pg_url, "SELECT acquired_at FROM leases")
+            cutter.join()
+            assert wait_for(lambda: all_reported(tmp_path / "var" / "results", names), 45)
+            # n1 is back as a follower: it beats again, n2 keeps the lease.
+            assert wait_for(lambda: bool(pg_rows(
+                pg_url, f"SELECT 1 FROM nodes WHERE node_id = 'n1' AND heartbeat_at > {time.time()}"
+            )), 10)
+            assert procs["n1"].poll() is None
+            assert pg_rows(pg_url, "SELECT holder FROM leases") == [("n2",)]
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                proc.wait(20)
+    check_one_report_each(tmp_path / "var" / "results", names)
+    n1 = events(logs["n1"])
+    lost = [e for e in n1 if e["event"] == "lease_lost"]
+    assert lost, "n1 noticed it lost the lease"
+    lost_at = min(e["timestamp"] for e in lost) if "timestamp" in lost[0] else None
+    # n1 sent nothing to Marketo once it had stopped trusting its lease, and it stopped
+    # before n2 could take over (n2 acquired it at expired_at).
+    submits = [e for e in n1 if e["event"] == "import_submitted"]
+    if lost_at is not None:
+        assert all(e["timestamp"] < lost_at for e in submits if "timestamp" in e)
+    assert cut_at < expired_at
+
+
+def test_postgresql_restarting_under_the_nodes_loses_nothing(
+    tmp_path: Path, pg_server: PgServer, pg_url: str
+) -> None:
+    if pg_server.data_dir is None:
+        pytest.skip("LEADFLOW_TEST_POSTGRES_URL: the tests do not restart a server they share")
+    with simulator(tmp_path, "rows_per_second = 1.0\n", time_scale=10) as url:
+        configs = {n: node_config(tmp_path, url, pg_url, n) for n in ("n1", "n2")}
+        logs = {n: tmp_path / f"{n}.log" for n in configs}
+        procs = {n: start_daemon(c, logs[n]) for n, c in configs.items()}
+        try:
+            assert wait_for(lambda: bool(pg_rows(
+                pg_url, "SELECT holder FROM leases WHERE holder IS NOT NULL")), 30)
+            names = drop_files(tmp_path / "var" / "inbox")
+            assert wait_for(lambda: bool(pg_rows(
+                pg_url, "SELECT 1 FROM uploads WHERE status IN ('submitted', 'importing')")), 30)
+            pg_server.restart()
+            assert wait_for(lambda: all_reported(tmp_path / "var" / "results", names), 45)
+            assert all(p.poll() is None for p in procs.values()), "both nodes still run"
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                proc.wait(20)
+    check_one_report_each(tmp_path / "var" / "results", names)
+    lines = [e for log in logs.values() for e in events(log)]
+    assert not [e for e in lines if e["event"] == "daemon_crashed"]
