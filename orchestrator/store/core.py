@@ -1140,6 +1140,28 @@ class Store:
                     won.add((path, size, mtime_ns))
         return won
 
+    async def save_catalogue(
+        self, instance: str, fields: Any, name: str = "lead"
+    ) -> None:
+        """Publish a describe of an instance (the lead fields, or one custom object's).
+
+        The lease holder publishes what it fetched; the other nodes prepare files with it
+        instead of calling Marketo themselves.
+
+        Args:
+            instance: the Marketo instance.
+            fields: JSON-ready, as intake's catalogue caches it.
+            name: ``lead``, or a custom object's ``apiName``.
+        """
+        async with self._db.transaction() as tx:
+            await tx.execute(self._q["upsert_catalogue"],
+                             (instance, name, json.dumps(fields), self._clock()))
+
+    async def catalogue(self, instance: str, name: str = "lead") -> tuple[Any, float] | None:
+        """Return ``(fields, fetched_at)`` as last published (``save_catalogue``), or None."""
+        row = await self._fetchone(self._q["select_catalogue"], (instance, name))
+        return (json.loads(row[0]), float(row[1])) if row else None
+
     async def leases(self) -> list[dict[str, Any]]:
         """Return every lease: ``instance``, ``holder``, ``epoch``, ``acquired_at``, ``expires_at``."""
         return [dict(r) for r in await self._fetchall(self._q["select_leases"])]

@@ -411,3 +411,11 @@ ON CONFLICT (inbox_path, size_bytes, mtime_ns) DO UPDATE
 -- name: forget_inbox_claims
 -- Claims older than a cutoff: their files left the inbox long ago.
 DELETE FROM inbox_claims WHERE claimed_at < ?
+
+-- name: upsert_catalogue
+INSERT INTO field_catalogues (instance, name, fields, fetched_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (instance, name) DO UPDATE SET fields = excluded.fields,
+                                           fetched_at = excluded.fetched_at
+
+-- name: select_catalogue
+SELECT fields, fetched_at FROM field_catalogues WHERE instance = ? AND name = ?

@@ -285,6 +285,36 @@ async def test_a_dropped_file_is_claimed_by_one_node(store_target: Path | str) -
             ("/in/a.csv", 10, 99)}
 
 
+
+async def test_a_claim_of_a_dead_node_is_taken_over(store_target: Path | str) -> None:
+    clock = Clock()
+    async with Store.open(store_target, clock=clock) as store:
+        entry = ("/in/a.csv", 10, 1)
+        assert await store.claim_inbox_entries([entry], "dead", stale_s=60.0) == {entry}
+        clock.now += 30
+        assert await store.claim_inbox_entries([entry], "alive", stale_s=60.0) == set()
+        clock.now += 31  # the claim is 61 s old and its file is still offered
+        assert await store.claim_inbox_entries([entry], "alive", stale_s=60.0) == {entry}
+        assert await store.claim_inbox_entries([entry], "dead", stale_s=60.0) == set()
+
+
+async def test_the_field_catalogue_is_published_for_other_nodes(
+    store_target: Path | str,
+) -> None:
+    clock = Clock()
+    async with Store.open(store_target, clock=clock) as store:
+        assert await store.catalogue("prod") is None
+        fields = [{"name": "email", "display_name": "Email Address", "data_type": "email",
+                   "length": 255, "read_only": False}]
+        await store.save_catalogue("prod", fields)
+        clock.now += 5
+        await store.save_catalogue("prod", fields * 2)
+        assert await store.catalogue("prod") == (fields * 2, 1_005.0)
+        await store.save_catalogue("prod", {"dedupeFields": ["x"]}, name="car_c")
+        assert await store.catalogue("prod", "car_c") == ({"dedupeFields": ["x"]}, 1_005.0)
+        assert await store.catalogue("sandbox") is None
+
+
 async def test_errors_for_status(store_target: Path | str) -> None:
     clock = Clock()
     async with Store.open(store_target, clock=clock) as store:
