@@ -198,7 +198,7 @@ def _options_of(settings: Settings, route: Route | None) -> tuple[str, dict[str,
 
 def _retry_key(file: FileRecord, kind: str, options: dict[str, Any]) -> str | None:
     """The import key a re-queued file gets (None for a file recorded without one)."""
-    return import_key(kind, options) if file.import_key is not None else None
+    return import_key(kind, options, file.instance) if file.import_key is not None else None
 
 
 async def _imported_twin(store: Store, file: FileRecord, key: str | None) -> str | None:

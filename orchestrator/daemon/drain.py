@@ -9,7 +9,7 @@ the store's counts, whether every upload is terminal and every file has its repo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,19 +82,24 @@ async def drain_inbox(
     log.info("inbox_drained", files=len(present))
 
 
-async def drained(store: Store, held: Collection[int] = ()) -> bool:
+async def drained(stores: Sequence[Store], held: Collection[int] = ()) -> bool:
     """Return whether every upload is terminal and every file has its report.
 
     Args:
+        stores: the store seen for each Marketo instance (``Store.for_instance``; counts
+            are global, files to report are each instance's).
         held: ids of files intake holds back after environment failures (``received``);
             they do not count (``--once`` leaves them for the next run).
     """
-    counts = await store.counts_by_status()
+    counts = await stores[0].counts_by_status()
     if sum(counts["files"][s.value] for s in FILE_OPEN) > len(held):
         return False
     if any(counts["uploads"][s.value] for s in UPLOAD_OPEN):
         return False
-    return not await store.files_to_report()
+    for store in stores:
+        if await store.files_to_report():
+            return False
+    return True
 
 
 def inbox_files(inbox: Path) -> list[Path]:

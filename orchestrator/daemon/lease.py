@@ -100,14 +100,14 @@ class LeaseKeeper:
             log.warning("lease_renewal_failed", instance=self.instance, node=self.node_id,
                         error=f"{type(exc).__name__}: {exc}")
             if not self.valid():
-                self._drop("store unreachable")
+                self.drop("store unreachable")
             return self.held.is_set()
         if epoch is None:
-            self._drop("held by another node")
+            self.drop("held by another node")
             return False
         if epoch != self.epoch:
             if self.epoch is not None:
-                self._drop("lease expired before it was renewed")
+                self.drop("lease expired before it was renewed")
             self.epoch = epoch
             #: Times the lease was taken (again): the daemon recovers after each.
             self.takeovers += 1
@@ -117,7 +117,8 @@ class LeaseKeeper:
         self.held.set()
         return True
 
-    def _drop(self, why: str) -> None:
+    def drop(self, why: str) -> None:
+        """Give up the lease now (``lease_lost`` is logged if it was held): loops stop."""
         if self.epoch is not None:
             log.warning("lease_lost", instance=self.instance, node=self.node_id,
                         epoch=self.epoch, reason=why)
@@ -138,7 +139,7 @@ class LeaseKeeper:
                     wait = min(wait, max(self._trusted_until - self._monotonic(), 0.0))
                 await wait_any((stop,), wait)
                 if self.held.is_set() and not self.valid():
-                    self._drop("renewal not confirmed in time")
+                    self.drop("renewal not confirmed in time")
         finally:
             epoch, self.epoch = self.epoch, None
             self.held.clear()

@@ -36,7 +36,6 @@ shutdown. SIGHUP re-reads the settings file (``Daemon.reload``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import signal
@@ -58,20 +57,21 @@ from orchestrator.daemon.credentials import (
     HasTokens,
     MarketoUnreachable,
 )
-from orchestrator.daemon.recovery import recover_uploads
-from orchestrator.errors import AuthError, ConfigError, OrchestratorError, UnusablePath
+from orchestrator.daemon.instance import InstanceRunner
+from orchestrator.daemon.lease import LeaseKeeper, default_node_id
+from orchestrator.errors import ConfigError, OrchestratorError, StoreUnavailable, UnusablePath
 from orchestrator.intake import Intake
 from orchestrator.logging import register_secret, set_level
-from orchestrator.marketo import MarketoClient
 from orchestrator.marketo.tokens import refused_message
 from orchestrator.notify import Notifier
-from orchestrator.places import make_folders, packs_dir
-from orchestrator.results import Reporter, retention
+from orchestrator.places import make_folders
+from orchestrator.results import retention
 from orchestrator.results.reporter import ResultsClient
 from orchestrator.scheduling.poller import Poller, StatusSource
 from orchestrator.scheduling.scheduler import Scheduler, Submitter
 from orchestrator.settings import LimitSettings, Settings, reload_plan
 from orchestrator.store import Store, store_target
+from orchestrator.store.core import describe_target
 from orchestrator.store.lock import SingleDaemonLock
 from orchestrator.timing import Clock, wait_any
 from orchestrator.window import DaemonMetrics, HttpWindow, check_listen
@@ -84,6 +84,8 @@ log = structlog.get_logger(__name__)
 
 #: Seconds between two ``STATUS=`` updates to systemd when no watchdog asks for more often.
 STATUS_EVERY_S = 10.0
+#: Seconds a loop waits before it starts again after the database could not be reached.
+STORE_RETRY_S = 1.0
 
 
 class DaemonCrashed(OrchestratorError):
@@ -192,14 +194,11 @@ class Daemon:
         self.settings = settings
         self.clock = clock
         self._given_client = client
-        self.client: DaemonClient
         self.intake: IntakeLike
-        self.reporter: ReporterLike
         self._intake_factory = intake_factory
         self._reporter_factory = reporter_factory
         self.handle_signals = handle_signals
         self.stop_event = asyncio.Event()
-        self.report_wake = asyncio.Event()
         self.inbox_taken = asyncio.Event()
         self._force = asyncio.Event()
         self.stop_reason = "running"
@@ -220,64 +219,58 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._loop_tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
-        self.gate: AuthGate
         self._narrow: list[Path] = []
         self._stack = AsyncExitStack()
         #: Several nodes share one PostgreSQL: the Marketo loops run only under the lease.
         self.cluster = settings.store.url is not None
-        self.lease: LeaseKeeper | None = None
-        self._recovered_epoch: int | None = None
-        self._recovery_lock = asyncio.Lock()
+        #: The Marketo side of each instance, in the settings' order (the first is the one
+        #: of a simple setup, and the one the plain inbox goes to).
+        self.instances: list[InstanceRunner] = []
+        #: This node's name among the nodes of a deployment (``daemon.node_id``).
+        self.node_id = settings.daemon.node_id or default_node_id()
+        #: The store seen for the first instance (global queries see every instance).
         self.store: Store
-        self.scheduler: Scheduler
-        self.poller: Poller
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             check_listen(self.settings.http)
             register_secret(self.settings.http.bearer)
             self._narrow = make_folders(self.settings)
-            stack.enter_context(SingleDaemonLock(self.settings.paths.database))
-            self.store = await stack.enter_async_context(
+            if not self.cluster:
+                # Several nodes on one PostgreSQL coordinate by leases instead.
+                stack.enter_context(SingleDaemonLock(self.settings.paths.database))
+            opened = await stack.enter_async_context(
                 Store.open(store_target(self.settings), clock=self.clock)
             )
+            names = self.settings.instance_names()
+            self.store = opened.for_instance(names[0])
             await publish_routes(self.store, self.settings)
-            if self._given_client is not None:
-                self.client = self._given_client
-            else:
-                self.client = await stack.enter_async_context(
-                    MarketoClient(self.settings, store=self.store, clock=self.clock,
-                                  observer=self.metrics)
+            for index, name in enumerate(names):
+                runner = InstanceRunner(
+                    name, self.settings.for_instance(name), opened.for_instance(name),
+                    self.clock,
+                    client=self._given_client if index == 0 else None,
+                    lease=(LeaseKeeper(opened, name, self.node_id, self.settings.daemon.lease_s)
+                           if self.cluster else None),
+                    stop=self.stop_event, auth_retry_s=self.auth_retry_s,
+                    database=self.settings.paths.database if index == 0 else None,
+                    on_refused=self._refused, reporter_factory=self._reporter_factory,
+                    observer=self.metrics,
                 )
-            self.gate = AuthGate(
-                self.client, self.store, retry_s=self.auth_retry_s,
-                database=self.settings.paths.database, on_refused=self._refused,
-            )
-            stack.callback(self.gate.close)
+                await runner.open(stack)
+                self.instances.append(runner)
+            first = self.instances[0]
             if self._intake_factory is not None:
-                self.intake = self._intake_factory(self.store, self.client)
+                self.intake = self._intake_factory(self.store, first.client)
             else:
                 self.intake = Intake(
-                    self.settings, self.store, describe=self._describe, clock=self.clock,
-                    describe_object=self._describe_object,
+                    self.settings, self.store, describe=first.describe, clock=self.clock,
+                    describe_object=first.describe_object,
+                    describes={r.name: (r.describe, r.describe_object) for r in self.instances},
                 )
+                if self.cluster:
+                    self.intake.node_id = self.node_id
             self.intake.observer = self.metrics
-            if self._reporter_factory is not None:
-                self.reporter = self._reporter_factory(self.store, self.client)
-            else:
-                self.reporter = Reporter(self.settings, self.store, self.client, self.clock)
-            self.scheduler = Scheduler(self.settings, self.store, self.client, clock=self.clock)
-            self.poller = Poller(
-                self.settings,
-                self.store,
-                self.client,
-                clock=self.clock,
-                slot_freed=self.scheduler.slot_freed,
-                requeued=self.scheduler.work,
-                finished=self.report_wake,
-            )
-            self.scheduler.submitted = self.poller.poke
-            self.scheduler.finished = self.report_wake
             self.http = await stack.enter_async_context(HttpWindow(self, self.settings.http))
             self._stack = stack.pop_all()
         return self
@@ -312,9 +305,42 @@ class Daemon:
         if self.once:
             self.stop("auth_failed")
 
-    async def _describe(self) -> Any:
-        """``client.describe_leads`` for intake, waiting while the credentials are refused."""
-        return await self.gate.call_when_open(self.stop_event, self.client.describe_leads)
+    @property
+    def client(self) -> DaemonClient:
+        """The first instance's Marketo client."""
+        client: DaemonClient = self.instances[0].client
+        return client
+
+    @property
+    def gate(self) -> AuthGate:
+        """The first instance's credentials gate."""
+        return self.instances[0].gate
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The first instance's scheduler."""
+        return self.instances[0].scheduler
+
+    @property
+    def poller(self) -> Poller:
+        """The first instance's poller."""
+        return self.instances[0].poller
+
+    @property
+    def reporter(self) -> ReporterLike:
+        """The first instance's reporter."""
+        reporter: ReporterLike = self.instances[0].reporter
+        return reporter
+
+    @property
+    def report_wake(self) -> asyncio.Event:
+        """Set to make the first instance's reporter look now."""
+        return self.instances[0].report_wake
+
+    @property
+    def lease(self) -> LeaseKeeper | None:
+        """The first instance's lease keeper (PostgreSQL), or None."""
+        return self.instances[0].lease
 
     async def record_routes(self, settings: Settings | None = None) -> None:
         """Record the routes the daemon now works with (``publish_routes``).
@@ -326,16 +352,10 @@ class Daemon:
         await publish_routes(self.store, settings)
         log.info("daemon_routes_recorded", routes=[route.name for route in settings.routes])
 
-    async def _describe_object(self, api_name: str) -> Any:
-        """``client.describe_custom_object`` for intake, waiting while credentials are refused."""
-        return await self.gate.call_when_open(
-            self.stop_event, lambda: self.client.describe_custom_object(api_name)
-        )
-
     def on_enqueued(self, *args: Any, **kwargs: Any) -> None:
         """Callback for intake: new uploads or a finished file are in the store."""
-        self.scheduler.work.set()
-        self.report_wake.set()
+        for runner in self.instances:
+            runner.wake()
 
     async def run(self, once: bool = False) -> None:
         """Recover, then run every loop until stopped (or, with ``once``, until drained).
@@ -369,14 +389,19 @@ class Daemon:
                 mode=oct(folder.stat().st_mode & 0o7777),
                 fix=f"chmod 2770 {folder} (droppers in its group cannot write there)",
             )
-        gate_task = asyncio.create_task(self.gate.run(self.stop_event), name="leadflow-auth")
-        lease_task = (
-            asyncio.create_task(self.lease.run(self.stop_event), name="leadflow-lease")
-            if self.lease is not None else None
-        )
+        side_tasks = [
+            asyncio.create_task(r.gate.run(self.stop_event), name=f"leadflow-auth-{r.name}")
+            for r in self.instances
+        ]
+        lease_tasks = [
+            asyncio.create_task(r.lease.run(self.stop_event), name=f"leadflow-lease-{r.name}")
+            for r in self.instances if r.lease is not None
+        ]
         try:
-            if self.lease is None:
-                await self.gate.check_at_start(fatal=once)
+            for runner in self.instances:
+                if runner.lease is None:
+                    with structlog.contextvars.bound_contextvars(**self._tag(runner)):
+                        await runner.gate.check_at_start(fatal=once)
             try:
                 await self.recover()
             except (OrchestratorError, OSError, sqlite3.Error) as exc:
@@ -384,9 +409,11 @@ class Daemon:
                               error=f"{type(exc).__name__}: {exc}")
                 raise DaemonCrashed(f"recovery failed: {type(exc).__name__}: {exc}") from exc
             await self._run_loops(once)
-            if once and self.gate.refusal is not None:
+            refused = [r.gate for r in self.instances if r.gate.refusal is not None]
+            if once and refused:
                 self.stop_reason = "auth_failed"
-                raise CredentialsRefused(refused_message(self.gate.refusal, self.gate.url))
+                assert refused[0].refusal is not None
+                raise CredentialsRefused(refused_message(refused[0].refusal, refused[0].url))
             held = self._held()
             if once and held and self.stop_reason == "drained":
                 self.stop_reason = "files_held"
@@ -405,10 +432,11 @@ class Daemon:
                 self.stop_reason = "crashed" if isinstance(exc, Exception) else "cancelled"
             raise
         finally:
-            gate_task.cancel()
-            if lease_task is not None:
+            for task in side_tasks:
+                task.cancel()
+            if lease_tasks:
                 self.stop_event.set()
-                await asyncio.gather(lease_task, return_exceptions=True)
+                await asyncio.gather(*lease_tasks, return_exceptions=True)
             for sig in installed:
                 loop.remove_signal_handler(sig)
             if self.phase != "stopping":
@@ -421,7 +449,7 @@ class Daemon:
                 "daemon_stopped",
                 reason=self.stop_reason,
                 uptime_s=round(self.clock() - started, 3),
-                queue_full_answers=self.scheduler.queue_full_answers,
+                queue_full_answers=sum(r.scheduler.queue_full_answers for r in self.instances),
                 **counts,
             )
 
@@ -433,70 +461,73 @@ class Daemon:
         already reported, then a retention sweep (so ``--once`` sweeps too). The first polls
         of uploads at Marketo are spread over time (``rate_window_s / calls_per_20s`` apart).
         """
-        limits = self.settings.limits
-        await recover_uploads(self.store, self.clock(),
-                              spacing_s=limits.rate_window_s / limits.calls_per_20s,
-                              packs=packs_dir(self.settings.paths))
+        for runner in self.instances:
+            if runner.lease is None:  # under a lease: each time it is taken (run_as_leader)
+                await runner.recover()
         await self.intake.recover()
-        await self._report_pass()
+        for runner in self.instances:
+            if runner.lease is None:
+                await runner.report_pass()
         await self.reporter.remove_finished_work_dirs()
         await self._retention_pass()
-        self.scheduler.work.set()
+        for runner in self.instances:
+            runner.wake()
 
-    async def _as_leader(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Run a Marketo loop only while this node holds the lease; cancel it at once when lost.
+    @staticmethod
+    def _tag(runner: InstanceRunner) -> dict[str, str]:
+        """What the log lines of an instance's loops carry: ``instance=<name>``."""
+        return {"instance": runner.name}
 
-        The first loop to see a new epoch resumes what the previous holder left in flight
-        (``recovery.recover_uploads``: uploads caught mid-submit are sent again, marked
-        uncertain; batches at Marketo are polled on).
+    async def _through_outages(
+        self, name: str, make: Callable[[], Coroutine[Any, Any, Any]]
+    ) -> None:
+        """Run a loop; when the database cannot be reached, wait and start it again.
+
+        Only ``StoreUnavailable`` (PostgreSQL down, restarting, or the connection lost) is
+        waited out (logged ``store_unavailable``): what was committed is in the store, and
+        each loop starts again from it. Uploads a scheduler left ``submitting`` are reaped
+        first (without a lease; under a lease ``run_as_leader`` recovers on the next take).
         """
-        lease = self.lease
-        assert lease is not None
-        while not self.stop_event.is_set():
-            await wait_any((lease.held, self.stop_event), None)
-            if self.stop_event.is_set():
-                return
-            async with self._recovery_lock:
-                if lease.epoch is not None and self._recovered_epoch != lease.epoch:
-                    self._recovered_epoch = lease.epoch
-                    log.info("lease_takeover", instance=lease.instance, node=lease.node_id,
-                             epoch=lease.epoch)
-                    await recover_uploads(self.store, self.clock(),
-                                          packs_dir(self.settings.paths))
-                    self.scheduler.work.set()
-                    self.report_wake.set()
-            if not lease.valid():
-                continue
-            loop_task = asyncio.ensure_future(make())
-            watch = asyncio.ensure_future(wait_any((lease.lost, self.stop_event), None))
+        reap = False
+        while True:
             try:
-                await asyncio.wait({loop_task, watch}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                watch.cancel()
-            if loop_task.done():
-                loop_task.result()
+                if reap:
+                    for runner in self.instances:
+                        if runner.lease is None and name.startswith("scheduler"):
+                            await runner.recover()
+                    reap = False
+                await make()
                 return
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
-            if not self.stop_event.is_set():
-                log.warning("marketo_loop_stopped_lease_lost", instance=lease.instance)
+            except (StoreUnavailable, BaseExceptionGroup) as exc:
+                outage = _only_outage(exc)
+                if outage is None:
+                    raise
+                reap = True
+                log.warning("store_unavailable", loop=name, error=str(outage),
+                            retry_in_s=STORE_RETRY_S)
+                await wait_any((self.stop_event,), STORE_RETRY_S)
+                if self.stop_event.is_set():
+                    return
 
     async def _run_loops(self, once: bool) -> None:
         grace = self.settings.daemon.shutdown_grace_s
         stop = self.stop_event
-        makers: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
-            "scheduler": lambda: self.scheduler.run(stop),
-            "poller": lambda: self.poller.run(stop),
-            "reporter": self._report_loop,
-            "intake": self._drain_inbox if once else lambda: self.intake.run(
-                stop, on_enqueued=self.on_enqueued
-            ),
-        }
-        if self.lease is not None:
-            for name in ("scheduler", "poller", "reporter"):
-                makers[name] = functools.partial(self._as_leader, makers[name])
-        loops = {name: self.gate.supervise(stop, make) for name, make in makers.items()}
+        several = len(self.instances) > 1
+        loops: dict[str, Coroutine[Any, Any, Any]] = {}
+        for runner in self.instances:
+            for name, make in runner.loops().items():
+                label = f"{name}-{runner.name}" if several else name
+                supervised = functools.partial(runner.gate.supervise, stop, make)
+                loops[label] = _tagged(
+                    self._tag(runner), self._through_outages(label, supervised)
+                )
+        intake: Callable[[], Coroutine[Any, Any, Any]] = (
+            self._drain_inbox if once
+            else lambda: self.intake.run(stop, on_enqueued=self.on_enqueued)
+        )
+        loops["intake"] = self._through_outages(
+            "intake", functools.partial(self.gate.supervise, stop, intake)
+        )
         # Retention needs no Marketo: it goes on while the credentials are refused.
         loops["retention"] = self._retention_loop()
         try:
@@ -619,12 +650,12 @@ class Daemon:
         self.settings = settings
         if self.intake is not None:
             self.intake.settings = settings
-        self.scheduler.use_settings(settings)
-        self.poller.use_settings(settings)
-        self.client.set_limits(settings.limits)
+        for runner in self.instances:
+            runner.apply_settings(settings.for_instance(runner.name))
         if not self._auth_retry_given:
             self.auth_retry_s = settings.polling.max_interval_s * AUTH_RETRY_FACTOR
-            self.gate.retry_s = self.auth_retry_s
+            for runner in self.instances:
+                runner.gate.retry_s = self.auth_retry_s
         set_level(settings.log.level)
         try:  # new route folders get the drop folders' mode (2770), as at start
             make_folders(settings)
@@ -655,14 +686,6 @@ class Daemon:
                         configured_grace_s=grace, cut_short=self._force.is_set())
             task.cancel()
 
-    async def _report_loop(self) -> None:
-        tick = self.settings.daemon.idle_tick_s
-        while await self.gate.wait_open(self.stop_event):
-            ok = await self._report_pass()
-            timeout = tick if ok else self.settings.daemon.results_retry_s
-            await wait_any((self.stop_event, self.report_wake), timeout)
-            self.report_wake.clear()
-
     async def _retention_loop(self) -> None:
         """Sweep every ``retention.sweep_interval_s`` (the first sweep ran in ``recover``)."""
         interval = self.settings.retention.sweep_interval_s
@@ -678,20 +701,6 @@ class Daemon:
             await retention.sweep(self.settings, self.store, self.clock())
         except (OrchestratorError, OSError, sqlite3.Error) as exc:
             log.error("retention_failed", error=f"{type(exc).__name__}: {exc}")
-
-    async def _report_pass(self) -> bool:
-        try:
-            await self.reporter.report_ready()
-        except AuthError as exc:
-            await self.gate.refused(exc)
-            return False
-        except (asyncio.CancelledError, OrchestratorError):
-            raise
-        except Exception as exc:
-            # Bad input or a full disk must not stop the daemon; the pass is retried.
-            log.exception("report_pass_failed", error=f"{type(exc).__name__}: {exc}")
-            return False
-        return True
 
     async def _drain_inbox(self) -> None:
         """``--once``: take every file in the inbox (``drain.drain_inbox``)."""
@@ -714,7 +723,7 @@ class Daemon:
         Files intake holds back after environment failures (given up for this ``--once``
         run by ``drain.drain_inbox``) do not count.
         """
-        return await drain.drained(self.store, self._held())
+        return await drain.drained([r.store for r in self.instances], self._held())
 
     def _held(self) -> dict[int, int]:
         return dict(self.intake.held())
@@ -742,6 +751,23 @@ async def _guarded(name: str, coro: Awaitable[Any]) -> None:
         raise
 
 
+async def _tagged(tags: dict[str, str], coro: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coro`` with ``tags`` on every log line it (and the tasks it starts) writes."""
+    with structlog.contextvars.bound_contextvars(**tags):
+        await coro
+
+
+def _only_outage(exc: BaseException) -> StoreUnavailable | None:
+    """``exc`` if it is a ``StoreUnavailable``, or the first one of a group made only of them."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = [_only_outage(inner) for inner in exc.exceptions]
+        if found and all(f is not None for f in found):
+            return found[0]
+    return None
+
+
 async def _safe_counts(store: Store) -> dict[str, Any]:
     try:
         counts = await store.counts_by_status()
@@ -756,6 +782,8 @@ async def _safe_counts(store: Store) -> dict[str, Any]:
 def _summary(settings: Settings) -> dict[str, Any]:
     """Settings worth a line in ``daemon_started``: no secret, no token."""
     return {
+        "instances": list(settings.instance_names()),
+        "store": describe_target(store_target(settings)),
         "base_url": settings.marketo.base_url,
         "client_id": settings.marketo.client_id,
         "inbox": str(settings.paths.inbox),

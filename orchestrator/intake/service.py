@@ -26,7 +26,7 @@ import asyncio
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -157,24 +157,21 @@ class Intake:
         describe: Describe,
         clock: Clock = time.time,
         describe_object: DescribeObject | None = None,
+        describes: Mapping[str, tuple[Describe, DescribeObject | None]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.describe = describe
         self.clock = clock
         self.tracker = StabilityTracker(settings.intake.stable_s)
-        self.catalogue = CatalogueCache(
-            describe,
-            refresh_s=settings.intake.describe_refresh_s,
-            retry_s=settings.intake.rescan_interval_s,
-            clock=clock,
-        )
-        self.objects = ObjectCache(
-            describe_object,
-            refresh_s=settings.intake.describe_refresh_s,
-            retry_s=settings.intake.rescan_interval_s,
-            clock=clock,
-        )
+        self.catalogue = self._catalogue_cache(describe)
+        self.objects = self._object_cache(describe_object)
+        #: Each Marketo instance's describe caches, by name (``describes``); files of the
+        #: first instance (or of a simple setup) use ``catalogue`` and ``objects``.
+        self._caches: dict[str, tuple[CatalogueCache, ObjectCache]] = {
+            name: (self._catalogue_cache(leads), self._object_cache(objects))
+            for name, (leads, objects) in (describes or {}).items()
+        }
         self._waiting: dict[int, FileRecord] = {}
         self._logged: set[tuple[str, str]] = set()
         self._on_enqueued: Callable[[], None] | None = None
@@ -191,6 +188,26 @@ class Intake:
         #: Set by the daemon of a cluster node: dropped files are claimed in the store first,
         #: so that a shared inbox gives each file to one node.
         self.node_id: str | None = None
+
+    def _catalogue_cache(self, describe: Describe) -> CatalogueCache:
+        intake = self.settings.intake
+        return CatalogueCache(describe, refresh_s=intake.describe_refresh_s,
+                              retry_s=intake.rescan_interval_s, clock=self.clock)
+
+    def _object_cache(self, describe_object: DescribeObject | None) -> ObjectCache:
+        intake = self.settings.intake
+        return ObjectCache(describe_object, refresh_s=intake.describe_refresh_s,
+                           retry_s=intake.rescan_interval_s, clock=self.clock)
+
+    def _instance(self, route: str | None) -> str:
+        """The Marketo instance a file of ``route`` goes to (``Settings.instance_of_route``)."""
+        return self.settings.instance_of_route(route)
+
+    def _caches_of(self, route: Route | None) -> tuple[CatalogueCache, ObjectCache]:
+        """The describe caches of the instance a route imports into."""
+        return self._caches.get(
+            self._instance(route.name if route else None), (self.catalogue, self.objects)
+        )
 
     # --- public API ------------------------------------------------------------------------
 
@@ -433,6 +450,7 @@ class Intake:
                         work_path=f"{folder}{os.sep}{c.path.name}",
                         route=c.route.name if c.route else None,
                         size_bytes=c.size,
+                        instance=self._instance(c.route.name if c.route else None),
                     )
                     for c in batch
                 ]
@@ -667,6 +685,7 @@ class Intake:
                 work_path=str(work_source(self.settings.paths.work, PENDING_ID, path.name)),
                 route=candidate.route.name if candidate.route else None,
                 size_bytes=candidate.size,
+                instance=self._instance(candidate.route.name if candidate.route else None),
             )
         except StoreError as exc:
             log.error("file_claim_failed", file=path.name, error=str(exc))
@@ -740,7 +759,7 @@ class Intake:
         if "lookup_field" in route.model_fields_set:
             return route.lookup_field, ()
         assert route.object_api_name is not None  # Route's validator
-        described = await self.objects.get(route.object_api_name)
+        described = await self._caches_of(route)[1].get(route.object_api_name)
         return described.dedupe_fields[0], tuple(described.dedupe_fields)
 
     async def _route_plan(self, route: Route | None) -> tuple[_Plan, PrepareSpec]:
@@ -755,8 +774,12 @@ class Intake:
         kind = route.kind if route is not None else ImportKind.LEADS
         lookup, dedupe = await self._keys(route)
         options = upload_options(route or self.settings.import_, kind, lookup)
-        plan = _Plan(kind, lookup, dedupe, options, import_key(kind.value, options), False)
-        catalogue = None if kind is ImportKind.CUSTOM_OBJECTS else await self.catalogue.get()
+        instance = self._instance(route.name if route else None)
+        plan = _Plan(kind, lookup, dedupe, options, import_key(kind.value, options, instance),
+                     False)
+        catalogue = (
+            None if kind is ImportKind.CUSTOM_OBJECTS else await self._caches_of(route)[0].get()
+        )
         spec = PrepareSpec(
             catalogue=catalogue,
             lookup_field=lookup,

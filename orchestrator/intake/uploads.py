@@ -52,15 +52,20 @@ IMPORT_KEY_OPTIONS = (
 )
 
 
-def import_key(kind: str, options: Mapping[str, Any]) -> str:
+def import_key(kind: str, options: Mapping[str, Any], instance: str = "default") -> str:
     """Return what makes two imports of the same bytes the same import (``files.import_key``).
 
     A JSON array ``[kind, lookupField, listId, partitionName, programId,
     programMemberStatus, objectApiName]`` (absent options are ``null``; ``format`` is left
     out: uploads are always CSV; a route's name is left out: two routes with the same
     options make the same import). The same bytes with another key are another import.
+    For a Marketo instance other than ``default`` the instance's name is appended: the same
+    bytes imported into two instances are two imports (keys of ``default`` are those
+    recorded before instances existed).
     """
     values = [kind, *(options.get(name) for name in IMPORT_KEY_OPTIONS)]
+    if instance != "default":
+        values.append(f"instance:{instance}")
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
