@@ -69,6 +69,10 @@ MULTIPART_OVERHEAD = 1024
 DEFAULT_PACK_WAIT_S = 60.0
 ENV_PREFIX = "LEADFLOW_"
 CONFIG_ENV = "LEADFLOW_CONFIG"
+#: The name of the one Marketo instance of a simple setup (``[marketo]`` without ``name``).
+DEFAULT_INSTANCE_NAME = "default"
+#: What an instance's name may be: 1 to 40 lower-case letters, digits, ``_`` and ``-``.
+INSTANCE_NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "leadflow_config_file", default=None
@@ -80,8 +84,15 @@ class _Section(BaseModel):
 
 
 class MarketoSettings(_Section):
-    """How to reach one Marketo instance (docs/reference/marketo-api.md §1 and §6)."""
+    """How to reach one Marketo instance (docs/reference/marketo-api.md §1 and §6).
 
+    ``[marketo]`` is the one instance of a simple setup; each ``[[instances]]`` table is an
+    ``InstanceSettings``, a subclass with the same keys plus its own limits.
+    """
+
+    #: The instance's name: 1 to 40 of ``a-z``, ``0-9``, ``_``, ``-``. Routes name their
+    #: instance with it (``routes[].instance``); reports and logs show it.
+    name: str = DEFAULT_INSTANCE_NAME
     #: REST endpoint, e.g. ``https://123-ABC-456.mktorest.com``; a trailing ``/rest`` or ``/``
     #: is stripped.
     base_url: str = DEFAULT_BASE_URL
@@ -119,21 +130,42 @@ class MarketoSettings(_Section):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not INSTANCE_NAME_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"instance name {value!r} must be 1 to 40 characters of lower-case a-z, "
+                "0-9, '_' and '-'"
+            )
+        return value
+
     @property
     def identity(self) -> str:
         """The identity endpoint URL, without a trailing slash."""
         return self.identity_url or f"{self.base_url}/identity"
+
+    def _setting_key(self, key: str) -> str:
+        """The dotted name of one of these settings in messages, e.g. ``marketo.client_id``."""
+        return f"marketo.{key}"
+
+    def _missing_hint(self, key: str) -> str:
+        """How to set a missing credential, for messages (``client_id`` or ``client_secret``)."""
+        if key == "client_id":
+            return f"set {ENV_PREFIX}MARKETO__CLIENT_ID or marketo.client_id"
+        return f"set {ENV_PREFIX}MARKETO__CLIENT_SECRET or marketo.client_secret_file"
 
     def secret(self) -> str:
         """Return the client secret from ``client_secret`` or ``client_secret_file``.
 
         Raises:
             ConfigError: no ``client_id``; neither secret setting is set; or the file cannot
-                be read or is empty.
+                be read or is empty. Its key is ``marketo.<key>`` (``instances.<name>.<key>``
+                for an ``[[instances]]`` table).
         """
         if not self.client_id.strip():
             raise ConfigError(
-                "marketo.client_id", "missing: set LEADFLOW_MARKETO__CLIENT_ID or marketo.client_id"
+                self._setting_key("client_id"), f"missing: {self._missing_hint('client_id')}"
             )
         if self.client_secret is not None and self.client_secret.get_secret_value():
             return self.client_secret.get_secret_value()
@@ -142,15 +174,16 @@ class MarketoSettings(_Section):
                 text = self.client_secret_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
-                    "marketo.client_secret_file",
+                    self._setting_key("client_secret_file"),
                     f"cannot read {self.client_secret_file}: {exc.strerror}",
                 ) from exc
             if text:
                 return text.splitlines()[0].strip()
-            raise ConfigError("marketo.client_secret_file", f"{self.client_secret_file} is empty")
+            raise ConfigError(
+                self._setting_key("client_secret_file"), f"{self.client_secret_file} is empty"
+            )
         raise ConfigError(
-            "marketo.client_secret",
-            "missing: set LEADFLOW_MARKETO__CLIENT_SECRET or marketo.client_secret_file",
+            self._setting_key("client_secret"), f"missing: {self._missing_hint('client_secret')}"
         )
 
 
@@ -220,6 +253,36 @@ class LimitSettings(_Section):
     def max_file_bytes(self) -> int:
         """The largest upload file (bytes) whose multipart body stays under the limit."""
         return self.max_upload_bytes - MULTIPART_OVERHEAD
+
+
+class InstanceSettings(MarketoSettings):
+    """One ``[[instances]]`` table: a Marketo instance with its own credentials and limits.
+
+    The keys of ``[marketo]`` (``name`` required here) plus ``limits``, the ``[limits]`` keys
+    for this instance alone: Marketo's limits (calls per 20 s, calls in flight, the daily
+    quota, the import queue) are per instance, so each instance gets its own share. A
+    subclass of ``MarketoSettings``: it goes wherever one is expected
+    (``Settings.for_instance`` puts it in ``marketo``).
+    """
+
+    #: The instance's name (required): routes name it in ``routes[].instance``.
+    name: str
+    #: This instance's limits, as ``[limits]`` (defaults: the ``[limits]`` defaults, not the
+    #: values of the top-level ``[limits]`` table).
+    limits: LimitSettings = LimitSettings()
+
+    def _setting_key(self, key: str) -> str:
+        """The dotted name of one of these settings in messages: ``instances.<name>.<key>``."""
+        return f"instances.{self.name}.{key}"
+
+    def _missing_hint(self, key: str) -> str:
+        """How to set a missing credential, for messages (``client_id`` or ``client_secret``)."""
+        if key == "client_id":
+            return f"set client_id in the [[instances]] table named {self.name!r}"
+        return (
+            f"set client_secret_file (or client_secret) in the [[instances]] table named "
+            f"{self.name!r}"
+        )
 
 
 class PollingSettings(_Section):
@@ -337,6 +400,10 @@ class Route(ImportOptions):
     program_member_status: str | None = None
     #: ``apiName`` of the custom object for custom object imports.
     object_api_name: str | None = None
+    #: The Marketo instance this route imports into (an ``[[instances]]`` name, or
+    #: ``marketo.name``); may be left out while one instance is configured, required with two
+    #: or more.
+    instance: str | None = None
 
     @property
     def subfolder(self) -> str:
@@ -491,6 +558,9 @@ class Settings(BaseSettings):
     intake: IntakeSettings = IntakeSettings()
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
     routes: tuple[Route, ...] = ()
+    #: ``[[instances]]``: several Marketo instances, each with its own credentials and limits
+    #: (env ``LEADFLOW_INSTANCES`` as a JSON list). Empty: ``[marketo]`` is the one instance.
+    instances: tuple[InstanceSettings, ...] = ()
     daemon: DaemonSettings = DaemonSettings()
     retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
@@ -505,12 +575,122 @@ class Settings(BaseSettings):
             seen.add(route.subfolder)
         return self
 
+    @model_validator(mode="after")
+    def _consistent_instances(self) -> Settings:
+        """Instances have unique names, ``[marketo]`` is not also set, routes name known ones.
+
+        Raises:
+            ConfigError: directly (not as a pydantic error), so that ``load_settings`` and the
+                CLI pass on its key and reason as they are (one line, exit 2).
+        """
+        seen: set[str] = set()
+        for index, instance in enumerate(self.instances):
+            if instance.name in seen:
+                raise ConfigError(
+                    f"instances.{index}.name",
+                    f"two [[instances]] tables are named {instance.name!r}: names must be unique",
+                )
+            seen.add(instance.name)
+        if self.instances and self.marketo.model_fields_set:
+            raise _marketo_beside_instances(self.marketo)
+        problem = _routes_problem(self.routes, self.instance_names())
+        if problem is not None:
+            raise problem
+        return self
+
     def route_for_folder(self, subfolder: str) -> Route | None:
         """Return the route whose folder is ``subfolder`` (relative to the inbox), if any."""
         for route in self.routes:
             if route.subfolder == subfolder.strip("/"):
                 return route
         return None
+
+    def instances_in_force(self) -> tuple[InstanceSettings, ...]:
+        """Return the Marketo instances leadflow imports into, in the order configured.
+
+        Returns:
+            The ``[[instances]]`` tables when there are any; otherwise one instance built
+            from ``[marketo]`` (named ``marketo.name``, ``"default"`` unless set) with the
+            top-level ``[limits]`` as its limits. Never empty. The first one is where files
+            at the inbox root go (``instance_of_route(None)``).
+        """
+        if self.instances:
+            return self.instances
+        given = {
+            key: getattr(self.marketo, key)
+            for key in self.marketo.model_fields_set
+            if key in MarketoSettings.model_fields
+        }
+        return (
+            InstanceSettings.model_validate(
+                {**given, "name": self.marketo.name, "limits": self.limits}
+            ),
+        )
+
+    def instance_names(self) -> tuple[str, ...]:
+        """Return the names of the instances in force, in order (``instances_in_force``)."""
+        if self.instances:
+            return tuple(instance.name for instance in self.instances)
+        return (self.marketo.name,)
+
+    def instance_of_route(self, route: str | None) -> str:
+        """Return the name of the instance that files of ``route`` are imported into.
+
+        Args:
+            route: a route's ``name``; None for the plain inbox (files at the inbox root,
+                outside every route folder), which always goes to the FIRST instance in
+                force: the first ``[[instances]]`` table, or ``[marketo]``.
+
+        Returns:
+            The route's ``instance``; for a route that names none (allowed only while one
+            instance is configured), that one instance.
+
+        Raises:
+            ConfigError: no route is called ``route`` (key ``routes``); e.g. one a reload
+                removed. The caller decides what a file of such a route becomes: it is not
+                sent to the first instance by default, which may be the wrong one.
+
+        Ask the full settings, not a ``for_instance`` copy: in a copy the first (only)
+        instance is the copy's own.
+        """
+        names = self.instance_names()
+        if route is None:
+            return names[0]
+        found = next((r for r in self.routes if r.name == route), None)
+        if found is None:
+            known = ", ".join(r.name for r in self.routes) or "none configured"
+            raise ConfigError("routes", f"no route named {route!r}; known routes: {known}")
+        return found.instance if found.instance is not None else names[0]
+
+    def for_instance(self, name: str) -> Settings:
+        """Return these settings as seen by the parts that work with one instance.
+
+        The daemon gives each instance's scheduler, poller and client such a copy, so that
+        they use that instance's credentials and limits without knowing about instances.
+
+        Args:
+            name: an instance name from ``instance_names()``.
+
+        Returns:
+            A copy (``model_copy``, not validated again) whose ``marketo`` is that instance (an
+            ``InstanceSettings``, so ``marketo.name`` and ``marketo.limits`` are there too)
+            and whose ``limits`` is the instance's ``limits``. With ``[[instances]]``,
+            ``instances`` holds this one instance only: the copy carries no other instance's
+            endpoint or credentials. Everything else (paths, routes, polling, ...) is
+            unchanged.
+
+        Raises:
+            ConfigError: no instance is called ``name`` (key ``instances``; the reason lists
+                the known names).
+        """
+        instance = next((i for i in self.instances_in_force() if i.name == name), None)
+        if instance is None:
+            known = ", ".join(self.instance_names())
+            raise ConfigError("instances", f"no instance named {name!r}; known instances: {known}")
+        update: dict[str, Any] = {"marketo": instance, "limits": instance.limits}
+        if self.instances:
+            update["instances"] = (instance,)
+        return self.model_copy(update=update)
 
     @classmethod
     def settings_customise_sources(
@@ -531,6 +711,54 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def _marketo_beside_instances(marketo: MarketoSettings) -> ConfigError:
+    """The error for ``[marketo]`` keys set while ``[[instances]]`` are configured.
+
+    With ``[[instances]]`` the ``[marketo]`` table is not used at all: every key set there
+    (credentials, endpoint, timeouts) would be silently ignored, so all of them are refused.
+    """
+    given = [key for key in MarketoSettings.model_fields if key in marketo.model_fields_set]
+    from_env = [
+        f"{ENV_PREFIX}MARKETO__{key.upper()}"
+        for key in given
+        if any(var.upper() == f"{ENV_PREFIX}MARKETO__{key.upper()}" for var in os.environ)
+    ]
+    note = f" ({', '.join(from_env)} set in the environment)" if from_env else ""
+    return ConfigError(
+        "marketo",
+        f"[marketo] sets {', '.join(given)}{note} while [[instances]] are configured: use one "
+        "or the other ([marketo] for one instance, or an [[instances]] table per instance "
+        "with its own endpoint, credentials and timeouts)",
+    )
+
+
+def _routes_problem(routes: tuple[Route, ...], names: tuple[str, ...]) -> ConfigError | None:
+    """The first route that names an unknown instance, or none while several are configured.
+
+    Args:
+        routes: the routes to check.
+        names: the instance names in force (``Settings.instance_names``), never empty.
+
+    Returns:
+        The error to raise (key ``routes.<index>.instance``), or None when every route is fine.
+    """
+    known = ", ".join(names)
+    for index, route in enumerate(routes):
+        if route.instance is None and len(names) > 1:
+            return ConfigError(
+                f"routes.{index}.instance",
+                f"route {route.name!r} names no instance: with {len(names)} instances "
+                f"({known}) every route must name the one it imports into",
+            )
+        if route.instance is not None and route.instance not in names:
+            return ConfigError(
+                f"routes.{index}.instance",
+                f"route {route.name!r} names instance {route.instance!r}, which is not "
+                f"configured; known instances: {known}",
+            )
+    return None
 
 
 class _AliasEnvSource(PydanticBaseSettingsSource):
@@ -585,11 +813,18 @@ def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
+#: Settings that are lists of tables: in the environment, one variable holding JSON.
+_JSON_LIST_FIELDS = ("routes", "instances")
+
+
 def _describe_error(exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     loc = [str(part) for part in first["loc"]]
     key = ".".join(loc) or "settings"
-    env = ENV_PREFIX + "__".join(part.upper() for part in loc) if loc else ""
+    if loc and loc[0] in _JSON_LIST_FIELDS:
+        env = f"{ENV_PREFIX}{loc[0].upper()}, a JSON list"  # one variable, not one per key
+    else:
+        env = ENV_PREFIX + "__".join(part.upper() for part in loc) if loc else ""
     where = f" (env {env})" if env else ""
     message = first["msg"]
     if first.get("type") == "extra_forbidden":
@@ -662,7 +897,13 @@ def reload_plan(running: Settings, new: Settings) -> tuple[Settings, list[str], 
         ``(effective, changed, needs_restart)``: the settings to run with from now on; the
         dotted names of live settings that changed (``routes``, ``limits.import_slots``,
         ``log.level``); the dotted names of settings that changed but only take effect after
-        a restart (``paths.inbox``, ``http.listen``, ``marketo.base_url``, ...).
+        a restart (``paths.inbox``, ``http.listen``, ``marketo.base_url``, ``marketo.name``,
+        ``instances.<name>.<key>``, ...).
+
+    Instances (``[[instances]]``, ``marketo.name``) only change at a restart. New routes
+    that name an instance the running settings do not have (one added or renamed in the
+    same edit) are not applied either: the running routes stay, and ``routes`` is named
+    among the settings that need a restart.
     """
     changed: list[str] = []
     restart: list[str] = []
@@ -673,6 +914,9 @@ def reload_plan(running: Settings, new: Settings) -> tuple[Settings, list[str], 
             continue
         if name == "routes":
             changed.append("routes")
+            continue
+        if name == "instances":
+            restart += _instance_changes(old_value, new_value)
             continue
         old_flat = _flat(old_value.model_dump(mode="json"), label)
         new_flat = _flat(new_value.model_dump(mode="json"), label)
@@ -688,11 +932,49 @@ def reload_plan(running: Settings, new: Settings) -> tuple[Settings, list[str], 
             restart += [k for k in keys if k != "log.level"]
         else:
             restart += keys
+    routes = new.routes
+    if "routes" in changed and _routes_problem(new.routes, running.instance_names()):
+        # The new routes name instances that only a restart brings (added, renamed): keep
+        # the running routes, which fit the running instances.
+        routes = running.routes
+        changed.remove("routes")
+        restart.append("routes")
     effective = running.model_copy(update={
-        "routes": new.routes,
+        "routes": routes,
         "import_": new.import_,
         "limits": new.limits,
         "polling": new.polling,
         "log": running.log.model_copy(update={"level": new.log.level}),
     })
     return effective, changed, restart
+
+
+def _instance_changes(
+    old: tuple[InstanceSettings, ...], new: tuple[InstanceSettings, ...]
+) -> list[str]:
+    """Dotted names of what differs between two ``[[instances]]`` lists, instance by name.
+
+    Returns:
+        ``instances.<name>`` for an instance added or removed, ``instances.<name>.<key>``
+        (``instances.<name>.limits.<key>``) for a changed key, and ``instances`` alone when
+        only their order changed (the first one takes the plain inbox's files).
+    """
+    old_by_name = {instance.name: instance for instance in old}
+    new_by_name = {instance.name: instance for instance in new}
+    keys: list[str] = []
+    for name in sorted(old_by_name.keys() | new_by_name.keys()):
+        before, after = old_by_name.get(name), new_by_name.get(name)
+        if before is None or after is None:
+            keys.append(f"instances.{name}")
+            continue
+        if before == after:
+            continue
+        old_flat = _flat(before.model_dump(mode="json"), f"instances.{name}")
+        new_flat = _flat(after.model_dump(mode="json"), f"instances.{name}")
+        differ = sorted(k for k in old_flat.keys() | new_flat.keys()
+                        if old_flat.get(k) != new_flat.get(k))
+        # A changed secret dumps the same mask: name the key that differs.
+        keys += differ or [f"instances.{name}.client_secret"]
+    if not keys and list(old_by_name) != list(new_by_name):
+        keys.append("instances")
+    return keys

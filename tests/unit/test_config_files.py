@@ -12,7 +12,13 @@ import pytest
 from pydantic import BaseModel
 
 from orchestrator.demo import runner
-from orchestrator.settings import Route, Settings, load_settings
+from orchestrator.settings import (
+    InstanceSettings,
+    LimitSettings,
+    Route,
+    Settings,
+    load_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "leadflow.example.toml"
@@ -54,7 +60,7 @@ def test_every_setting_appears_in_the_example() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     missing: list[str] = []
     for name, field in Settings.model_fields.items():
-        if name == "routes":
+        if name in ("routes", "instances"):
             continue
         section = field.alias or name
         model = field.annotation
@@ -63,6 +69,12 @@ def test_every_setting_appears_in_the_example() -> None:
         missing += [f"{section}.{key}" for key in model.model_fields if key not in present]
     routes = text[text.index("[[routes]]"):]
     missing += [f"routes.{key}" for key in Route.model_fields if key not in _keys_in(routes)]
+    instances = text[text.index("# [[instances]]"):]
+    missing += [f"instances.{key}" for key in InstanceSettings.model_fields
+                if key != "limits" and key not in _keys_in(instances)]
+    instance_limits = instances[instances.index("# [instances.limits]"):]
+    missing += [f"instances.limits.{key}" for key in LimitSettings.model_fields
+                if key not in _keys_in(instance_limits)]
     assert not missing, f"not documented in {EXAMPLE.name}: {missing}"
 
 
