@@ -86,6 +86,14 @@ def render_status(data: dict[str, Any]) -> str:
     uploads = ", ".join(f"{k} {v}" for k, v in data["counts"]["uploads"].items() if v)
     lines.append(f"files:    {files or 'none'}")
     lines.append(f"uploads:  {uploads or 'none'}")
+    instances = data.get("instances") or []
+    if len(instances) > 1:
+        for inst in instances:
+            slots, calls = inst["slots"], inst["calls_today"]
+            lines.append(
+                f"instance: {inst['name']} ({inst['base_url']}): slots {slots['in_use']} of "
+                f"{slots['budget']} in use, calls {calls['calls']} of {calls['budget']} today"
+            )
     slots = data["slots"]
     lines.append(f"slots:    {slots['in_use']} of {slots['budget']} in use at Marketo")
     packing = data.get("packing") or {}
@@ -105,7 +113,7 @@ def render_status(data: dict[str, Any]) -> str:
     for lease in cluster.get("leases", []):
         who = (f"held by {lease['holder']} (epoch {lease['epoch']}, expires in "
                f"{lease['expires_in_s']:.1f}s)" if lease["held"] else "not held")
-        lines.append(f"instance: {lease['instance']}: {who}")
+        lines.append(f"lease:    {lease['instance']}: {who}")
     for node in cluster.get("nodes", []):
         lines.append(f"node:     {node['node_id']} (host {node['host']}, pid {node['pid']}), "
                      f"heartbeat {node['heartbeat_age_s']:.1f}s ago")

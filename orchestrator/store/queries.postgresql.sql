@@ -298,7 +298,7 @@ SELECT at, file_id, upload_id, code, message FROM errors ORDER BY id DESC LIMIT 
 -- ``leadflow status`` files: every open file (capped) and the newest finished ones, with row
 -- counts summed over their parts (each subquery uses the ``parts`` (file_id, seq) index).
 SELECT f.id, f.name, f.status, f.route, f.rows_total, f.rows_rejected, f.error,
-    f.received_at, f.finished_at, f.reported_at,
+    f.received_at, f.finished_at, f.reported_at, f.instance,
     (SELECT CAST(SUM(CASE WHEN u.status = 'complete' THEN COALESCE(p.num_leads_processed, 0)
                           ELSE 0 END) AS bigint)
         FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE p.file_id = f.id)

@@ -40,10 +40,13 @@ class DaemonView(Protocol):
     metrics: DaemonMetrics
     #: ``starting`` (recovering), ``running`` (loops run) or ``stopping``.
     phase: str
-    #: The ``AuthGate`` (``open``, ``refusal``, ``url``).
-    gate: Any
-    #: The ``MarketoClient`` (``governor``), or a test double.
-    client: Any
+    @property
+    def gate(self) -> Any:
+        """The first instance's ``AuthGate`` (``open``, ``refusal``, ``url``)."""
+
+    @property
+    def client(self) -> Any:
+        """The first instance's ``MarketoClient`` (``governor``), or a test double."""
 
     def clock(self) -> float:
         """Epoch seconds."""

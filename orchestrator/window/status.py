@@ -12,7 +12,8 @@ from orchestrator.models import FILE_OPEN
 from orchestrator.places import read_pause, results_dir
 from orchestrator.results.retention import DAY_S, days_of
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.store import Store, store_target
+from orchestrator.store.core import describe_target
 from orchestrator.store.lock import daemon_running
 from orchestrator.timing import quota_day
 
@@ -43,7 +44,55 @@ def _file_view(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "finished_at": row["finished_at"],
         "reported_at": row["reported_at"],
         "parts_waiting": row["parts_waiting"],
+        "instance": row["instance"],
     }
+
+
+def _batch_view(u: Any, riders: list[tuple[int, str, int, int]], now: float,
+                instance: str) -> dict[str, Any]:
+    return {
+        "upload_id": u.id,
+        "instance": instance,
+        "files": len({r[0] for r in riders}),
+        "file_ids": list(dict.fromkeys(r[0] for r in riders))[:BATCH_FILE_IDS],
+        "file_id": riders[0][0] if len(riders) == 1 else None,
+        "seq": riders[0][2] if len(riders) == 1 else None,
+        "batchId": u.batch_id,
+        "status": u.marketo_status,
+        "rows": u.rows,
+        "age_s": round(now - (u.submitted_at or u.created_at), 1),
+        "next_poll_in_s": (
+            round(max(u.next_poll_at - now, 0.0), 1) if u.next_poll_at else None
+        ),
+    }
+
+
+async def _instance_view(
+    store: Store, settings: Settings, now: float, day: str, leases: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """One instance's figures, its batches at Marketo and what waits for a pack."""
+    mine = settings.for_instance(store.instance)
+    outstanding = await store.at_marketo()
+    waiting = await store.waiting_summary()
+    batches = [
+        _batch_view(u, await store.files_of_upload(u.id), now, store.instance)
+        for u in outstanding
+    ]
+    lease = leases.get(store.instance)
+    view = {
+        "name": store.instance,
+        "base_url": mine.marketo.base_url,
+        "slots": {"in_use": len(outstanding), "budget": mine.limits.import_slots},
+        "calls_today": {
+            "day": day,
+            "calls": await store.calls_on(day),
+            "budget": mine.limits.daily_call_budget,
+            "by_endpoint": await store.usage_on(day),
+        },
+        "waiting_files": waiting["files"],
+        "lease": lease,
+    }
+    return view, batches, waiting
 
 
 async def collect_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
@@ -57,15 +106,39 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
     waiting_parts, waiting_rows, oldest_wait_s}: what waits in the FIFO for a pack;
     ``batches`` [{upload_id, files, file_ids (the first ``BATCH_FILE_IDS``), file_id and seq
     (None when several files ride in it), batchId, status, rows, age_s, next_poll_in_s}];
-    ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint};
+    ``slots`` {in_use, budget}; ``calls_today`` {day, calls, budget, by_endpoint} (both of
+    the first instance); ``instances`` [{name, base_url, slots, calls_today, waiting_files,
+    lease}] (each Marketo instance; ``lease`` {instance, holder, epoch, acquired_at,
+    expires_at, expires_in_s, held} or None without one); ``cluster`` {nodes [{node_id,
+    host, pid, started_at, heartbeat_at, heartbeat_age_s}], leases [...]}; batches carry
+    their ``instance``;
     ``recent_errors`` [...]; ``retention`` {days {archive, rejected, results, work},
     deleted_last_24h {what: n}, deleted_total {what: n}}.
     """
     counts = await store.counts_by_status()
-    outstanding = await store.at_marketo()
-    waiting = await store.waiting_summary()
-    riders = {u.id: await store.files_of_upload(u.id) for u in outstanding}
     day = quota_day(now)
+    leases = {
+        lease["instance"]: {
+            **lease, "expires_in_s": round(lease["expires_at"] - now, 1),
+            "held": lease["holder"] is not None and lease["expires_at"] > now,
+        }
+        for lease in await store.leases()
+    }
+    instances: list[dict[str, Any]] = []
+    batches: list[dict[str, Any]] = []
+    waiting = {"files": 0, "parts": 0, "rows": 0, "oldest_queued_at": None}
+    for name in settings.instance_names():
+        view, theirs, waits = await _instance_view(
+            store.for_instance(name), settings, now, day, leases
+        )
+        instances.append(view)
+        batches.extend(theirs)
+        for key in ("files", "parts", "rows"):
+            waiting[key] += waits[key]
+        if waits["oldest_queued_at"] is not None:
+            oldest = waiting["oldest_queued_at"]
+            waiting["oldest_queued_at"] = min(oldest or waits["oldest_queued_at"],
+                                              waits["oldest_queued_at"])
     pid = daemon_running(settings.paths.database)
     paused = read_pause(settings.paths.database) if pid is not None else None
     files = [
@@ -75,8 +148,16 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
     open_total = sum(counts["files"].get(s, 0) for s in OPEN_STATUSES)
     open_listed = sum(1 for f in files if f["status"] in OPEN_STATUSES)
     return {
-        "database": str(settings.paths.database),
+        "database": describe_target(store_target(settings)),
         "daemon": {"running": pid is not None, "pid": pid or None, "paused": paused},
+        "instances": instances,
+        "cluster": {
+            "nodes": [
+                {**n, "heartbeat_age_s": round(max(now - n["heartbeat_at"], 0.0), 1)}
+                for n in await store.nodes()
+            ],
+            "leases": list(leases.values()),
+        },
         "counts": counts,
         "files": files,
         "files_not_listed": max(open_total - open_listed, 0),
@@ -89,30 +170,10 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
                 if waiting["oldest_queued_at"] is not None else None
             ),
         },
-        "batches": [
-            {
-                "upload_id": u.id,
-                "files": len({r[0] for r in riders[u.id]}),
-                "file_ids": list(dict.fromkeys(r[0] for r in riders[u.id]))[:BATCH_FILE_IDS],
-                "file_id": riders[u.id][0][0] if len(riders[u.id]) == 1 else None,
-                "seq": riders[u.id][0][2] if len(riders[u.id]) == 1 else None,
-                "batchId": u.batch_id,
-                "status": u.marketo_status,
-                "rows": u.rows,
-                "age_s": round(now - (u.submitted_at or u.created_at), 1),
-                "next_poll_in_s": (
-                    round(max(u.next_poll_at - now, 0.0), 1) if u.next_poll_at else None
-                ),
-            }
-            for u in outstanding
-        ],
-        "slots": {"in_use": len(outstanding), "budget": settings.limits.import_slots},
-        "calls_today": {
-            "day": day,
-            "calls": await store.calls_on(day),
-            "budget": settings.limits.daily_call_budget,
-            "by_endpoint": await store.usage_on(day),
-        },
+        "batches": batches,
+        # The first instance's (the one of a simple setup); ``instances`` has each one's.
+        "slots": instances[0]["slots"],
+        "calls_today": instances[0]["calls_today"],
         "recent_errors": await store.recent_errors(10),
         "retention": {
             "days": days_of(settings),
