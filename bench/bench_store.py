@@ -105,6 +105,7 @@ def _raw_ops(db: Path, n: int) -> dict[str, float]:
             row = conn.execute(SQL["insert_file"], {
                 "name": f"f{i}.csv", "inbox_path": f"/bench/inbox/f{i}.csv",
                 "work_path": f"/bench/work/{i}", "route": None, "size_bytes": 120, "now": now,
+                "instance": "default",
             }).fetchone()
             conn.execute("COMMIT")
             conn.execute("BEGIN IMMEDIATE")
@@ -112,17 +113,18 @@ def _raw_ops(db: Path, n: int) -> dict[str, float]:
                                        "id": row[0], "s0": "received"}).fetchone()
             conn.execute(SQL["insert_part"], (None, row[0], 1, f"/bench/work/{i}/upload-0001.csv",
                                                  120, 0, 1, b"\x02\x00\x00\x00", "leads",
-                                                 '{"format": "csv"}', None, now, now))
+                                                 '{"format": "csv"}', None, now, now,
+                                                 "default"))
             conn.execute("COMMIT")
         t1 = time.perf_counter()
         claimed = []
         for _ in range(n):
-            head = conn.execute(SQL["select_waiting_head"]).fetchone()
+            head = conn.execute(SQL["select_waiting_head"], {"instance": "default"}).fetchone()
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute(SQL["insert_upload"], {
                 "path": head[3], "size_bytes": head[4], "rows": head[6], "kind": head[7],
                 "options": head[8], "status": "submitting", "claimed_at": time.time(),
-                "now": time.time()}).fetchone()
+                "now": time.time(), "instance": "default"}).fetchone()
             conn.execute(SQL["link_part"], (row[0], 0, head[0]))
             conn.execute("COMMIT")
             claimed.append(row[0])
@@ -193,8 +195,9 @@ async def _populate_history(db: Path, uploads: int, per_file: int = 100) -> dict
                 " AND p.file_id = :last ORDER BY u.id LIMIT 10)",
                 {"new": new, "old": old, "now": now, "last": last_file})
         day = time.strftime("%Y-%m-%d")
-        conn.execute("INSERT INTO api_usage (day, endpoint, calls, errors) VALUES (?, ?, ?, ?)"
-                     " ON CONFLICT DO NOTHING", (day, "bulk_import_status", 3000, 2))
+        conn.execute("INSERT INTO api_usage (instance, day, endpoint, calls, errors)"
+                     " VALUES ('default', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                     (day, "bulk_import_status", 3000, 2))
         conn.execute("COMMIT")
         history = conn.execute("SELECT COUNT(*) FROM status_history").fetchone()[0]
         total = conn.execute("SELECT COUNT(*) FROM uploads").fetchone()[0]
