@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import figure
-from orchestrator.commands.status import collect_status
 from orchestrator.models import NewPart, UploadStatus
 from orchestrator.settings import load_settings
 from orchestrator.store import Store
 from orchestrator.store import core as store_mod
+from orchestrator.window.status import collect_status
 
 #: The SQLite store's named queries (the baseline runs the very same SQL).
 SQL = store_mod.QUERIES["sqlite"]
