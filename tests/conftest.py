@@ -54,7 +54,8 @@ def shared_inputs() -> Path:
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Build Settings with every path under ``tmp_path`` and fast intervals.
 
-    Call with nested overrides, e.g. ``make_settings(limits={"import_slots": 3})``.
+    Call with nested overrides, e.g. ``make_settings(limits={"import_slots": 3})``; with
+    ``instances=[...]`` the ``[marketo]`` credentials are left out.
     """
 
     def factory(**overrides: Any) -> Settings:
@@ -73,6 +74,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "log": {"format": "json"},
             "http": {"listen": ""},
         }
+        if "instances" in overrides:  # [[instances]] replace [marketo]'s credentials
+            del base["marketo"]
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(base.get(key), dict):
                 base[key] = {**base[key], **value}

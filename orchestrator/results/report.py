@@ -247,6 +247,7 @@ def build_report(
         "encoding": file.encoding,
         "format": file.format,
         "route": file.route,
+        "instance": file.instance,
         "forced": file.info.get("forced") if file.forced else None,
         "rows": rows.as_dict(),
         "duplicates": file.duplicates,

@@ -56,6 +56,7 @@ def a_file(**kw: Any) -> FileRecord:
         "inbox_path": "/in/leads.csv",
         "work_path": "/w/7/source/leads.csv",
         "route": None,
+        "instance": "default",
         "status": FileStatus.REPORTING,
         "sha256": "ab" * 32,
         "size_bytes": 100,
