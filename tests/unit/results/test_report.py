@@ -21,6 +21,7 @@ REPORT_KEYS = [
     "encoding",
     "format",
     "route",
+    "instance",
     "forced",
     "rows",
     "duplicates",
