@@ -44,6 +44,10 @@ CREATE TABLE field_catalogues (
 ) WITHOUT ROWID;
 
 ALTER TABLE files ADD COLUMN instance TEXT NOT NULL DEFAULT 'default';
+-- The node that claimed a file (NULL: one daemon on SQLite, or before this version): while it
+-- is ``received`` only that node prepares it, unless the node stopped beating (then another
+-- node adopts it).
+ALTER TABLE files ADD COLUMN node_id TEXT;
 ALTER TABLE parts ADD COLUMN instance TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE uploads ADD COLUMN instance TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE api_calls ADD COLUMN instance TEXT NOT NULL DEFAULT 'default';

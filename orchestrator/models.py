@@ -179,6 +179,8 @@ class FileRecord:
     forced: bool = False
     #: The Marketo instance it is imported into (``[[instances]]`` name; ``routes[].instance``).
     instance: str = "default"
+    #: The cluster node that claimed it (None: one daemon, no cluster).
+    node_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> FileRecord:
@@ -206,6 +208,7 @@ class FileRecord:
             import_key=row["import_key"],
             forced=bool(row["forced"]),
             instance=row["instance"],
+            node_id=row["node_id"],
         )
 
 
@@ -229,6 +232,8 @@ class NewFile:
     size_bytes: int | None
     #: The Marketo instance it goes to; None: the store's (``Store.for_instance``).
     instance: str | None = None
+    #: The cluster node that claimed it (None: one daemon, no cluster).
+    node_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

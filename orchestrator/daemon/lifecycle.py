@@ -39,6 +39,7 @@ import asyncio
 import functools
 import os
 import signal
+import socket
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -244,6 +245,10 @@ class Daemon:
             )
             names = self.settings.instance_names()
             self.store = opened.for_instance(names[0])
+            if self.cluster:
+                # Beat before intake stamps files with this node (others adopt the files of
+                # nodes that do not beat).
+                await opened.heartbeat(self.node_id, socket.gethostname(), os.getpid())
             await publish_routes(self.store, self.settings)
             for index, name in enumerate(names):
                 runner = InstanceRunner(

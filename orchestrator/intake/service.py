@@ -217,10 +217,34 @@ class Intake:
         A file whose work copy exists is prepared again from scratch; one still only in the
         inbox is claimed again; one in neither place is rejected as vanished.
 
+        On a node of a cluster (``node_id`` set) only files no live node prepares are
+        resumed (``Store.adopt_received``); ``scan_once`` adopts such files again while the
+        daemon runs, so the files a dead node left half-prepared are finished by another.
+
         Returns:
             How many files were resumed (whatever their outcome).
         """
-        files = await self.store.files_in(FileStatus.RECEIVED)
+        if self.node_id is None:
+            files = await self.store.files_in(FileStatus.RECEIVED)
+        else:
+            files = await self._adopt(own=True)
+        return await self._resume(files)
+
+    async def _adopt(self, own: bool = False) -> list[FileRecord]:
+        """Adopt the ``received`` files of nodes that stopped beating (3 x ``daemon.lease_s``).
+
+        ``own``: at start, this node's earlier run's files too.
+        """
+        assert self.node_id is not None
+        stale_before = self.clock() - 3 * self.settings.daemon.lease_s
+        files = await self.store.adopt_received(self.node_id, stale_before, own=own)
+        mine = [f for f in files if f.id not in self._waiting and f.id not in self._held]
+        for record in mine:
+            log.info("file_adopted", file_id=record.id, file=record.name, node=self.node_id)
+        return mine
+
+    async def _resume(self, files: list[FileRecord]) -> int:
+        """Prepare again (or claim again, or end) files left ``received``."""
         inbox = self.settings.paths.inbox
         for record in files:
             log.info("file_recovered", file_id=record.id, file=record.name)
@@ -256,6 +280,9 @@ class Intake:
             How many files were claimed.
         """
         inbox = self.settings.paths.inbox
+        if self.node_id is not None:
+            # Files a dead node left half-prepared: this node finishes them.
+            await self._resume(await self._adopt())
         await asyncio.to_thread(inbox.mkdir, parents=True, exist_ok=True)
         listing = await asyncio.to_thread(scan_inbox, inbox, self.settings)
         for path, why in listing.ignored:
@@ -451,6 +478,7 @@ class Intake:
                         route=c.route.name if c.route else None,
                         size_bytes=c.size,
                         instance=self._instance(c.route.name if c.route else None),
+                        node_id=self.node_id,
                     )
                     for c in batch
                 ]
@@ -686,6 +714,7 @@ class Intake:
                 route=candidate.route.name if candidate.route else None,
                 size_bytes=candidate.size,
                 instance=self._instance(candidate.route.name if candidate.route else None),
+                node_id=self.node_id,
             )
         except StoreError as exc:
             log.error("file_claim_failed", file=path.name, error=str(exc))

@@ -224,6 +224,7 @@ class Store:
         route: str | None,
         size_bytes: int | None,
         instance: str | None = None,
+        node_id: str | None = None,
     ) -> FileRecord:
         """Record a newly found file in status ``received``; returns it with its id.
 
@@ -232,6 +233,7 @@ class Store:
 
         Args:
             instance: the Marketo instance the file goes to (default: this store's).
+            node_id: the cluster node that claimed it (None without a cluster).
         """
         async with self._db.transaction() as tx:
             row = await tx.fetchone(
@@ -244,6 +246,7 @@ class Store:
                     "size_bytes": size_bytes,
                     "now": self._clock(),
                     "instance": instance or self._instance,
+                    "node_id": node_id,
                 },
             )
             assert row is not None
@@ -352,6 +355,7 @@ class Store:
                         "size_bytes": f.size_bytes,
                         "now": now,
                         "instance": f.instance or self._instance,
+                        "node_id": f.node_id,
                     }
                     for new_id, f in zip(ids, files, strict=True)
                 ],
@@ -1110,6 +1114,26 @@ class Store:
                 self._q["release_lease"],
                 {"instance": instance, "node_id": node_id, "epoch": epoch},
             )
+
+    async def adopt_received(
+        self, node_id: str, stale_before: float, *, own: bool = False
+    ) -> list[FileRecord]:
+        """Make ``received`` files this node's to prepare, when no live node prepares them.
+
+        Those recorded without a node (one daemon, or before schema 7), those of a node
+        whose last heartbeat is at or before ``stale_before`` (epoch seconds) or that is gone
+        from ``nodes``, and with ``own`` (at start) those of this node's earlier run. One
+        statement: two nodes never adopt the same file.
+
+        Returns:
+            The adopted files, oldest first.
+        """
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                self._q["adopt_received"],
+                {"me": node_id, "stale_before": stale_before, "own": int(own)},
+            )
+        return sorted((FileRecord.from_row(r) for r in rows), key=lambda f: f.id)
 
     async def claim_inbox_entries(
         self, entries: Sequence[tuple[str, int, int]], node_id: str, stale_s: float = 60.0

@@ -5,8 +5,9 @@
 
 -- name: insert_file
 INSERT INTO files (name, inbox_path, work_path, route, size_bytes, status, received_at,
-                   updated_at, instance)
-VALUES (:name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now, :instance)
+                   updated_at, instance, node_id)
+VALUES (:name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now, :instance,
+        :node_id)
 RETURNING *
 
 -- name: select_file
@@ -34,9 +35,20 @@ ORDER BY id LIMIT 1
 -- A batch of claimed files in one transaction; ids are given by the caller (reserve_ids,
 -- inside BEGIN IMMEDIATE) so that each work path can name its file's id.
 INSERT INTO files (id, name, inbox_path, work_path, route, size_bytes, status, received_at,
-                   updated_at, instance)
+                   updated_at, instance, node_id)
 VALUES (:id, :name, :inbox_path, :work_path, :route, :size_bytes, 'received', :now, :now,
-        :instance)
+        :instance, :node_id)
+
+-- name: adopt_received
+-- Files left ``received`` by this node's earlier run (:own = 1, at start), by a daemon
+-- without a node name, or by a node that stopped beating before :stale_before: they become
+-- this node's to prepare.
+UPDATE files SET node_id = :me
+WHERE status = 'received'
+  AND (node_id IS NULL OR (node_id = :me AND :own = 1) OR (node_id <> :me AND NOT EXISTS (
+      SELECT 1 FROM nodes n WHERE n.node_id = files.node_id
+                                AND n.heartbeat_at > :stale_before)))
+RETURNING *
 
 -- name: reserve_ids
 -- The next :n ids of a table (:tbl) from its identity sequence; other nodes may take ids

@@ -298,6 +298,35 @@ async def test_a_claim_of_a_dead_node_is_taken_over(store_target: Path | str) ->
         assert await store.claim_inbox_entries([entry], "dead", stale_s=60.0) == set()
 
 
+async def test_files_a_dead_node_left_received_are_adopted_once(
+    store_target: Path | str,
+) -> None:
+    """Issue 17: a node that died mid-preparation leaves files to a live node, never to two."""
+    clock = Clock()
+    async with Store.open(store_target, clock=clock) as a, Store.open(store_target) as b:
+        for node in ("dead", "alive", "me", "other"):
+            await a.heartbeat(node, "h", 1)
+        lost, busy, free = await a.add_files([
+            NewFile("lost.csv", "/in/lost.csv", "/w/{id}/lost.csv", None, 1, node_id="dead"),
+            NewFile("busy.csv", "/in/busy.csv", "/w/{id}/busy.csv", None, 1, node_id="alive"),
+            NewFile("free.csv", "/in/free.csv", "/w/{id}/free.csv", None, 1),
+        ])
+        # Both nodes beat recently: only the file of no node is adopted.
+        assert [f.id for f in await a.adopt_received("me", 990.0)] == [free.id]
+        clock.now = 1_100.0
+        for node in ("alive", "me", "other"):
+            await a.heartbeat(node, "h", 1)
+        # "dead" last beat at 1,000: adopted by exactly one of two racing nodes.
+        won = await asyncio.gather(a.adopt_received("me", 1_050.0),
+                                   b.adopt_received("other", 1_050.0))
+        assert sorted(f.id for w in won for f in w) == [lost.id]
+        # A node's own files come back only at its start (own=True).
+        owner = "me" if won[0] else "other"
+        assert await a.adopt_received(owner, 1_050.0) == []
+        assert {f.id for f in await a.adopt_received(owner, 1_050.0, own=True)} >= {lost.id}
+        refreshed = await a.get_file(busy.id)
+        assert refreshed is not None and refreshed.status is FileStatus.RECEIVED
+
 async def test_the_field_catalogue_is_published_for_other_nodes(
     store_target: Path | str,
 ) -> None:
