@@ -786,11 +786,16 @@ async def _safe_counts(store: Store) -> dict[str, Any]:
 
 def _summary(settings: Settings) -> dict[str, Any]:
     """Settings worth a line in ``daemon_started``: no secret, no token."""
+    first = settings.for_instance(settings.instance_names()[0])
     return {
-        "instances": list(settings.instance_names()),
+        "instances": [
+            {"name": i.name, "base_url": i.base_url, "client_id": i.client_id,
+             "calls_per_20s": i.limits.calls_per_20s}
+            for i in settings.instances_in_force()
+        ],
         "store": describe_target(store_target(settings)),
-        "base_url": settings.marketo.base_url,
-        "client_id": settings.marketo.client_id,
+        "base_url": first.marketo.base_url,
+        "client_id": first.marketo.client_id,
         "inbox": str(settings.paths.inbox),
         "results": str(settings.paths.results),
         "database": str(settings.paths.database),
