@@ -29,7 +29,13 @@ def add_status_gauges(data: dict[str, Any], registry: CollectorRegistry) -> None
     ``leadflow_import_slots_budget``,
     ``leadflow_api_calls_today{endpoint}``, ``leadflow_api_errors_today{endpoint}``,
     ``leadflow_daily_call_budget``, ``leadflow_oldest_batch_age_seconds`` (0 when none),
-    ``leadflow_files_waiting_for_pack``, ``leadflow_oldest_pack_wait_seconds`` (0 when none).
+    ``leadflow_files_waiting_for_pack``, ``leadflow_oldest_pack_wait_seconds`` (0 when none)
+    (the slot and call figures without a label are the first instance's);
+    per Marketo instance: ``leadflow_instance_slots_in_use{instance}``,
+    ``leadflow_instance_slots_budget{instance}``, ``leadflow_instance_calls_today{instance}``,
+    ``leadflow_instance_call_budget{instance}``; on PostgreSQL:
+    ``leadflow_lease_held{instance,holder}`` (1 while a node holds it),
+    ``leadflow_node_heartbeat_age_seconds{node}``.
     """
     Gauge(
         "leadflow_daemon_running", "1 when a daemon holds the database's lock, else 0",
@@ -84,3 +90,37 @@ def add_status_gauges(data: dict[str, Any], registry: CollectorRegistry) -> None
         "How long the oldest part waiting for a pack has waited, seconds",
         registry=registry,
     ).set(packing.get("oldest_wait_s") or 0.0)
+    add_instance_gauges(data, registry)
+
+
+def add_instance_gauges(data: dict[str, Any], registry: CollectorRegistry) -> None:
+    """Register the per-instance and per-node gauges of a ``collect_status`` dict."""
+    labelled = {
+        name: Gauge(name, text, ["instance"], registry=registry)
+        for name, text in (
+            ("leadflow_instance_slots_in_use", "Our jobs queued-or-importing at an instance"),
+            ("leadflow_instance_slots_budget", "The instance's limits.import_slots"),
+            ("leadflow_instance_calls_today", "API calls to an instance on the current day"),
+            ("leadflow_instance_call_budget", "The instance's limits.daily_call_budget"),
+        )
+    }
+    for inst in data.get("instances") or []:
+        name = inst["name"]
+        labelled["leadflow_instance_slots_in_use"].labels(instance=name).set(
+            inst["slots"]["in_use"])
+        labelled["leadflow_instance_slots_budget"].labels(instance=name).set(
+            inst["slots"]["budget"])
+        labelled["leadflow_instance_calls_today"].labels(instance=name).set(
+            inst["calls_today"]["calls"])
+        labelled["leadflow_instance_call_budget"].labels(instance=name).set(
+            inst["calls_today"]["budget"])
+    cluster = data.get("cluster") or {}
+    held = Gauge("leadflow_lease_held", "1 while a node holds the instance's lease",
+                 ["instance", "holder"], registry=registry)
+    for lease in cluster.get("leases") or []:
+        held.labels(instance=lease["instance"], holder=lease["holder"] or "").set(
+            1 if lease["held"] else 0)
+    beat = Gauge("leadflow_node_heartbeat_age_seconds", "Seconds since a node's last heartbeat",
+                 ["node"], registry=registry)
+    for node in cluster.get("nodes") or []:
+        beat.labels(node=node["node_id"]).set(node["heartbeat_age_s"])

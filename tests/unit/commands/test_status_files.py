@@ -209,3 +209,5 @@ async def test_status_shows_files_waiting_for_a_pack_and_who_rides_in_each_batch
     metrics = render_prometheus(data)
     assert "leadflow_files_waiting_for_pack 1.0" in metrics
     assert "leadflow_oldest_pack_wait_seconds 30.0" in metrics
+    assert 'leadflow_instance_slots_in_use{instance="default"} 1.0' in metrics
+    assert 'leadflow_instance_calls_today{instance="default"} 0.0' in metrics
