@@ -827,6 +827,11 @@ async def run_daemon(
         DatabaseLocked: another daemon uses the database.
         DaemonCrashed: a loop failed (the CLI prints the cause chain and exits 1).
     """
+    if once and "listen" not in settings.http.model_fields_set:
+        # A drain is over in minutes and nothing scrapes it: no listener unless asked for.
+        settings = settings.model_copy(
+            update={"http": settings.http.model_copy(update={"listen": ""})}
+        )
     async with Daemon(settings, reload_settings=reload_settings) as daemon:
         await daemon.run(once=once)
     return 0
