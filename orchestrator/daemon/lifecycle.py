@@ -430,9 +430,10 @@ class Daemon:
                     "run tries them again"
                 )
         except BaseException as exc:
-            if self.stop_reason == "running" and isinstance(exc, (CredentialsRefused,
-                                                                   MarketoUnreachable)):
+            if self.stop_reason == "running" and isinstance(exc, CredentialsRefused):
                 self.stop_reason = "auth_failed"
+            if self.stop_reason == "running" and isinstance(exc, MarketoUnreachable):
+                self.stop_reason = "marketo_unreachable"
             if self.stop_reason == "running":
                 self.stop_reason = "crashed" if isinstance(exc, Exception) else "cancelled"
             raise
@@ -449,7 +450,8 @@ class Daemon:
                 self.notifier.stopping(f"stopping: {self.stop_reason}")
             counts = await _safe_counts(self.store)
             # A crash or refused credentials need a person; a requested stop does not.
-            stopped_bad = self.stop_reason in ("crashed", "auth_failed", "files_held")
+            stopped_bad = self.stop_reason in ("crashed", "auth_failed", "marketo_unreachable",
+                                               "files_held")
             (log.error if stopped_bad else log.info)(
                 "daemon_stopped",
                 reason=self.stop_reason,

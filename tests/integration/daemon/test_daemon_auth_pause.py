@@ -106,13 +106,16 @@ async def test_run_once_with_marketo_unreachable_exits_after_the_retries(
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"  # nothing listens there any more
     settings = daemon_settings(url, marketo={"retry_attempts": 2})
-    with pytest.raises(MarketoUnreachable) as raised:
+    with capture_logs() as logs, pytest.raises(MarketoUnreachable) as raised:
         async with running(settings) as daemon:
             await asyncio.wait_for(daemon.run(once=True), 10)
     assert f"cannot reach Marketo's identity endpoint {url}/identity/oauth/token" in str(
         raised.value
     )
     assert daemon.client.tokens.identity_calls == 2
+    # Unreachable is not refused: the stop says which.
+    stopped = [e for e in logs if e["event"] == "daemon_stopped"]
+    assert stopped and stopped[0]["reason"] == "marketo_unreachable"
 
 
 async def test_daemon_pauses_on_refused_credentials_retries_slowly_and_resumes(
