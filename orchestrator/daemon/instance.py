@@ -252,6 +252,10 @@ class InstanceRunner:
                     self._recovered_round = lease.takeovers
                     log.info("lease_takeover", instance=self.name, node=lease.node_id,
                              epoch=lease.epoch)
+                    governor = getattr(self.client, "governor", None)
+                    if governor is not None:
+                        # Another node may have called this instance meanwhile.
+                        await governor.resync()
                     await self.recover()
                     self.scheduler.work.set()
                     self.report_wake.set()

@@ -292,6 +292,23 @@ class Governor:
                     window_s=self._window_s, limit=self._limits.calls_per_20s,
                 )
 
+    async def resync(self) -> None:
+        """Take the window from the store again, replacing what this process remembers.
+
+        For a node that takes an instance's lease (again): another node may have called the
+        instance meanwhile, and its calls are in the store (as are this process's own).
+        Calls in flight are none then (the loops were cancelled when the lease was lost).
+        """
+        if self._store is None:
+            return
+        async with self._restore_lock:
+            now = self._clock()
+            answered = await self._store.restore_window(now, self._window_s)
+            self._done = collections.deque(sorted(t + self._window_s for t in answered))
+            self._restored = True
+            log.info("rate_window_restored", calls=len(answered), window_s=self._window_s,
+                     limit=self._limits.calls_per_20s, reason="lease_taken")
+
     async def _admit(self, endpoint: str) -> CallTicket | None:
         """Count the call if the day's budget allows it; else pause until the reset.
 

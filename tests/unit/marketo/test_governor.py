@@ -263,3 +263,32 @@ async def test_a_call_without_an_answer_leaves_the_budget_but_not_the_window(
     with pytest.raises(QuotaExhausted):
         async with gov.slot("import_status"):
             pass
+
+
+async def test_a_node_taking_the_lease_counts_the_calls_another_node_made(
+    fake_time: FakeTime, tmp_path: Path
+) -> None:
+    """Issue 17: the 20-s window is the instance's, whichever node sent the calls."""
+    async with Store.open(tmp_path / "q.db", clock=fake_time.clock) as db:
+        limits = LimitSettings(calls_per_20s=5)
+        a = Governor(limits, store=db.for_instance("prod"), clock=fake_time.clock,
+                     sleep=fake_time.sleep)
+        b = Governor(limits, store=db.for_instance("prod"), clock=fake_time.clock,
+                     sleep=fake_time.sleep)
+        other = Governor(limits, store=db.for_instance("sandbox"), clock=fake_time.clock,
+                         sleep=fake_time.sleep)
+        await b.restore()  # b ran before, as a follower it made no call
+        for _ in range(4):  # node a holds the lease and calls
+            async with a.slot("import_status"):
+                pass
+        async with other.slot("import_status"):  # another instance's calls do not count
+            pass
+        assert b.calls_in_window() == 0
+        await b.resync()  # b takes the lease
+        assert b.calls_in_window() == 4
+        began = fake_time.now
+        for _ in range(2):
+            async with b.slot("import_status"):
+                pass
+        # One call was left in the window: the second waited until a's first left it.
+        assert fake_time.now - began == pytest.approx(20.0, abs=0.5)
