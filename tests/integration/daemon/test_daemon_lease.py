@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from orchestrator.daemon.instance import FencedSubmitter
 from orchestrator.daemon.lease import SAFETY, LeaseKeeper
 from orchestrator.errors import StoreUnavailable
 from orchestrator.store import Store
@@ -82,3 +83,31 @@ async def test_clean_stop_releases_the_lease_at_once(store_target: Path | str) -
         await asyncio.wait_for(task, 5)
         assert await b.tick() and b.epoch == 2  # no need to wait 30 s
         assert [n["node_id"] for n in await sb.nodes()] == ["node-b"]
+
+
+async def test_a_create_call_never_leaves_without_a_trusted_lease(
+    store_target: Path | str, tmp_path: Path
+) -> None:
+    """The fence in front of the create call: no two nodes ever submit for one instance."""
+    clock = Clock()
+    sent: list[Path] = []
+
+    class Client:
+        async def create_import(self, path: Path, *, kind: str, options: dict[str, object]
+                                ) -> str:
+            sent.append(path)
+            return "job"
+
+    async with Store.open(store_target, clock=clock) as store:
+        lease = LeaseKeeper(store, "prod", "node-a", 10.0, monotonic=clock)
+        assert await lease.tick()
+        fenced = FencedSubmitter(Client(), lease)
+        assert await fenced.create_import(tmp_path / "a.csv", kind="leads", options={}) == "job"
+        clock.now += 10 * SAFETY  # the renewal is no longer trusted (not yet renewed)
+        call = asyncio.ensure_future(
+            fenced.create_import(tmp_path / "b.csv", kind="leads", options={})
+        )
+        await asyncio.wait_for(lease.lost.wait(), 5)  # dropped: the loops get cancelled
+        assert not call.done() and not lease.held.is_set()
+        call.cancel()
+        assert sent == [tmp_path / "a.csv"]
