@@ -139,6 +139,7 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
             oldest = waiting["oldest_queued_at"]
             waiting["oldest_queued_at"] = min(oldest or waits["oldest_queued_at"],
                                               waits["oldest_queued_at"])
+    nodes = await store.nodes()
     pid = daemon_running(settings.paths.database)
     paused = read_pause(settings.paths.database) if pid is not None else None
     files = [
@@ -149,12 +150,19 @@ async def collect_status(store: Store, settings: Settings, now: float) -> dict[s
     open_listed = sum(1 for f in files if f["status"] in OPEN_STATUSES)
     return {
         "database": describe_target(store_target(settings)),
-        "daemon": {"running": pid is not None, "pid": pid or None, "paused": paused},
+        "daemon": {
+            # On PostgreSQL the nodes say they run (no lock file: they may be elsewhere).
+            "running": pid is not None or any(
+                now - n["heartbeat_at"] <= 3 * settings.daemon.lease_s for n in nodes
+            ),
+            "pid": pid or None,
+            "paused": paused,
+        },
         "instances": instances,
         "cluster": {
             "nodes": [
                 {**n, "heartbeat_age_s": round(max(now - n["heartbeat_at"], 0.0), 1)}
-                for n in await store.nodes()
+                for n in nodes
             ],
             "leases": list(leases.values()),
         },
