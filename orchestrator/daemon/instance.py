@@ -132,7 +132,7 @@ class InstanceRunner:
             )
         self.gate = AuthGate(
             self.client, self.store, retry_s=self._auth_retry_s,
-            database=self._database, on_refused=self._on_refused,
+            database=self._database, on_refused=self._on_refused, instance=self.name,
         )
         stack.callback(self.gate.close)
         if self._reporter_factory is not None:
@@ -152,19 +152,24 @@ class InstanceRunner:
     # --- describe, for intake -------------------------------------------------------------
 
     async def describe(self) -> list[LeadField]:
-        """The instance's lead fields for intake, waiting while the credentials are refused.
+        """The instance's lead fields for intake.
 
-        With a lease, only the holder calls Marketo and publishes the fields in the store;
-        another node reads them from there.
+        Never waits while this instance's credentials are refused: it raises, and intake
+        keeps the file ``received`` and tries it again at a later scan, so files of the
+        other instances go on. With a lease, only the holder calls Marketo and publishes the
+        fields in the store; another node reads them from there.
 
         Raises:
+            AuthError: this instance's credentials are refused (its gate is closed, or closes
+                now).
             StoreError: a follower found nothing published yet (the file waits and is tried
                 again).
         """
         if self.lease is None:
-            fields: list[LeadField] = await self.gate.call_when_open(
-                self.stop_event, self.client.describe_leads
-            )
+            with structlog.contextvars.bound_contextvars(instance=self.name):
+                fields: list[LeadField] = await self.gate.call_if_open(
+                    self.client.describe_leads
+                )
             return fields
         if self.lease.valid():
             return await self._publish_fields()
@@ -178,12 +183,14 @@ class InstanceRunner:
         """A custom object's describe for intake (published by the lease holder, as above).
 
         Raises:
+            AuthError: this instance's credentials are refused (as ``describe``).
             StoreError: a follower found nothing published yet for this object.
         """
         if self.lease is None or self.lease.valid():
-            described: ObjectDescription = await self.gate.call_when_open(
-                self.stop_event, lambda: self.client.describe_custom_object(api_name)
-            )
+            with structlog.contextvars.bound_contextvars(instance=self.name):
+                described: ObjectDescription = await self.gate.call_if_open(
+                    lambda: self.client.describe_custom_object(api_name)
+                )
             if self.lease is not None:
                 await self.store.save_catalogue(self.name, dataclasses.asdict(described),
                                                 name=api_name)
@@ -200,9 +207,13 @@ class InstanceRunner:
         )
 
     async def _publish_fields(self) -> list[LeadField]:
-        fields: list[LeadField] = await self.gate.call_when_open(
-            self.stop_event, self.client.describe_leads
-        )
+        """Describe the lead fields and publish them for the other nodes.
+
+        Raises:
+            AuthError: this instance's credentials are refused (nothing is published).
+        """
+        with structlog.contextvars.bound_contextvars(instance=self.name):
+            fields: list[LeadField] = await self.gate.call_if_open(self.client.describe_leads)
         await self.store.save_catalogue(self.name, [dataclasses.asdict(f) for f in fields])
         return fields
 

@@ -525,9 +525,12 @@ class Daemon:
             self._drain_inbox if once
             else lambda: self.intake.run(stop, on_enqueued=self.on_enqueued)
         )
-        loops["intake"] = self._through_outages(
-            "intake", functools.partial(self.gate.supervise, stop, intake)
-        )
+        if not several:
+            # One instance: intake waits while its credentials are refused. With several,
+            # intake goes on for the others; a file of a paused instance waits ``received``
+            # (its describe is refused: ``InstanceRunner.describe``) and is tried again.
+            intake = functools.partial(self.gate.supervise, stop, intake)
+        loops["intake"] = self._through_outages("intake", intake)
         # Retention needs no Marketo: it goes on while the credentials are refused.
         loops["retention"] = self._retention_loop()
         try:
