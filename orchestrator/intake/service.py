@@ -215,12 +215,18 @@ class Intake:
         """Resume files left ``received`` by a previous run; call once at start-up.
 
         A file whose work copy exists is prepared again from scratch; one still only in the
-        inbox is claimed again; one in neither place is rejected as vanished.
+        inbox is claimed again; one in neither place is rejected as vanished. A cluster node
+        (``node_id`` set) resumes only the files it claimed itself (``store.inbox_claims_of``):
+        a ``received`` file of another node is being prepared by that node right now, and
+        must not be prepared twice (its work folder cleaned under it).
 
         Returns:
             How many files were resumed (whatever their outcome).
         """
         files = await self.store.files_in(FileStatus.RECEIVED)
+        if self.node_id is not None and files:
+            mine = await self.store.inbox_claims_of(self.node_id)
+            files = [record for record in files if record.inbox_path in mine]
         inbox = self.settings.paths.inbox
         for record in files:
             log.info("file_recovered", file_id=record.id, file=record.name)

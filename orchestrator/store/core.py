@@ -1140,6 +1140,16 @@ class Store:
                     won.add((path, size, mtime_ns))
         return won
 
+    async def inbox_claims_of(self, node_id: str) -> set[str]:
+        """Return the inbox paths ``node_id`` claimed (``claim_inbox_entries``), as strings.
+
+        A node resumes at start only the files it took itself: a file another node took is
+        being prepared by that node, maybe at this very moment. Claims older than a day are
+        forgotten (``claim_inbox_entries``), and so are not returned.
+        """
+        rows = await self._fetchall(self._q["select_inbox_claims_of_node"], (node_id,))
+        return {str(row[0]) for row in rows}
+
     async def save_catalogue(
         self, instance: str, fields: Any, name: str = "lead"
     ) -> None:

@@ -415,6 +415,10 @@ ON CONFLICT (inbox_path, size_bytes, mtime_ns) DO UPDATE
 -- Claims older than a cutoff: their files left the inbox long ago.
 DELETE FROM inbox_claims WHERE claimed_at < ?
 
+-- name: select_inbox_claims_of_node
+-- The inbox paths one node claimed: the files a restarted node may resume as its own.
+SELECT inbox_path FROM inbox_claims WHERE node_id = ?
+
 -- name: upsert_catalogue
 INSERT INTO field_catalogues (instance, name, fields, fetched_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (instance, name) DO UPDATE SET fields = excluded.fields,

@@ -296,6 +296,12 @@ async def test_a_claim_of_a_dead_node_is_taken_over(store_target: Path | str) ->
         clock.now += 31  # the claim is 61 s old and its file is still offered
         assert await store.claim_inbox_entries([entry], "alive", stale_s=60.0) == {entry}
         assert await store.claim_inbox_entries([entry], "dead", stale_s=60.0) == set()
+        # The claims of each node, for its restart (a taken-over claim is the new node's).
+        assert await store.claim_inbox_entries([("/in/b.csv", 5, 1)], "dead") == {
+            ("/in/b.csv", 5, 1)}
+        assert await store.inbox_claims_of("alive") == {"/in/a.csv"}
+        assert await store.inbox_claims_of("dead") == {"/in/b.csv"}
+        assert await store.inbox_claims_of("never") == set()
 
 
 async def test_the_field_catalogue_is_published_for_other_nodes(
