@@ -230,6 +230,23 @@ class InstanceRunner:
                               spacing_s=limits.rate_window_s / limits.calls_per_20s,
                               packs=packs_dir(self.settings.paths))
 
+    async def recover_after_outage(self) -> None:
+        """Reap what this instance's scheduler left in flight when the database went away.
+
+        Called before the scheduler starts again after ``StoreUnavailable``: an upload whose
+        create call was sent while its result could not be recorded stays ``submitting``;
+        it goes back to the FIFO, marked uncertain, and is sent again
+        (``recovery.recover_uploads``). Orphan pack files are left alone here (another
+        instance's scheduler may be forming one right now); the next start removes them.
+        Under a lease only while the lease is trusted: a node that lost it leaves the
+        uploads to the next holder, which recovers them when it takes over.
+        """
+        if self.lease is not None and not self.lease.valid():
+            return
+        limits = self.settings.limits
+        await recover_uploads(self.store, self.clock(),
+                              spacing_s=limits.rate_window_s / limits.calls_per_20s)
+
     def loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
         """The instance's loops by name: ``scheduler``, ``poller``, ``reporter``.
 
