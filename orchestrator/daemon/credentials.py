@@ -99,6 +99,8 @@ class AuthGate:
         retry_s: seconds between identity calls while closed.
         database: the database path (``<database>.paused`` is written while closed).
         on_refused: called on closing (``--once`` uses it to stop the daemon).
+        instance: the Marketo instance whose credentials these are; its name is on the
+            gate's log lines (``work_paused``, ``work_resumed``, ``auth_check_failed``).
     """
 
     def __init__(
@@ -109,10 +111,13 @@ class AuthGate:
         retry_s: float,
         database: Path | None = None,
         on_refused: Callable[[], None] | None = None,
+        instance: str | None = None,
     ) -> None:
         self._client = client
         self._store = store
         self.retry_s = retry_s
+        self.instance = instance
+        self._tags: dict[str, str] = {} if instance is None else {"instance": instance}
         self._database = database
         self._on_refused = on_refused
         self.open = asyncio.Event()
@@ -137,7 +142,7 @@ class AuthGate:
         self._closed.set()
         message = refused_message(exc, self.url)
         # All work stops until someone fixes the credentials: an error, not a warning.
-        log.error("work_paused", reason="auth", retry_every_s=self.retry_s)
+        log.error("work_paused", reason="auth", retry_every_s=self.retry_s, **self._tags)
         try:
             await self._store.record_error(message, code="auth_failed")
         except Exception as error:  # noqa: BLE001 - the pause must not crash the daemon
@@ -171,23 +176,27 @@ class AuthGate:
         except AuthError as exc:
             await self.refused(exc)
         except ApiError as exc:
-            log.warning("auth_check_failed", error=exc.message)
+            log.warning("auth_check_failed", error=exc.message, **self._tags)
 
-    async def call_when_open(
-        self, stop: asyncio.Event, call: Callable[[], Awaitable[T]]
-    ) -> T:
-        """Await ``call()`` once the gate is open; a refusal closes the gate and waits again.
+    async def call_if_open(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()`` now if the gate is open; never wait for it to open.
+
+        For intake's describes: with several instances a file of a paused instance must
+        wait on its own (it stays ``received``), not hold up the files of the others.
 
         Raises:
-            AuthError: ``stop`` was set while the gate was closed.
+            AuthError: the gate is closed (a copy of its latest refusal; no call is made),
+                or ``call()`` was refused (the gate closes).
         """
-        while True:
-            if not await self.wait_open(stop):
-                raise AuthError("401", "stopped while the credentials are refused")
-            try:
-                return await call()
-            except AuthError as exc:
-                await self.refused(exc)
+        if not self.open.is_set():
+            refusal = self.refusal
+            raise AuthError(refusal.code if refusal else "401",
+                            refusal.message if refusal else "the credentials are refused")
+        try:
+            return await call()
+        except AuthError as exc:
+            await self.refused(exc)
+            raise
 
     async def supervise(
         self, stop: asyncio.Event, make: Callable[[], Coroutine[Any, Any, Any]]
@@ -229,11 +238,11 @@ class AuthGate:
                 self.refusal = exc
                 continue
             except ApiError as exc:
-                log.warning("auth_check_failed", error=exc.message)
+                log.warning("auth_check_failed", error=exc.message, **self._tags)
                 continue
             self.refusal = None
             self._remove_pause()
-            log.info("work_resumed", reason="auth", identity_calls=self.retries)
+            log.info("work_resumed", reason="auth", identity_calls=self.retries, **self._tags)
             self.open.set()
 
     def close(self) -> None:

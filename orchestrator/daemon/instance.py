@@ -132,7 +132,7 @@ class InstanceRunner:
             )
         self.gate = AuthGate(
             self.client, self.store, retry_s=self._auth_retry_s,
-            database=self._database, on_refused=self._on_refused,
+            database=self._database, on_refused=self._on_refused, instance=self.name,
         )
         stack.callback(self.gate.close)
         if self._reporter_factory is not None:
@@ -152,19 +152,24 @@ class InstanceRunner:
     # --- describe, for intake -------------------------------------------------------------
 
     async def describe(self) -> list[LeadField]:
-        """The instance's lead fields for intake, waiting while the credentials are refused.
+        """The instance's lead fields for intake.
 
-        With a lease, only the holder calls Marketo and publishes the fields in the store;
-        another node reads them from there.
+        Never waits while this instance's credentials are refused: it raises, and intake
+        keeps the file ``received`` and tries it again at a later scan, so files of the
+        other instances go on. With a lease, only the holder calls Marketo and publishes the
+        fields in the store; another node reads them from there.
 
         Raises:
+            AuthError: this instance's credentials are refused (its gate is closed, or closes
+                now).
             StoreError: a follower found nothing published yet (the file waits and is tried
                 again).
         """
         if self.lease is None:
-            fields: list[LeadField] = await self.gate.call_when_open(
-                self.stop_event, self.client.describe_leads
-            )
+            with structlog.contextvars.bound_contextvars(instance=self.name):
+                fields: list[LeadField] = await self.gate.call_if_open(
+                    self.client.describe_leads
+                )
             return fields
         if self.lease.valid():
             return await self._publish_fields()
@@ -178,12 +183,14 @@ class InstanceRunner:
         """A custom object's describe for intake (published by the lease holder, as above).
 
         Raises:
+            AuthError: this instance's credentials are refused (as ``describe``).
             StoreError: a follower found nothing published yet for this object.
         """
         if self.lease is None or self.lease.valid():
-            described: ObjectDescription = await self.gate.call_when_open(
-                self.stop_event, lambda: self.client.describe_custom_object(api_name)
-            )
+            with structlog.contextvars.bound_contextvars(instance=self.name):
+                described: ObjectDescription = await self.gate.call_if_open(
+                    lambda: self.client.describe_custom_object(api_name)
+                )
             if self.lease is not None:
                 await self.store.save_catalogue(self.name, dataclasses.asdict(described),
                                                 name=api_name)
@@ -200,9 +207,13 @@ class InstanceRunner:
         )
 
     async def _publish_fields(self) -> list[LeadField]:
-        fields: list[LeadField] = await self.gate.call_when_open(
-            self.stop_event, self.client.describe_leads
-        )
+        """Describe the lead fields and publish them for the other nodes.
+
+        Raises:
+            AuthError: this instance's credentials are refused (nothing is published).
+        """
+        with structlog.contextvars.bound_contextvars(instance=self.name):
+            fields: list[LeadField] = await self.gate.call_if_open(self.client.describe_leads)
         await self.store.save_catalogue(self.name, [dataclasses.asdict(f) for f in fields])
         return fields
 
@@ -218,6 +229,23 @@ class InstanceRunner:
         await recover_uploads(self.store, self.clock(),
                               spacing_s=limits.rate_window_s / limits.calls_per_20s,
                               packs=packs_dir(self.settings.paths))
+
+    async def recover_after_outage(self) -> None:
+        """Reap what this instance's scheduler left in flight when the database went away.
+
+        Called before the scheduler starts again after ``StoreUnavailable``: an upload whose
+        create call was sent while its result could not be recorded stays ``submitting``;
+        it goes back to the FIFO, marked uncertain, and is sent again
+        (``recovery.recover_uploads``). Orphan pack files are left alone here (another
+        instance's scheduler may be forming one right now); the next start removes them.
+        Under a lease only while the lease is trusted: a node that lost it leaves the
+        uploads to the next holder, which recovers them when it takes over.
+        """
+        if self.lease is not None and not self.lease.valid():
+            return
+        limits = self.settings.limits
+        await recover_uploads(self.store, self.clock(),
+                              spacing_s=limits.rate_window_s / limits.calls_per_20s)
 
     def loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
         """The instance's loops by name: ``scheduler``, ``poller``, ``reporter``.

@@ -486,22 +486,28 @@ class Daemon:
         return {"instance": runner.name}
 
     async def _through_outages(
-        self, name: str, make: Callable[[], Coroutine[Any, Any, Any]]
+        self, name: str, make: Callable[[], Coroutine[Any, Any, Any]],
+        runner: InstanceRunner | None = None,
     ) -> None:
         """Run a loop; when the database cannot be reached, wait and start it again.
 
         Only ``StoreUnavailable`` (PostgreSQL down, restarting, or the connection lost) is
         waited out (logged ``store_unavailable``): what was committed is in the store, and
-        each loop starts again from it. Uploads a scheduler left ``submitting`` are reaped
-        first (without a lease; under a lease ``run_as_leader`` recovers on the next take).
+        each loop starts again from it. Before a scheduler starts again, the uploads it left
+        ``submitting`` are reaped (``InstanceRunner.recover_after_outage``: its own
+        instance's only, and under a lease only while the lease is trusted).
+
+        Args:
+            name: the loop's name in log lines (``scheduler``, ``scheduler-<instance>``...).
+            make: starts the loop.
+            runner: the instance whose loop it is (None: intake).
         """
         reap = False
         while True:
             try:
                 if reap:
-                    for runner in self.instances:
-                        if runner.lease is None and name.startswith("scheduler"):
-                            await runner.recover()
+                    if runner is not None and name.startswith("scheduler"):
+                        await runner.recover_after_outage()
                     reap = False
                 await make()
                 return
@@ -526,15 +532,18 @@ class Daemon:
                 label = f"{name}-{runner.name}" if several else name
                 supervised = functools.partial(runner.gate.supervise, stop, make)
                 loops[label] = _tagged(
-                    self._tag(runner), self._through_outages(label, supervised)
+                    self._tag(runner), self._through_outages(label, supervised, runner)
                 )
         intake: Callable[[], Coroutine[Any, Any, Any]] = (
             self._drain_inbox if once
             else lambda: self.intake.run(stop, on_enqueued=self.on_enqueued)
         )
-        loops["intake"] = self._through_outages(
-            "intake", functools.partial(self.gate.supervise, stop, intake)
-        )
+        if not several:
+            # One instance: intake waits while its credentials are refused. With several,
+            # intake goes on for the others; a file of a paused instance waits ``received``
+            # (its describe is refused: ``InstanceRunner.describe``) and is tried again.
+            intake = functools.partial(self.gate.supervise, stop, intake)
+        loops["intake"] = self._through_outages("intake", intake)
         # Retention needs no Marketo: it goes on while the credentials are refused.
         loops["retention"] = self._retention_loop()
         try:

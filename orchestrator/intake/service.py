@@ -218,8 +218,11 @@ class Intake:
         inbox is claimed again; one in neither place is rejected as vanished.
 
         On a node of a cluster (``node_id`` set) only files no live node prepares are
-        resumed (``Store.adopt_received``); ``scan_once`` adopts such files again while the
-        daemon runs, so the files a dead node left half-prepared are finished by another.
+        resumed (``Store.adopt_received``: its own from before a restart, those of no node,
+        those of a node that stopped beating): a ``received`` file of a live node is being
+        prepared by that node right now, and must not be prepared twice (its work folder
+        cleaned under it). ``scan_once`` adopts such files again while the daemon runs, so
+        the files a dead node left half-prepared are finished by another.
 
         Returns:
             How many files were resumed (whatever their outcome).

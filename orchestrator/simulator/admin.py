@@ -22,7 +22,8 @@ epoch seconds (floats).
 ``GET /_sim/requests``                        ``[{"t", "method", "path", "instance", "endpoint",
                                               "query_keys", "form_keys", "auth_header",
                                               "auth_scheme", "token_in_query", "token_in",
-                                              "status", "code"}]`` (last 10,000)
+                                              "status", "code"}]`` (last 10,000;
+                                              identity calls add ``client_id``)
 ``GET /_sim/clock``                           ``{"now", "iso", "time_scale"}``
 ``POST /_sim/clock/advance``                  ``{"seconds": S}``: jump forward (any clock)
 ==========================================  ==================================================

@@ -117,6 +117,8 @@ async def identity(request: web.Request) -> web.Response:
         form = await request.post()
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
     params.update(request.query)
+    # The client id is not a secret: tests check which instance's credentials arrived here.
+    entry["client_id"] = params.get("client_id")
     status, body = sim.identity(
         inst, params.get("grant_type"), params.get("client_id"), params.get("client_secret")
     )

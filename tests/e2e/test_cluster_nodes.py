@@ -1,13 +1,14 @@
 """Three ``leadflow run`` nodes (real processes) on one PostgreSQL, sharing one folder.
 
 The nodes share ``paths`` (inbox, work, results, archive) and ``store.url``; the simulator
-plays the Marketo instance. Every file ends with exactly one report; the instance's limits
+plays the Marketo instance (two simulators play two instances in the last test). Every file ends with exactly one report; the instance's limits
 hold across the nodes; SIGKILL of the node holding the lease mid-import: another node takes
 over within ``daemon.lease_s`` plus one polling interval (measured and printed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -245,3 +246,154 @@ def test_postgresql_restarting_under_the_nodes_loses_nothing(
     check_one_report_each(tmp_path / "var" / "results", names)
     lines = [e for log in logs.values() for e in events(log)]
     assert not [e for e in lines if e["event"] == "daemon_crashed"]
+
+
+# --- two Marketo instances shared by three nodes -------------------------------------------
+
+#: Each simulator instance: its credentials and the ``calls_per_20s`` leadflow must keep to.
+INSTANCES = {
+    "prod": {"client_id": "prod-client-id", "client_secret": "prod-secret-value",
+             "calls_per_20s": 30},
+    "sandbox": {"client_id": "sandbox-client-id", "client_secret": "sandbox-secret-value",
+                "calls_per_20s": 20},
+}
+#: Simulated seconds per real second: Marketo's 20-s window is 2 s here.
+TIME_SCALE = 10.0
+#: route -> the instance it names; files at the inbox root go to the first (prod).
+ROUTE_OF = {"webinar": "prod", "webinar-test": "sandbox"}
+
+
+def two_instance_config(tmp_path: Path, urls: dict[str, str], pg_url: str, node: str) -> Path:
+    """A node's settings: the shared folders and store, both instances, a route for each."""
+    var = tmp_path / "var"
+    tables = []
+    for name, inst in INSTANCES.items():
+        tables.append(f"""
+[[instances]]
+name = "{name}"
+base_url = "{urls[name]}"
+client_id = "{inst['client_id']}"
+client_secret = "{inst['client_secret']}"
+retry_base_s = 0.05
+retry_max_s = 0.5
+[instances.limits]
+import_slots = 10
+max_upload_bytes = 9500000
+calls_per_20s = {inst['calls_per_20s']}
+rate_window_s = {20.0 / TIME_SCALE}
+""")
+    routes = "".join(f'\n[[routes]]\nname = "{r}"\ninstance = "{i}"\npack = false\n'
+                     for r, i in ROUTE_OF.items())
+    path = tmp_path / f"{node}.toml"
+    path.write_text(f"""
+[paths]
+inbox = "{var / 'inbox'}"
+work = "{var / 'work'}"
+archive = "{var / 'archive'}"
+rejected = "{var / 'rejected'}"
+results = "{var / 'results'}"
+database = "{var / 'leadflow.db'}"
+[polling]
+min_interval_s = 0.1
+max_interval_s = 0.5
+[intake]
+stable_s = 0.1
+rescan_interval_s = 0.2
+[daemon]
+node_id = "{node}"
+lease_s = {LEASE_S}
+idle_tick_s = 0.1
+shutdown_grace_s = 1.0
+results_retry_s = 0.2
+queue_full_backoff_s = 0.2
+[import]
+pack = false
+[store]
+url = "{pg_url}"
+[log]
+format = "json"
+{''.join(tables)}{routes}""")
+    (var / "inbox").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def drop_files_for_both(inbox: Path) -> dict[str, tuple[str, set[str]]]:
+    """Files at the root (prod) and in each route's folder: ``{name: (instance, emails)}``."""
+    made: dict[str, tuple[str, set[str]]] = {}
+    places = [("", "prod", 4), ("webinar", "prod", 8), ("webinar-test", "sandbox", 12)]
+    for folder, instance, count in places:
+        for i in range(count):
+            name = f"{folder or 'root'}-{i:02d}.csv"
+            emails = {f"{folder or 'root'}-{i}-{r}@example.com" for r in range(3)}
+            target = inbox / folder / name if folder else inbox / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("email,firstName\r\n" + "".join(f"{e},N\r\n" for e in sorted(emails)))
+            made[name] = (instance, emails)
+    return made
+
+
+def test_three_nodes_two_instances_keep_each_instance_within_its_limits(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Issue 17: three nodes, one PostgreSQL, two simulator instances, a shared inbox."""
+    started = time.monotonic()
+    sims: dict[str, Any] = {}
+    urls: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        for name, inst in INSTANCES.items():
+            folder = tmp_path / f"sim-{name}"
+            folder.mkdir()
+            toml = (f'client_id = "{inst["client_id"]}"\n'
+                    f'client_secret = "{inst["client_secret"]}"\nrows_per_second = 1.0\n')
+            urls[name] = stack.enter_context(simulator(folder, toml, time_scale=TIME_SCALE))
+        configs = {n: two_instance_config(tmp_path, urls, pg_url, n) for n in ("n1", "n2", "n3")}
+        logs = {n: tmp_path / f"{n}.log" for n in configs}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for n, config in configs.items():
+                procs[n] = start_daemon(config, logs[n])
+            assert wait_for(lambda: len(pg_rows(
+                pg_url, "SELECT instance FROM leases WHERE holder IS NOT NULL")) == 2, 30)
+            made = drop_files_for_both(tmp_path / "var" / "inbox")
+            assert wait_for(lambda: all_reported(tmp_path / "var" / "results", set(made)), 45), {
+                n: procs[n].poll() for n in procs}
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                proc.wait(20)
+        for name, url in urls.items():
+            sims[name] = {
+                "stats": next(iter(get_json(f"{url}/_sim/stats")["instances"].values())),
+                "leads": {lead["email"] for lead in get_json(f"{url}/_sim/leads")},
+                "requests": get_json(f"{url}/_sim/requests"),
+            }
+    print(f"three nodes, two instances, {len(made)} files: {time.monotonic() - started:.1f} s")
+    # Every file ends with exactly one report, complete, naming its instance.
+    check_one_report_each(tmp_path / "var" / "results", set(made))
+    found = reports(tmp_path / "var" / "results")
+    for name, (instance, emails) in made.items():
+        assert found[name][0]["instance"] == instance, name
+        other = "sandbox" if instance == "prod" else "prod"
+        assert emails <= sims[instance]["leads"], name  # in the right simulator ...
+        assert not emails & sims[other]["leads"], name  # ... and only there
+    for name, inst in INSTANCES.items():
+        stats = sims[name]["stats"]
+        print(f"{name}: peak queued-or-importing {stats['peak_queued_or_importing']}, "
+              f"peak calls per 20 s {stats['peak_calls_per_window']} "
+              f"(setting {inst['calls_per_20s']}), calls {stats['calls_total']}")
+        assert stats["peak_queued_or_importing"] <= 10, name
+        assert stats["peak_calls_per_window"] <= inst["calls_per_20s"], name
+        assert "606" not in stats["errors"], (name, stats["errors"])
+        # Credentials never cross: identity heard only this instance's client id, granted.
+        identity = [r for r in sims[name]["requests"] if r["endpoint"] == "identity"]
+        assert identity and {r["client_id"] for r in identity} == {inst["client_id"]}, name
+        assert {r["status"] for r in identity} == {200}, name
+    lines = [e for log in logs.values() for e in events(log)]
+    assert not [e for e in lines if e["event"] == "daemon_crashed"]
+    # Every submit line names the instance its files belong to.
+    submitted = [e for e in lines if e["event"] == "import_submitted"]
+    assert {e["instance"] for e in submitted} == set(INSTANCES)
+    for e in submitted:
+        assert {made[f][0] for f in e["file_names"]} == {e["instance"]}, e

@@ -308,6 +308,33 @@ async def test_recover_resumes_received_files(
     )
 
 
+async def test_a_cluster_node_resumes_only_the_files_it_claimed(
+    make_intake: Callable[..., Intake], store: Store, describe: FakeDescribe, clock: Clock
+) -> None:
+    """Found by the two-instance cluster test (issue 17): a node starting while another
+    prepared files took them for its own leftovers, cleaned their work folders under the
+    other node and left their uploads unreadable."""
+    a, b = make_intake(), make_intake()
+    a.node_id, b.node_id = "node-a", "node-b"
+    for node in (a.node_id, b.node_id):  # both alive (a dead node's files are adopted)
+        await store.heartbeat(node, "host", 1)
+    describe.fail = True  # node-a claims the file; it waits ``received`` in work
+    drop(a, "a.csv")
+    assert await a.scan_once() == 1
+    (record,) = await store.files_in(FileStatus.RECEIVED)
+    work = Path(record.work_path).parent.parent
+    (work / "upload-0001.csv").write_bytes(b"node-a is writing this")
+    describe.fail = False
+    assert await b.recover() == 0  # node-b starts: not its file
+    assert (work / "upload-0001.csv").read_bytes() == b"node-a is writing this"
+    assert (await store.get_file(record.id)).status is FileStatus.RECEIVED  # type: ignore[union-attr]
+    clock.now += 60  # past node-a's retry of the failed describe
+    restarted = make_intake()  # node-a restarted (same node_id): its own file
+    restarted.node_id = "node-a"
+    assert await restarted.recover() == 1
+    assert (await store.get_file(record.id)).status is FileStatus.QUEUED  # type: ignore[union-attr]
+
+
 async def test_thousand_small_files_dropped_at_once(
     make_intake: Callable[..., Intake], store: Store
 ) -> None:
