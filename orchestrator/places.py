@@ -165,9 +165,17 @@ def work_source(work: Path, file_id: int | str, name: str) -> Path:
     return work / str(file_id) / SOURCE_FOLDER / name
 
 
-def packs_dir(paths: PathSettings) -> Path:
-    """Return ``work/packs``: pack files and the Marketo files fetched for their batches."""
-    return paths.work / PACKS_FOLDER
+def packs_dir(paths: PathSettings, instance: str = "default") -> Path:
+    """Return ``work/packs``: pack files and the Marketo files fetched for their batches.
+
+    Args:
+        instance: the Marketo instance; one other than ``default`` has its own subfolder
+            ``work/packs/<instance>``, so that recovering one instance (at a node's start or
+            when it takes the instance's lease) never removes a pack another instance's
+            scheduler has just written.
+    """
+    folder = paths.work / PACKS_FOLDER
+    return folder if instance == "default" else folder / instance
 
 
 def work_dir_of_source(source: Path) -> Path:

@@ -228,7 +228,7 @@ class InstanceRunner:
         limits = self.settings.limits
         await recover_uploads(self.store, self.clock(),
                               spacing_s=limits.rate_window_s / limits.calls_per_20s,
-                              packs=packs_dir(self.settings.paths))
+                              packs=packs_dir(self.settings.paths, self.name))
 
     async def recover_after_outage(self) -> None:
         """Reap what this instance's scheduler left in flight when the database went away.

@@ -437,7 +437,7 @@ class Reporter:
     async def _download(self, upload: UploadRecord, what: str) -> Path | None:
         """Fetch Marketo's failures or warnings file of a batch once (reused if present)."""
         assert upload.batch_id is not None
-        folder = packs_dir(self._settings.paths)
+        folder = packs_dir(self._settings.paths, self._store.instance)
         dest = folder / f"marketo-{what}-{upload.id}-{upload.batch_id}.csv"
         if await asyncio.to_thread(dest.is_file):
             return dest
@@ -463,7 +463,7 @@ class Reporter:
 
     async def _clean_packs(self) -> None:
         """Delete pack files and fetched Marketo files of batches whose files are all reported."""
-        packs = packs_dir(self._settings.paths)
+        packs = packs_dir(self._settings.paths, self._store.instance)
         for upload_id, (upload, _) in list(self._uploads.items()):
             if upload.status not in UPLOAD_TERMINAL:
                 continue

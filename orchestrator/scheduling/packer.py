@@ -118,7 +118,7 @@ class Packer:
     def __init__(self, settings: Settings, store: Store) -> None:
         self._settings = settings
         self._store = store
-        self._dir = packs_dir(settings.paths)
+        self._dir = packs_dir(settings.paths, store.instance)
 
     def use_settings(self, settings: Settings) -> None:
         """Take reloaded settings (the size limits; ``paths`` never change live)."""
