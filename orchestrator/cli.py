@@ -155,7 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         "calls they cost with packing",
     )
 
-    sub.add_parser("migrate", parents=[common], help="create or upgrade the database")
+    migrate = sub.add_parser(
+        "migrate", parents=[common], help="create or upgrade the database"
+    )
+    migrate.add_argument(
+        "--copy-from",
+        type=Path,
+        metavar="PATH",
+        help="copy the SQLite database at PATH (the old paths.database; no daemon may run on "
+        "it) into the empty PostgreSQL database of store.url, after migrating both",
+    )
     return parser
 
 
@@ -199,6 +208,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     configure(settings.log.format, settings.log.level)
+    if args.command == "migrate" and args.copy_from is not None:
+        from orchestrator.commands.copy_from import copy_from_command
+
+        return await copy_from_command(settings, args.copy_from)
     if args.command == "migrate":
         from orchestrator.commands.status import migrate_command
 

@@ -97,6 +97,21 @@ class DatabaseLocked(StoreError):
     """Another leadflow daemon already uses this database."""
 
 
+class CopyRefused(StoreError):
+    """``leadflow migrate --copy-from`` refused before writing anything (one line says why).
+
+    Attributes:
+        usage: True when the command line or the settings must change (exit 2: the source is
+            missing or not a leadflow database; open files of an instance the settings do not
+            name); False when the databases' state must (exit 1: a daemon runs on the source,
+            the target is not empty or in use).
+    """
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
 class ApiError(OrchestratorError):
     """A Marketo call did not succeed.
 
