@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from orchestrator.demo import runner
+from orchestrator.errors import ConfigError
 from orchestrator.settings import (
     InstanceSettings,
     LimitSettings,
@@ -211,3 +212,67 @@ def test_unit_speaks_notify_reloads_with_hup_and_allows_the_setgid_drop_folders(
     assert {"Type=notify", "NotifyAccess=main", "WatchdogSec=60",
             "ExecReload=/bin/kill -HUP $MAINPID"} <= lines
     assert not any(line.startswith("RestrictSUIDSGID=yes") for line in lines)
+
+
+# --- issue 17: a node of a deployment on PostgreSQL with two Marketo instances -------------
+
+CLUSTER = ROOT / "config" / "cluster.example.toml"
+DROP_IN = ROOT / "config" / "leadflow-cluster.conf"
+
+
+def _drop_in_lines() -> set[str]:
+    return {line.strip() for line in DROP_IN.read_text(encoding="utf-8").splitlines()}
+
+
+def test_cluster_example_is_a_node_with_two_instances_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings(CLUSTER)
+    assert settings.store.url is not None and settings.store.url.startswith("postgresql://")
+    assert settings.instance_names() == ("production", "sandbox")
+    assert all(route.instance in settings.instance_names() for route in settings.routes)
+    # Each instance reads its secret from the credential the drop-in loads for it.
+    credentials = dict(re.findall(r"^LoadCredential=(\w+):(\S+)$",
+                                  DROP_IN.read_text(encoding="utf-8"), re.MULTILINE))
+    for instance in settings.instances:
+        assert instance.client_secret_file is not None
+        assert instance.client_secret_file.parent == Path("/run/credentials/leadflow.service")
+        assert instance.client_secret_file.name in credentials
+    # Every folder of [paths] lies in the shared folder the drop-in mounts and lets it write.
+    shared = next(line.split("=", 1)[1] for line in _drop_in_lines()
+                  if line.startswith("ReadWritePaths="))
+    assert f"RequiresMountsFor={shared}" in _drop_in_lines()
+    for name in ("inbox", "work", "archive", "rejected", "results"):
+        assert getattr(settings.paths, name).is_relative_to(shared), name
+    # The shipped unit's [marketo] secret variable stops a node with [[instances]] at start;
+    # the drop-in unsets it. Its node id variable is the setting.
+    monkeypatch.setenv("LEADFLOW_MARKETO__CLIENT_SECRET_FILE", "/run/credentials/x")
+    with pytest.raises(ConfigError, match=r"while \[\[instances\]\] are configured"):
+        load_settings(CLUSTER)
+    assert "UnsetEnvironment=LEADFLOW_MARKETO__CLIENT_SECRET_FILE" in _drop_in_lines()
+    assert "LEADFLOW_MARKETO__CLIENT_SECRET_FILE" in SERVICE.read_text(encoding="utf-8")
+    monkeypatch.delenv("LEADFLOW_MARKETO__CLIENT_SECRET_FILE")
+    node = next(line for line in _drop_in_lines() if "LEADFLOW_DAEMON__NODE_ID=" in line)
+    monkeypatch.setenv("LEADFLOW_DAEMON__NODE_ID", "app1")
+    assert node == "Environment=LEADFLOW_DAEMON__NODE_ID=%H"
+    assert load_settings(CLUSTER).daemon.node_id == "app1"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_cluster_drop_in_passes_systemd_analyze(tmp_path: Path) -> None:
+    unit = SERVICE.read_text(encoding="utf-8").replace("/opt/leadflow/bin/leadflow", "/bin/true")
+    (tmp_path / "leadflow.service").write_text(unit)
+    drop_ins = tmp_path / "leadflow.service.d"
+    drop_ins.mkdir()
+    (drop_ins / "cluster.conf").write_text(DROP_IN.read_text(encoding="utf-8"))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "leadflow.service")],
+        check=False, capture_output=True, text=True, timeout=30,
+    )
+    complaints = [
+        line for line in (done.stdout + done.stderr).splitlines()
+        if "cluster.conf" in line or ("leadflow.service" in line
+                                      and ("Unknown" in line or "Invalid" in line))
+    ]
+    assert not complaints, complaints
+    assert done.returncode == 0, done.stderr
