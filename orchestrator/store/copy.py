@@ -27,6 +27,7 @@ written. The source file is left as it was, migrated.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import sqlite3
 import time
@@ -131,9 +132,9 @@ async def copy_into_postgresql(
     Raises:
         CopyRefused: nothing was written. ``usage`` True (exit 2): the source is missing or
             not a leadflow database, or open files belong to an instance the settings do not
-            name. ``usage`` False (exit 1): a daemon holds the source's lock, nodes run on
-            the target, the target already holds data, or its tables stayed locked for
-            ``LOCK_TIMEOUT_S``.
+            name. ``usage`` False (exit 1): a daemon holds the source's lock (or it cannot be
+            taken), nodes run on the target, the target already holds data, or its tables
+            stayed locked for ``LOCK_TIMEOUT_S``.
         StoreUnavailable: the PostgreSQL server cannot be reached.
         SchemaTooNew: either database was written by a newer leadflow.
         StoreError: the copy failed (rolled back: the target holds nothing of it).
@@ -144,13 +145,18 @@ async def copy_into_postgresql(
     pid = await asyncio.to_thread(daemon_running, source)
     if pid is not None:
         raise CopyRefused(_daemon_line(source, pid or None))
+    await asyncio.to_thread(_check_leadflow_database, source)
+    lock = SingleDaemonLock(source)
     try:
-        lock = SingleDaemonLock(source)
         lock.acquire()
     except DatabaseLocked:
         raise CopyRefused(_daemon_line(source, None)) from None
+    except OSError as exc:
+        raise CopyRefused(
+            f"cannot take the lock {lock.path} of {source}: {exc.strerror or exc} (run the "
+            "copy as the user the daemon ran as)"
+        ) from None
     try:
-        await asyncio.to_thread(_check_leadflow_database, source)
         where = redact_url(url)
         async with PostgresDatabase.open(url, QUERIES["postgresql"], pool_max=1) as pg:
             await _refuse_running_nodes(Store(pg, clock), where, clock(), node_alive_s)
@@ -166,8 +172,7 @@ async def copy_into_postgresql(
                     await _copy_all(lite, conn, where, result)
     finally:
         lock.release()
-    return CopyResult(result.source, result.target, result.rows, result.next_ids,
-                      time.monotonic() - started)
+    return dataclasses.replace(result, seconds=time.monotonic() - started)
 
 
 def _daemon_line(source: Path, pid: int | None) -> str:

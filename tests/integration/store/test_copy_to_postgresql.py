@@ -366,6 +366,7 @@ async def test_refused_when_the_source_is_not_a_leadflow_database(
     assert said in err
     if before is not None:
         assert path.read_bytes() == before  # not migrated into a leadflow database
+    assert not Path(f"{path}.lock").exists()  # nor locked like one
 
 
 async def test_refused_while_a_daemon_holds_the_sqlite_lock(
