@@ -20,8 +20,9 @@ from orchestrator.errors import CopyRefused
 from orchestrator.settings import Settings
 from orchestrator.store.copy import copy_into_postgresql
 
-#: A node whose heartbeat is younger than this many ``daemon.lease_s`` runs on the target.
-NODE_ALIVE_LEASES = 2.0
+#: A node whose heartbeat is younger than this many ``daemon.lease_s`` runs on the target
+#: (as ``leadflow status`` counts running nodes).
+NODE_ALIVE_LEASES = 3.0
 
 
 async def copy_from_command(settings: Settings, source: Path) -> int:
