@@ -232,8 +232,9 @@ async def takeover(pg_url: str, root: Path, quick: bool) -> tuple[list[dict[str,
                          60, "three nodes beating and a lease holder")
             phase("nodes_up")
             names = _drop_files(root / "var" / "inbox", files, root / "staging")
-            # Every file prepared (a node killed while preparing leaves its files
-            # ``received``, see docs/pending/cluster.md) and batches at Marketo.
+            # Every file prepared (files a killed node leaves ``received`` are adopted by
+            # another node after 3 x lease_s: that is not the takeover measured here) and
+            # batches at Marketo.
             await _until(lambda: check(
                 "SELECT COUNT(*) FILTER (WHERE status <> 'received'), COUNT(*) FROM files")
                 == [(files, files)], 60, "files prepared")
