@@ -105,7 +105,7 @@ def _raw_ops(db: Path, n: int) -> dict[str, float]:
             row = conn.execute(SQL["insert_file"], {
                 "name": f"f{i}.csv", "inbox_path": f"/bench/inbox/f{i}.csv",
                 "work_path": f"/bench/work/{i}", "route": None, "size_bytes": 120, "now": now,
-                "instance": "default",
+                "instance": "default", "node_id": None,
             }).fetchone()
             conn.execute("COMMIT")
             conn.execute("BEGIN IMMEDIATE")
