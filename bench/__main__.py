@@ -3,7 +3,9 @@
 Each benchmark runs in its own child process (``--child NAME``), one after the other, so that
 peak memory figures are its own and one that crashes or hangs does not take the others down.
 The parent prints one table and writes the JSON results (``bench/results.json`` by default,
-``bench/results.quick.json`` with ``--quick``).
+``bench/results.quick.json`` with ``--quick``). With ``--only``, the benchmarks that ran are
+merged into an existing results file of the same mode (``merge_results``): the others' entries
+are kept as they were.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.adapters import adapt
-from bench.common import cpu_count, figure
+from bench.common import Skipped, cpu_count, figure
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,6 +38,7 @@ BENCHMARKS: dict[str, str] = {
     "prepare": "bench.bench_prepare",
     "simulator": "bench.bench_simulator",
     "packing": "bench.bench_packing",
+    "cluster": "bench.bench_cluster",
     # Last: it leaves a detached ``rm -rf`` of 40,000 files running behind it.
     "scale": "bench.bench_scale",
 }
@@ -44,7 +47,13 @@ BENCHMARKS: dict[str, str] = {
 TIMEOUT_S = {"quick": 45.0, "full": 300.0}
 #: Longer limits for benchmarks that need them (full mode): one job per file for 10,000
 #: files is the packing benchmark's baseline, and it is slow by nature.
-FULL_TIMEOUT_S = {"packing": 900.0}
+FULL_TIMEOUT_S = {"packing": 900.0, "cluster": 600.0}
+#: Left out of ``--quick`` unless named with ``--only``: the cluster benchmark starts
+#: PostgreSQL and three daemons and waits out a lease (~20 s), too much for the quick minute.
+NOT_QUICK = ("cluster",)
+#: Statuses that do not fail the run: ``skipped`` is a benchmark that cannot run here
+#: (``bench.common.Skipped``: e.g. no PostgreSQL), reported with its reason.
+PASSING = ("ok", "skipped")
 
 
 def _child(name: str, quick: bool, out: Path) -> int:
@@ -57,6 +66,8 @@ def _child(name: str, quick: bool, out: Path) -> int:
     else:
         try:
             body = {"status": "ok", **adapt(name, module.run(quick))}
+        except Skipped as exc:
+            body = {"status": "skipped", "error": str(exc), "figures": []}
         except Exception as exc:  # noqa: BLE001 - reported in the results, run goes on
             body = {
                 "status": "error",
@@ -101,7 +112,7 @@ def _run_one(name: str, quick: bool) -> dict[str, Any]:
                 "figures": [],
                 "seconds": round(time.perf_counter() - t0, 2),
             }
-        if proc.returncode != 0 or result["status"] != "ok":
+        if proc.returncode != 0 or result["status"] not in PASSING:
             result["stderr_tail"] = stderr[-3000:]
         return result
 
@@ -203,12 +214,33 @@ def add_headroom(results: dict[str, Any]) -> None:
             note="upload MB of the big workload / its real duration"))
 
 
+def merge_results(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """An ``--only`` run's results merged into an earlier results file of the same mode.
+
+    The benchmarks that ran replace their entries (each one carrying ``run``: the
+    ``generated_at``, ``command`` and ``host`` of the run that measured it); every other entry,
+    and the file's own ``generated_at``/``command``/``host``, stay as they were.
+
+    Args:
+        previous: the results file's content.
+        fresh: this run's results.
+    """
+    benches = dict(previous["benchmarks"])
+    provenance = {key: fresh[key] for key in ("generated_at", "command", "host")}
+    for name, bench in fresh["benchmarks"].items():
+        benches[name] = {**bench, "run": provenance}
+    order = [n for n in BENCHMARKS if n in benches] + [n for n in benches if n not in BENCHMARKS]
+    return {**previous, "benchmarks": {n: benches[n] for n in order}}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmarks, print the table, write the JSON; exit code."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small sizes, about a minute; leaves out {', '.join(NOT_QUICK)}")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
-                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
+                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}; "
+                             "merged into an existing results file of the same mode")
     parser.add_argument("--out", type=Path, help="JSON results path")
     parser.add_argument("--markdown", type=Path, metavar="RESULTS",
                         help="print the figures of a results file as a Markdown table and exit")
@@ -221,12 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         print(render_markdown(json.loads(args.markdown.read_text())))
         return 0
 
-    names = args.only or list(BENCHMARKS)
+    names = args.only or [n for n in BENCHMARKS if not (args.quick and n in NOT_QUICK)]
     out = args.out or HERE / ("results.quick.json" if args.quick else "results.json")
     results: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mode": "quick" if args.quick else "full",
-        "command": "python -m bench" + (" --quick" if args.quick else ""),
+        "command": "python -m bench" + (" --quick" if args.quick else "")
+                   + "".join(f" --only {n}" for n in args.only or ()),
         "host": {
             "cpus": cpu_count(),
             "python": platform.python_version(),
@@ -245,15 +278,22 @@ def main(argv: list[str] | None = None) -> int:
     add_headroom(results)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     results["host"]["load_average_at_end"] = list(os.getloadavg())
+    written, merged = results, ""
+    if args.only and out.is_file():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            previous = json.loads(out.read_text())
+            if previous["mode"] == results["mode"]:
+                written = merge_results(previous, results)
+                merged = f" (merged: other benchmarks as of {previous['generated_at']})"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.write_text(json.dumps(written, indent=2) + "\n")
     tmp.replace(out)
     print(render_table(results))
     load = results["host"]["load_average_at_end"][1]
     print(f"\n{results['mode']} run, {results['seconds']} s on {results['host']['cpus']} CPUs"
-          f" (load average {load:.1f}); results in {out}")
-    failed = [n for n, b in results["benchmarks"].items() if b["status"] != "ok"]
+          f" (load average {load:.1f}); results in {out}{merged}")
+    failed = [n for n, b in results["benchmarks"].items() if b["status"] not in PASSING]
     return 1 if failed else 0
 
 

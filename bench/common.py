@@ -32,6 +32,13 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 
+class Skipped(Exception):
+    """Raised by a benchmark's ``run`` that cannot run here; the message says why.
+
+    The run reports it as ``status: "skipped"`` with the reason, and does not fail.
+    """
+
+
 #: Keys every figure carries (the e2e test checks them).
 FIGURE_KEYS = ("name", "value", "unit", "baseline", "baseline_name", "ratio", "target", "met",
                "note")

@@ -14,8 +14,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from bench.naive_poller import run_naive
 from bench.scaling import scale_client_constants
@@ -28,7 +32,8 @@ from orchestrator.marketo import MarketoClient
 from orchestrator.models import NewPart
 from orchestrator.places import make_folders
 from orchestrator.settings import Settings, load_settings
-from orchestrator.store import Store
+from orchestrator.store import Store, store_target
+from orchestrator.store.core import is_postgres_url
 
 #: Marketo's importing slots (docs/reference/marketo-api.md §2.4).
 IMPORTING_SLOTS = 2
@@ -37,8 +42,18 @@ OPTIONS = {"format": "csv", "lookupField": "email"}
 _OPEN = ("queued", "submitting", "submitted", "importing")
 
 
-def scaled_settings(root: Path, url: str, scale: float) -> Settings:
-    """Default settings with every duration divided by ``scale`` and paths under ``root``."""
+def scaled_settings(root: Path, url: str, scale: float, *, store_url: str | None = None,
+                    node_id: str | None = None) -> Settings:
+    """Default settings with every duration divided by ``scale`` and paths under ``root``.
+
+    Args:
+        root: the folder of every ``paths`` entry (shared by the nodes of a cluster run).
+        url: the simulator's base URL.
+        scale: simulated seconds per real second.
+        store_url: ``[store] url`` (PostgreSQL: several nodes, leases); None: SQLite at
+            ``root/leadflow.db``.
+        node_id: ``daemon.node_id`` (a cluster run names its nodes).
+    """
     s = 1.0 / scale
     overrides: dict[str, Any] = {
         "paths": {name: str(root / name) for name in
@@ -53,11 +68,16 @@ def scaled_settings(root: Path, url: str, scale: float) -> Settings:
         "daemon": {
             "queue_full_backoff_s": 5.0 * s, "queue_full_backoff_max_s": 120.0 * s,
             "results_retry_s": 30.0 * s, "idle_tick_s": 1.0 * s, "shutdown_grace_s": 1.0,
+            # The lease (PostgreSQL) stays in real seconds: it is about processes dying,
+            # which the fast clock does not speed up.
+            **({"node_id": node_id} if node_id else {}),
         },
         "log": {"format": "json", "level": "error"},
         # No listener: benchmarks measure the import, and run beside tests and daemons.
         "http": {"listen": ""},
     }
+    if store_url is not None:
+        overrides["store"] = {"url": store_url}
     settings = load_settings(None, overrides)
     make_folders(settings)
     return settings
@@ -104,7 +124,7 @@ async def enqueue(settings: Settings, uploads: list[Upload]) -> None:
     groups: dict[int, list[Upload]] = {}
     for up in uploads:
         groups.setdefault(up.group, []).append(up)
-    async with Store.open(settings.paths.database) as store:
+    async with Store.open(store_target(settings)) as store:
         for group, members in groups.items():
             rec = await store.add_file(name=f"source-{group}.csv",
                                        inbox_path=f"/bench/inbox/{group}",
@@ -118,8 +138,24 @@ async def enqueue(settings: Settings, uploads: list[Upload]) -> None:
 
 
 async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
-                       scale: float, timeout_s: float) -> dict[str, Any]:
+                       scale: float, timeout_s: float,
+                       peers: Sequence[Settings] = ()) -> dict[str, Any]:
     """Run the daemon until every upload is terminal; return its start in simulated time.
+
+    Args:
+        sim: the simulator.
+        settings: the (first) node's settings.
+        uploads: what to import (enqueued here, before the daemons start).
+        scale: simulated seconds per real second.
+        timeout_s: real seconds before the run is abandoned.
+        peers: more nodes on the same ``store.url`` (PostgreSQL), each a ``Daemon`` with its
+            own client, store pool and lease keeper, run beside the first in this process;
+            only the node holding the instance's lease talks to Marketo.
+
+    Returns:
+        ``t0`` (simulated start), ``wall_s``, ``uploads`` (counts by status),
+        ``queue_full_answers``, ``parts_per_batch``; with peers also ``lease_takeovers``
+        (times any node took the lease: 1 when the first holder kept it) and ``holders``.
 
     Raises:
         TimeoutError: not finished within ``timeout_s`` real seconds.
@@ -127,22 +163,28 @@ async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
     configure("json", "error")
     scale_client_constants(scale)
     await enqueue(settings, uploads)
-    async with (
-        MarketoClient(settings, store=None, window_s=20.0 / scale) as client,
-        Daemon(settings, client=client, intake_factory=lambda store, client: _NoIntake(settings),
-               reporter_factory=lambda store, client: _NoReporter(),
-               handle_signals=False) as daemon,
-    ):
+    async with AsyncExitStack() as stack:
+        daemons: list[Daemon] = []
+        for node in (settings, *peers):
+            client = await stack.enter_async_context(
+                MarketoClient(node, store=None, window_s=20.0 / scale))
+            daemons.append(await stack.enter_async_context(Daemon(
+                node, client=client,
+                intake_factory=lambda store, client, node=node: _NoIntake(node),
+                reporter_factory=lambda store, client: _NoReporter(),
+                handle_signals=False)))
+        watch = daemons[0].store
         t0_mono = time.monotonic()
-        task = asyncio.create_task(daemon.run())
+        tasks = [asyncio.create_task(d.run()) for d in daemons]
         deadline = t0_mono + timeout_s
         try:
             while True:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the daemon stopped before the uploads were done")
-                counts = (await daemon.store.counts_by_status())["uploads"]
-                waiting = (await daemon.store.waiting_summary())["parts"]
+                for task in tasks:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("a daemon stopped before the uploads were done")
+                counts = (await watch.counts_by_status())["uploads"]
+                waiting = (await watch.waiting_summary())["parts"]
                 if not waiting and not any(counts[s] for s in _OPEN):
                     break
                 if time.monotonic() > deadline:
@@ -150,30 +192,50 @@ async def run_leadflow(sim: SimHost, settings: Settings, uploads: list[Upload],
                 await asyncio.sleep(0.05)
             wall = time.monotonic() - t0_mono
         finally:
-            daemon.stop("benchmark done")
-            await task
-        counts = (await daemon.store.counts_by_status())["uploads"]
-        queue_full = daemon.scheduler.queue_full_answers
+            for daemon in daemons:
+                daemon.stop("benchmark done")
+            ended = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in ended:  # a daemon that failed while stopping fails the run
+            if isinstance(outcome, BaseException):
+                raise outcome
+        counts = (await watch.counts_by_status())["uploads"]
+        queue_full = sum(d.scheduler.queue_full_answers for d in daemons)
+        cluster: dict[str, Any] = {}
+        if peers:
+            cluster = {"lease_takeovers": sum(d.lease.takeovers for d in daemons if d.lease),
+                       "holders": [d.node_id for d in daemons if d.lease and d.lease.takeovers]}
     return {"t0": sim.sim_time(t0_mono), "wall_s": wall, "uploads": counts,
-            "queue_full_answers": queue_full,
-            "parts_per_batch": parts_per_batch(settings.paths.database)}
+            "queue_full_answers": queue_full, **cluster,
+            "parts_per_batch": parts_per_batch(store_target(settings))}
 
 
-def parts_per_batch(database: Path) -> dict[int, int]:
-    """Map each batchId of the run to the number of parts (prepared uploads) it carried."""
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT u.batch_id, COUNT(p.id) FROM uploads u JOIN parts p ON p.upload_id = u.id"
-            " WHERE u.batch_id IS NOT NULL GROUP BY u.batch_id").fetchall()
-    finally:
-        conn.close()
+#: Parts (prepared uploads) per batchId; the same SQL on both engines.
+_PARTS_PER_BATCH = (
+    "SELECT u.batch_id, COUNT(p.id) FROM uploads u JOIN parts p ON p.upload_id = u.id"
+    " WHERE u.batch_id IS NOT NULL GROUP BY u.batch_id")
+
+
+def parts_per_batch(target: Path | str) -> dict[int, int]:
+    """Map each batchId of the run to the number of parts (prepared uploads) it carried.
+
+    ``target``: the SQLite file, or a PostgreSQL URL (``store_target``).
+    """
+    if is_postgres_url(target):
+        with psycopg.connect(str(target), autocommit=True) as pg:
+            rows = pg.execute(_PARTS_PER_BATCH).fetchall()
+    else:
+        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(_PARTS_PER_BATCH).fetchall()
+        finally:
+            conn.close()
     return {int(batch): int(n) for batch, n in rows}
 
 
 async def run_scenario(kind: str, uploads: list[Upload], sim_config: dict[str, Any],
                        scale: float, root: Path, *, share: float = 1.0,
-                       timeout_s: float = 240.0) -> dict[str, Any]:
+                       timeout_s: float = 240.0, store_url: str | None = None,
+                       nodes: int = 1) -> dict[str, Any]:
     """Import ``uploads`` with ``kind`` (``leadflow`` or ``naive``) against a fresh simulator.
 
     Args:
@@ -184,15 +246,23 @@ async def run_scenario(kind: str, uploads: list[Upload], sim_config: dict[str, A
         root: a fresh folder for the run's settings paths.
         share: passed to `analyse`.
         timeout_s: real seconds before the run is abandoned.
+        store_url: a PostgreSQL URL (an empty, migrated database) instead of SQLite.
+        nodes: leadflow daemons on ``store_url`` (named ``n1``, ``n2``, ...); 1 without it.
 
     Returns:
         `analyse`'s figures plus ``run`` (what the runner reported) and ``real_s``.
     """
+    if nodes > 1 and store_url is None:
+        raise ValueError("several nodes need a PostgreSQL store_url")
     async with SimHost(sim_config, scale) as sim:
-        settings = scaled_settings(root / kind, sim.url, scale)
+        names = [f"n{i}" for i in range(1, nodes + 1)] if store_url else [None]
+        every = [scaled_settings(root / kind, sim.url, scale, store_url=store_url, node_id=n)
+                 for n in names]
+        settings = every[0]
         t_wall = time.perf_counter()
         if kind == "leadflow":
-            run = await run_leadflow(sim, settings, uploads, scale, timeout_s=timeout_s)
+            run = await run_leadflow(sim, settings, uploads, scale, timeout_s=timeout_s,
+                                     peers=every[1:])
             t0 = run["t0"]
         else:
             run = await run_naive(settings, uploads, scale=scale, timeout_s=timeout_s)
