@@ -152,6 +152,10 @@ class ReporterLike(Protocol):
         """Once at start: remove work folders a crash left behind of reported files."""
         ...
 
+    async def remove_finished_packs(self) -> int:
+        """Once at start: remove pack files a crash left behind of reported batches."""
+        ...
+
 
 class Daemon:
     """Owns every long-lived resource of ``leadflow run`` and the loops that use them.
@@ -476,6 +480,9 @@ class Daemon:
             if runner.lease is None:
                 await runner.report_pass()
         await self.reporter.remove_finished_work_dirs()
+        for runner in self.instances:
+            reporter: ReporterLike = runner.reporter
+            await reporter.remove_finished_packs()
         await self._retention_pass()
         for runner in self.instances:
             runner.wake()

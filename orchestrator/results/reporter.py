@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -523,12 +524,57 @@ class Reporter:
         self._uploads.clear()
         return removed
 
+    async def remove_finished_packs(self) -> int:
+        """Remove pack files (and fetched Marketo files) of batches whose files are reported.
+
+        Call once at start: a crash between the last report of a shared batch and the
+        removal of its files leaves them behind, and nothing else would remove them. Packs of
+        uploads still open, or with a file not reported yet, stay.
+
+        Returns:
+            How many uploads' files were removed.
+        """
+        packs = packs_dir(self._settings.paths, self._store.instance)
+        try:
+            names = await asyncio.to_thread(_pack_names, packs)
+        except OSError:
+            return 0
+        removed = 0
+        seen: set[int] = set()
+        for name in names:
+            if name.startswith("pack-"):
+                upload = await self._store.upload_by_path(str(packs / name))
+            else:  # marketo-<what>-<upload id>-<batchId>.csv
+                upload = await self._store.get_upload(int(name.split("-")[2]))
+            if upload is None or upload.id in seen or upload.status not in UPLOAD_TERMINAL:
+                continue
+            seen.add(upload.id)
+            if await self._store.unreported_in_upload(upload.id):
+                continue
+            await asyncio.to_thread(_remove_batch_files, packs, upload)
+            log.info("pack_files_removed", upload_id=upload.id, file=name)
+            removed += 1
+        return removed
+
     def _remove_work_dirs(self, files: list[FileRecord]) -> None:
         for file in files:
             self._remove_work_dir(file)
 
     def _remove_work_dir(self, file: FileRecord) -> None:
         remove_work_dir(self._settings.paths.work, work_dir(self._settings.paths, file))
+
+
+def _pack_names(packs: Path) -> list[str]:
+    """Names of the pack files and fetched Marketo files in ``packs`` (none if it is missing)."""
+    if not packs.is_dir():
+        return []
+    return sorted(
+        entry.name for entry in os.scandir(packs)
+        if entry.is_file(follow_symlinks=False) and entry.name.endswith(".csv")
+        and (entry.name.startswith("pack-")
+             or (entry.name.startswith("marketo-") and entry.name.count("-") >= 3
+                 and entry.name.split("-")[2].isdigit()))
+    )
 
 
 def _remove_batch_files(packs: Path, upload: UploadRecord) -> None:

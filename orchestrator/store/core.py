@@ -828,6 +828,11 @@ class Store:
         """Return the path of every upload ever recorded (to find orphan pack files)."""
         return {r[0] for r in await self._fetchall(self._q["select_upload_paths"])}
 
+    async def upload_by_path(self, path: str) -> UploadRecord | None:
+        """Return the (newest) upload that sends the file at ``path``, or None."""
+        row = await self._fetchone(self._q["select_upload_by_path"], (path,))
+        return UploadRecord.from_row(row) if row else None
+
     async def uploads_in(self, status: UploadStatus) -> list[UploadRecord]:
         """Return uploads in ``status`` in FIFO order."""
         rows = await self._fetchall(

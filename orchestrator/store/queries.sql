@@ -191,6 +191,9 @@ WHERE p.upload_id = ? AND f.reported_at IS NULL
 -- name: select_upload_paths
 SELECT path FROM uploads
 
+-- name: select_upload_by_path
+SELECT {upload_columns} FROM uploads WHERE path = ? ORDER BY id DESC LIMIT 1
+
 -- name: claim_next_upload
 UPDATE uploads SET status = 'submitting', claimed_at = :now, updated_at = :now
 WHERE id = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from structlog.testing import capture_logs
 
 from orchestrator.errors import ApiPermanentError, ApiTransientError
 from orchestrator.models import FileStatus, UploadStatus
+from orchestrator.places import packs_dir
 from orchestrator.results import Reporter
 from orchestrator.results import reporter as results
 from orchestrator.results.source_rows import FAILURE_REASON
@@ -224,3 +226,33 @@ async def test_work_folder_left_by_a_stop_after_the_report_is_removed_at_the_nex
     assert kept.work_dir.is_dir() and any(kept.work_dir.iterdir())
     removed = [e for e in logs if e["event"] == "work_dir_removed"]
     assert [e["file_id"] for e in removed] == [done.file.id]
+
+
+async def test_pack_files_left_by_a_stop_after_the_reports_are_removed_at_the_next_start(
+    store: Store, settings: Settings, clock
+) -> None:
+    """A kill between the last report of a batch and the removal of its pack file and fetched
+    Marketo files left them for good (the crash soak saw ``work/packs/pack-4-6.csv``); the
+    next start removes them (``remove_finished_packs``), and keeps those of open batches."""
+    done, client = await _ready(store, settings, "done.csv", batch_id=5)
+    open_ = await prepare_file(store, settings, "open.csv", HEADER, [["o@x.com", "Oz"]])
+    assert await Reporter(settings, store, client, clock).report_ready() == 1
+    packs = packs_dir(settings.paths)
+    packs.mkdir(parents=True, exist_ok=True)
+    # As if the daemon had been killed right after the batch's last report: its pack file
+    # (the upload's path) and a fetched failures file are still there.
+    pack, fetched = packs / "pack-1-1.csv", packs / f"marketo-failures-{done.uploads[0].id}-5.csv"
+    pending = packs / "pack-2-2.csv"
+    for path in (pack, fetched, pending):
+        path.write_text("email\r\na@x.com\r\n")
+    db = sqlite3.connect(settings.paths.database)
+    with db:
+        db.execute("UPDATE uploads SET path = ? WHERE id = ?", (str(pack), done.uploads[0].id))
+        db.execute("UPDATE uploads SET path = ? WHERE id = ?", (str(pending), open_.uploads[0].id))
+    db.close()
+    with capture_logs() as logs:
+        assert await Reporter(settings, store, client, clock).remove_finished_packs() == 1
+    assert not pack.exists() and not fetched.exists()
+    assert pending.exists()  # its batch is still open
+    assert [e["upload_id"] for e in logs if e["event"] == "pack_files_removed"] == [
+        done.uploads[0].id]

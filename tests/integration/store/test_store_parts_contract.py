@@ -368,6 +368,9 @@ async def test_submissions_routes_and_retention(store_target: Path | str) -> Non
         second = await store.form_upload([(p2, 0)], path="/p/a2", size_bytes=100, rows=1,
                                          kind="leads", options={})
         assert [u.id for u in await store.uploads_of_file(f.id)] == [first.id, second.id]
+        found = await store.upload_by_path("/p/a2")
+        assert found is not None and found.id == second.id
+        assert await store.upload_by_path("/p/none") is None
         # A lost answer, then an accepted create call that Marketo finishes.
         await store.transition_upload(first.id, UploadStatus.SUBMITTING, UploadStatus.QUEUED,
                                       uncertain=1)

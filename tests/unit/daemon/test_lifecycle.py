@@ -98,6 +98,9 @@ class FakeReporter:
     async def remove_finished_work_dirs(self) -> int:
         return 0
 
+    async def remove_finished_packs(self) -> int:
+        return 0
+
 
 def write_inbox(settings: Settings, files: int, rows: int) -> None:
     for n in range(files):
