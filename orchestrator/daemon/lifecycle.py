@@ -250,6 +250,8 @@ class Daemon:
             names = self.settings.instance_names()
             self.store = opened.for_instance(names[0])
             if self.cluster:
+                await check_node_id(opened, self.node_id, self.settings.daemon.lease_s,
+                                     self.clock())
                 # Beat before intake stamps files with this node (others adopt the files of
                 # nodes that do not beat).
                 await opened.heartbeat(self.node_id, socket.gethostname(), os.getpid())
@@ -772,6 +774,40 @@ async def _guarded(name: str, coro: Awaitable[Any]) -> None:
     except Exception as exc:
         log.exception("daemon_crashed", loop=name, error=f"{type(exc).__name__}: {exc}")
         raise
+
+
+async def check_node_id(store: Store, node_id: str, lease_s: float, now: float) -> None:
+    """Refuse to start as a node whose name a live node already uses.
+
+    Two nodes with one ``daemon.node_id`` would both hold a lease. The name is taken when
+    the node row beat within 3 x ``lease_s`` from another host, or from a process of this
+    host that is still alive (a predecessor killed here left its row: that is no conflict).
+
+    Raises:
+        ConfigError: ``daemon.node_id`` is in use (exit 2).
+    """
+    for node in await store.nodes():
+        if node["node_id"] != node_id or now - node["heartbeat_at"] > 3 * lease_s:
+            continue
+        here = node["host"] == socket.gethostname()
+        if here and (node["pid"] == os.getpid() or not _pid_alive(int(node["pid"]))):
+            continue
+        raise ConfigError(
+            "daemon.node_id",
+            f"node {node_id!r} already runs (host {node['host']}, pid {node['pid']}, last "
+            f"heartbeat {now - node['heartbeat_at']:.1f}s ago): give each node its own "
+            "daemon.node_id (e.g. LEADFLOW_DAEMON__NODE_ID=%H in the systemd unit)",
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 async def _tagged(tags: dict[str, str], coro: Coroutine[Any, Any, Any]) -> None:

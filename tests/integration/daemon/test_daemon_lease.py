@@ -8,11 +8,17 @@ renewal is trusted locally).
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from orchestrator.daemon.instance import FencedSubmitter
 from orchestrator.daemon.lease import SAFETY, LeaseKeeper
-from orchestrator.errors import StoreUnavailable
+from orchestrator.daemon.lifecycle import check_node_id
+from orchestrator.errors import ConfigError, StoreUnavailable
 from orchestrator.store import Store
 
 
@@ -111,3 +117,22 @@ async def test_a_create_call_never_leaves_without_a_trusted_lease(
         assert not call.done() and not lease.held.is_set()
         call.cancel()
         assert sent == [tmp_path / "a.csv"]
+
+
+async def test_a_node_name_a_live_node_uses_is_refused(store_target: Path | str) -> None:
+    """Two nodes with one daemon.node_id would both hold a lease: the second one stops."""
+    clock = Clock()
+    async with Store.open(store_target, clock=clock) as store:
+        await store.heartbeat("n1", "other-host", 4242)
+        with pytest.raises(ConfigError, match=r"node 'n1' already runs \(host other-host"):
+            await check_node_id(store, "n1", 2.0, clock.now + 5.0)
+        await check_node_id(store, "n2", 2.0, clock.now)  # another name: fine
+        await check_node_id(store, "n1", 2.0, clock.now + 6.5)  # it stopped beating: fine
+        # A predecessor killed on this host (its pid is gone) is no conflict either.
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        await store.heartbeat("n3", socket.gethostname(), dead.pid)
+        await check_node_id(store, "n3", 2.0, clock.now)
+        await store.heartbeat("n4", socket.gethostname(), os.getppid())  # alive here
+        with pytest.raises(ConfigError):
+            await check_node_id(store, "n4", 2.0, clock.now)
