@@ -112,6 +112,9 @@ class _NoReporter:
     async def remove_finished_work_dirs(self) -> int:
         return 0
 
+    async def remove_finished_packs(self) -> int:
+        return 0
+
 
 async def enqueue(settings: Settings, uploads: list[Upload]) -> None:
     """Put the prepared uploads in the FIFO as parts, one file per source group.
