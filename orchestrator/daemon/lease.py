@@ -143,10 +143,11 @@ class LeaseKeeper:
         finally:
             epoch, self.epoch = self.epoch, None
             self.held.clear()
-            if epoch is not None:
-                try:
+            try:
+                if epoch is not None:
                     await self.store.release_lease(self.instance, self.node_id, epoch)
-                    await self.store.forget_node(self.node_id)
-                except (StoreError, OSError) as exc:
-                    log.warning("lease_release_failed", instance=self.instance,
-                                error=f"{type(exc).__name__}: {exc}")
+                # A node that stops cleanly (holder or follower) leaves ``nodes``.
+                await self.store.forget_node(self.node_id)
+            except (StoreError, OSError) as exc:
+                log.warning("lease_release_failed", instance=self.instance,
+                            error=f"{type(exc).__name__}: {exc}")

@@ -89,6 +89,14 @@ async def test_clean_stop_releases_the_lease_at_once(store_target: Path | str) -
         await asyncio.wait_for(task, 5)
         assert await b.tick() and b.epoch == 2  # no need to wait 30 s
         assert [n["node_id"] for n in await sb.nodes()] == ["node-b"]
+        # A follower that stops cleanly leaves the nodes too.
+        c = LeaseKeeper(sa, "default", "node-c", 30.0)
+        assert not await c.tick()  # it beats, and follows
+        assert {n["node_id"] for n in await sb.nodes()} == {"node-b", "node-c"}
+        stopped = asyncio.Event()
+        stopped.set()
+        await c.run(stopped)
+        assert [n["node_id"] for n in await sb.nodes()] == ["node-b"]
 
 
 async def test_a_create_call_never_leaves_without_a_trusted_lease(
