@@ -63,17 +63,23 @@ async def drain_inbox(
         stop: set to stop early.
         on_enqueued: called after every scan (wakes the scheduler and the reporter).
     """
-    start = clock()
     present = inbox_files(settings.paths.inbox)
     rescan = min(settings.intake.rescan_interval_s, max(settings.intake.stable_s / 4, 0.05))
+    seen_at: float | None = None
     while not stop.is_set():
+        began = clock()
         taken = await intake.scan_once()
+        if seen_at is None:
+            # Every file present has been seen once: it is stable stable_s after this.
+            seen_at = clock()
         on_enqueued()
         held = intake.held()
         retrying = any(n < ONCE_HELD_ATTEMPTS for n in held.values())
         if not retrying and not any(path.exists() for path in present):
             break
-        settled = clock() - start > settings.intake.stable_s + 2 * rescan
+        # This scan began after every file present could be stable (however long the
+        # scans take: a scan of thousands of files may take longer than stable_s).
+        settled = began - seen_at > settings.intake.stable_s + rescan
         if settled and not taken and not retrying:
             left = [str(p) for p in present if p.exists()]
             log.warning("inbox_files_left", files=left[:20], count=len(left))
