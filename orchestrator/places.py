@@ -165,6 +165,14 @@ def work_source(work: Path, file_id: int | str, name: str) -> Path:
     return work / str(file_id) / SOURCE_FOLDER / name
 
 
+def moved_marker(database: Path) -> Path:
+    """Return ``<database>.moved``, the mark of a database copied into PostgreSQL.
+
+    ``leadflow migrate --copy-from`` writes it; ``leadflow run`` refuses a database with one.
+    """
+    return database.with_name(database.name + ".moved")
+
+
 def packs_dir(paths: PathSettings, instance: str = "default") -> Path:
     """Return ``work/packs``: pack files and the Marketo files fetched for their batches.
 

@@ -60,12 +60,18 @@ from orchestrator.daemon.credentials import (
 )
 from orchestrator.daemon.instance import InstanceRunner
 from orchestrator.daemon.lease import LeaseKeeper, default_node_id
-from orchestrator.errors import ConfigError, OrchestratorError, StoreUnavailable, UnusablePath
+from orchestrator.errors import (
+    ConfigError,
+    DatabaseLocked,
+    OrchestratorError,
+    StoreUnavailable,
+    UnusablePath,
+)
 from orchestrator.intake import Intake
 from orchestrator.logging import register_secret, set_level
 from orchestrator.marketo.tokens import refused_message
 from orchestrator.notify import Notifier
-from orchestrator.places import make_folders
+from orchestrator.places import make_folders, moved_marker
 from orchestrator.results import retention
 from orchestrator.results.reporter import ResultsClient
 from orchestrator.scheduling.poller import Poller, StatusSource
@@ -244,6 +250,13 @@ class Daemon:
             if not self.cluster:
                 # Several nodes on one PostgreSQL coordinate by leases instead.
                 stack.enter_context(SingleDaemonLock(self.settings.paths.database))
+                moved = moved_marker(self.settings.paths.database)
+                if moved.exists():
+                    raise DatabaseLocked(
+                        f"{self.settings.paths.database} was moved to PostgreSQL "
+                        f"({moved.read_text(encoding='utf-8').strip()}): run the nodes with "
+                        f"that store.url; delete {moved} only to use this file again"
+                    )
             opened = await stack.enter_async_context(
                 Store.open(store_target(self.settings), clock=self.clock)
             )

@@ -44,6 +44,7 @@ from psycopg import sql
 
 from orchestrator.errors import CopyRefused, DatabaseLocked, StoreError
 from orchestrator.models import FILE_OPEN
+from orchestrator.places import moved_marker
 from orchestrator.store.core import QUERIES, Store
 from orchestrator.store.lock import SingleDaemonLock, daemon_running
 from orchestrator.store.migrate import schema_version
@@ -170,6 +171,10 @@ async def copy_into_postgresql(
                 await _refuse_unknown_instances(lite, source, instances)
                 async with pg.pool.connection() as conn:
                     await _copy_all(lite, conn, where, result)
+            # A daemon started again on the old file would import its open files twice.
+            moved_marker(source).write_text(
+                f"copied into {where} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
+                "by leadflow migrate --copy-from\n", encoding="utf-8")
     finally:
         lock.release()
     return dataclasses.replace(result, seconds=time.monotonic() - started)

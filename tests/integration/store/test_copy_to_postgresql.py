@@ -326,6 +326,14 @@ async def test_a_second_copy_is_refused_and_changes_nothing(
     assert err.count("\n") == 1, err
     assert "already holds leadflow data (files 10, uploads 9," in err
     assert rows_pg(pg_url, "status_history", rows_sqlite(path, "status_history")[0]) == history
+    # A daemon started again on the old file would import its open files a second time.
+    assert (tmp_path / "leadflow.db.moved").read_text().startswith("copied into postgresql://")
+    monkeypatch.delenv("LEADFLOW_STORE__URL")
+    monkeypatch.delenv("LEADFLOW_INSTANCES")
+    monkeypatch.setenv("LEADFLOW_PATHS__DATABASE", str(path))
+    assert await cli(["run", "--once"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path} was moved to PostgreSQL (copied into" in err
 
 
 async def test_refused_without_a_postgresql_store_url(
